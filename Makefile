@@ -1,0 +1,46 @@
+# Two commands: `make run` and `make test`. Everything else is a helper they use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install services stop migrate check bench clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when requirements.txt changed since the last install.
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m project.launcher
+
+test: install
+	$(PY) -m project.embedded start
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+services: install
+	$(PY) -m project.embedded start
+
+stop:
+	$(PY) -m project.embedded stop
+
+migrate: install
+	$(PY) manage.py migrate
+
+check: install
+	DJANGO_ENV=production SECRET_KEY=$$($(PY) -c "import secrets;print(secrets.token_urlsafe(64))") \
+	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+bench: install
+	$(PY) -m project.embedded start
+	$(PY) bench/task_overhead.py
+
+clean:
+	rm -rf .local

@@ -1,0 +1,2 @@
+def ai_server_health(*, use_cache: bool = True):
+    raise NotImplementedError

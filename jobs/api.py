@@ -1,0 +1,118 @@
+from django.shortcuts import get_object_or_404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from jobs import selectors, services
+from jobs.models import Job, JobRun, TriggeredBy
+from jobs.registry import kinds_all
+from project.api import paginated, validated_input
+from jobs.serializers import (
+    JobInputSerializer,
+    JobOutputSerializer,
+    JobPatchSerializer,
+    KindOutputSerializer,
+    RunOutputSerializer,
+    TriggerInputSerializer,
+)
+
+
+def accepted_run(run: JobRun) -> Response:
+    return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunFilter(filters.FilterSet):
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = JobRun
+        fields = ["status", "kind", "queue", "dead", "triggered_by", "job"]
+
+
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RunOutputSerializer
+    filterset_class = RunFilter
+    # Anything but a UUID is simply not a run: 404, not a validation error.
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return JobRun.objects.none()
+        return selectors.run_visible_to(user=self.request.user)
+
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = services.run_cancel(run=self.get_object())
+        return accepted_run(run)
+
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        run = services.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
+        return accepted_run(run)
+
+    @action(detail=False, methods=["get"])
+    def stats(self, request):
+        return Response(selectors.run_stats(user=request.user))
+
+
+class JobViewSet(viewsets.ViewSet):
+    lookup_value_regex = "[0-9]+"
+    def _get(self, request, pk):
+        return get_object_or_404(selectors.job_visible_to(user=request.user), pk=pk)
+
+    @extend_schema(responses=JobOutputSerializer(many=True))
+    def list(self, request):
+        jobs = selectors.job_visible_to(user=request.user)
+        return paginated(self, request, jobs, JobOutputSerializer)
+
+    @extend_schema(request=JobInputSerializer, responses={201: JobOutputSerializer})
+    def create(self, request):
+        data = validated_input(JobInputSerializer, request.data)
+        job = services.job_create(owner=request.user, **data)
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=JobOutputSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(JobOutputSerializer(self._get(request, pk)).data)
+
+    @extend_schema(request=JobPatchSerializer, responses=JobOutputSerializer)
+    def partial_update(self, request, pk=None):
+        job = self._get(request, pk)
+        data = validated_input(JobPatchSerializer, request.data, partial=True)
+        job = services.job_update(job=job, data=data)
+        return Response(JobOutputSerializer(job).data)
+
+    def destroy(self, request, pk=None):
+        services.job_delete(job=self._get(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=TriggerInputSerializer, responses={202: RunOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def trigger(self, request, pk=None):
+        job = self._get(request, pk)
+        data = validated_input(TriggerInputSerializer, request.data)
+        run = services.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
+                                   owner=request.user)
+        return accepted_run(run)
+
+    @extend_schema(responses=RunOutputSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def runs(self, request, pk=None):
+        job = self._get(request, pk)
+        runs = selectors.run_visible_to(user=request.user).filter(job=job).order_by("-created_at")
+        return paginated(self, request, runs, RunOutputSerializer)
+
+    @extend_schema(responses=KindOutputSerializer(many=True))
+    @action(detail=False, methods=["get"])
+    def kinds(self, request):
+        kinds = [
+            {"kind": k.kind, "description": k.description, "queue": k.queue, "params_schema": k.params_schema}
+            for k in kinds_all() if k.schedulable
+        ]
+        return Response(kinds)
+

@@ -1,0 +1,15 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from project.health import health_report
+
+
+class Command(BaseCommand):
+    help = "Print the same report as GET /api/health/; exit 1 when the service is down."
+
+    def handle(self, *args, **options):
+        body, status = health_report()
+        self.stdout.write(json.dumps(body, indent=2))
+        if status >= 500:
+            raise CommandError(f"status: {body['status']}")

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "QUEUED"
+    STARTED = "STARTED"
+    PROGRESS = "PROGRESS"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED)
+WAITING_STATUSES = (RunStatus.QUEUED, RunStatus.RETRY)
+RUNNING_STATUSES = (RunStatus.STARTED, RunStatus.PROGRESS)
+
+
+class TriggeredBy(models.TextChoices):
+    API = "api"
+    ADMIN = "admin"
+    SCHEDULE = "schedule"
+    SHELL = "shell"
+    SYSTEM = "system"
+
+
+class JobRun(models.Model):
+    """Every tracked execution, from the moment it is accepted. Its id is the Celery task id."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    queue = models.CharField(max_length=50)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="runs")
+    triggered_by = models.CharField(max_length=10, choices=TriggeredBy.choices, default=TriggeredBy.SYSTEM)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    args = models.JSONField(default=dict, blank=True, help_text="Ids and small parameters only.")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=1)
+    attempt_log = models.JSONField(default=list, blank=True,
+                                   help_text="One entry per failed attempt: attempt, error, delay before the next.")
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    progress_step = models.CharField(max_length=50, blank=True, default="")
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    eta_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    dead = models.BooleanField(default=False)
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds; the reaper's yardstick.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+            models.Index(fields=["owner", "created_at"], name="run_owner_created"),
+            models.Index(fields=["queue", "status"], name="run_queue_status"),
+            models.Index(fields=["kind", "created_at"], name="run_kind_created"),
+            models.Index(fields=["correlation_id"], name="run_correlation"),
+            models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
+            models.Index(fields=["created_at"], name="run_undispatched",
+                         condition=models.Q(status="QUEUED")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} [{self.status}]"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def percent(self) -> float | None:
+        if not self.progress_total:
+            return 100.0 if self.status == RunStatus.SUCCESS else None
+        return round(100.0 * min(self.progress_current, self.progress_total) / self.progress_total, 1)
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return round((end - self.started_at).total_seconds(), 3)
+
+
+class Job(models.Model):
+    """A named, parameterised kind of work that runs on demand or on a schedule kept in beat."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=100)
+    params = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="jobs")
+    enabled = models.BooleanField(default=True)
+    schedule = models.JSONField(null=True, blank=True,
+                                help_text='{"crontab": "0 3 * * *", "timezone": "UTC"} or {"every_seconds": 3600}')
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="job")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

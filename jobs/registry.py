@@ -1,0 +1,154 @@
+"""Kinds of tracked work: each names its Celery task, queue, params schema and retry policy.
+
+`tracked_task` is the one way the product defines background work, so every execution
+is a JobRun that can be watched, cancelled and retried.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jsonschema
+from django.conf import settings
+
+from jobs.errors import JobsError, PermanentError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures retry and after how long.
+
+    Either a fixed list of delays (`delays=(5, 15, 30)`: three retries) or exponential
+    backoff (`retries=4, backoff=2.0, backoff_max=300`) with full jitter.
+    """
+
+    delays: tuple[float, ...] | None = None
+    retries: int = 0
+    backoff: float = 2.0
+    backoff_max: float = 300.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    never_retry: tuple[type[BaseException], ...] = (PermanentError,)
+    retry_after_cap: float = 300.0
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + (len(self.delays) if self.delays is not None else self.retries)
+
+    def should_retry(self, exc: BaseException, *, attempt: int) -> bool:
+        if attempt >= self.max_attempts or isinstance(exc, self.never_retry):
+            return False
+        return isinstance(exc, self.retry_on)
+
+    def delay_for(self, exc: BaseException, *, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if self.delays is not None:
+            planned = float(self.delays[attempt - 1])
+        else:
+            ceiling = min(self.backoff_max, self.backoff ** attempt)
+            planned = random.uniform(0, ceiling) if self.jitter else ceiling
+        hint = getattr(exc, "retry_after", None)
+        if hint is not None:
+            # A server's Retry-After wins over our plan, but never beyond the cap or the broker's limit.
+            planned = max(planned, min(float(hint), self.retry_after_cap))
+        return min(planned, float(settings.MAX_RETRY_COUNTDOWN))
+
+
+NO_RETRY = RetryPolicy(retries=0)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    kind: str
+    queue: str
+    description: str
+    body: Callable[..., Any]
+    params_schema: dict = field(default_factory=lambda: {"type": "object", "additionalProperties": False})
+    retry: RetryPolicy = NO_RETRY
+    soft_time_limit: int | None = None
+    time_limit: int | None = None
+    on_final_failure: Callable[..., None] | None = None
+    on_timeout: Callable[..., None] | None = None
+    on_revoked: Callable[..., None] | None = None
+    # Kinds whose args are internal ids are not offered for job definitions.
+    schedulable: bool = True
+
+    @property
+    def hard_limit(self) -> int:
+        return self.time_limit or settings.CELERY_TASK_TIME_LIMIT
+
+    @property
+    def soft_limit(self) -> int:
+        return self.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT
+
+    def validate_params(self, params: Any) -> dict:
+        if not isinstance(params, dict):
+            raise JobsError("params must be a JSON object.", field="params")
+        try:
+            jsonschema.validate(params, self.params_schema)
+        except jsonschema.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.absolute_path) or "params"
+            raise JobsError(f"{where}: {exc.message}", field=f"params.{where}" if exc.absolute_path else "params")
+        return params
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def kind_get(kind: str) -> JobKind:
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        raise JobsError(f"Unknown kind {kind!r}; see /api/jobs/kinds/ for the registered ones.", field="kind")
+
+
+def kinds_all() -> list[JobKind]:
+    return sorted(_KINDS.values(), key=lambda k: k.kind)
+
+
+def tracked_task(
+    *,
+    kind: str,
+    queue: str,
+    description: str,
+    params_schema: dict | None = None,
+    retry: RetryPolicy = NO_RETRY,
+    soft_time_limit: int | None = None,
+    time_limit: int | None = None,
+    on_final_failure: Callable[..., None] | None = None,
+    on_timeout: Callable[..., None] | None = None,
+    on_revoked: Callable[..., None] | None = None,
+    schedulable: bool = True,
+):
+    """Register `body(run, **args)` as a kind and return its Celery task (named after the kind).
+
+    The Celery task takes only the run id; the body receives the run context and the run's args.
+    """
+
+    def decorator(body: Callable[..., Any]):
+        from project.celery import app
+        from jobs.runner import run_execute
+
+        spec = JobKind(
+            kind=kind, queue=queue, description=description, body=body,
+            params_schema=params_schema or {"type": "object", "additionalProperties": False},
+            retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
+            on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
+            schedulable=schedulable,
+        )
+        if soft_time_limit and time_limit and soft_time_limit >= time_limit:
+            raise ValueError(f"{kind}: soft_time_limit must be below time_limit")
+        _KINDS[kind] = spec
+
+        @app.task(bind=True, name=kind, queue=queue, acks_late=True, reject_on_worker_lost=True,
+                  soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
+        def task(self, run_id: str):
+            return run_execute(task=self, spec=spec, run_id=run_id)
+
+        task.spec = spec
+        task.__doc__ = description
+        return task
+
+    return decorator

@@ -1,0 +1,80 @@
+"""Reads of the job platform: what a user may see, and how the system is doing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from jobs.models import Job, JobRun, RunStatus
+
+
+def run_visible_to(*, user) -> QuerySet[JobRun]:
+    runs = JobRun.objects.all()
+    return runs if user.is_staff else runs.filter(owner=user)
+
+
+def job_visible_to(*, user) -> QuerySet[Job]:
+    jobs = Job.objects.all()
+    return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting in each queue (Redis list length); None where the broker cannot be read."""
+    from project.celery import QUEUES, app
+
+    depths: dict[str, int | None] = {}
+    try:
+        with app.connection_for_read() as conn:
+            client = conn.default_channel.client
+            for queue in QUEUES:
+                depths[queue] = int(client.llen(queue))
+    except Exception:
+        return {queue: None for queue in QUEUES}
+    return depths
+
+
+def workers_online(*, timeout: float = 1.0) -> list[str]:
+    from project.celery import app
+
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    except Exception:
+        return []
+    return sorted(name for reply in replies for name in reply)
+
+
+def run_stats(*, user, queues: bool = True) -> dict:
+    runs = run_visible_to(user=user)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
+    by_kind = dict(runs.values_list("kind").annotate(n=Count("id")).order_by())
+    last_hour = runs.filter(finished_at__gte=hour_ago).aggregate(
+        finished=Count("id"), failed=Count("id", filter=Q(status=RunStatus.FAILURE)),
+    )
+    finished = last_hour["finished"] or 0
+    return {
+        "by_status": {status: by_status.get(status, 0) for status in RunStatus.values},
+        "by_kind": by_kind,
+        "dead": runs.filter(dead=True).count(),
+        "queue_depths": queue_depths() if queues else {},
+        "workers_online": workers_online() if queues else [],
+        "last_hour": {
+            "finished": finished,
+            "failed": last_hour["failed"] or 0,
+            "throughput_per_minute": round(finished / 60.0, 2),
+            "failure_rate": round((last_hour["failed"] or 0) / finished, 4) if finished else 0.0,
+        },
+    }
+
+
+def runs_last_day_by_status() -> dict[str, int]:
+    since = timezone.now() - timedelta(hours=24)
+    counts = dict(JobRun.objects.filter(created_at__gte=since).values_list("status").annotate(n=Count("id")).order_by())
+    return {status: counts.get(status, 0) for status in RunStatus.values}
+
+
+def runs_dead_latest(*, limit: int = 10) -> QuerySet[JobRun]:
+    return JobRun.objects.filter(dead=True).order_by("-finished_at")[:limit]
+

@@ -1,0 +1,78 @@
+"""The Celery app: queues, routes, and the signals that carry context into tasks."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, signals
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("project")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+QUEUES = ("documents", "chat", "jobs", "maintenance")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+# Routed by task name: each app's tasks land on their own queue, so a slow ingestion never
+# blocks a chat reply, and maintenance never waits behind user work.
+app.conf.task_routes = {
+    "documents.*": {"queue": "documents"},
+    "chat.*": {"queue": "chat"},
+    "jobs.maintenance.*": {"queue": "maintenance"},
+    "jobs.*": {"queue": "jobs"},
+}
+app.autodiscover_tasks()
+
+# Not "correlation_id": Celery already uses that name for the task id.
+CORRELATION_HEADER = "request_id"
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs):
+    # Worker log lines go through Django's LOGGING (JSON on stdout) rather than Celery's own format.
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@signals.before_task_publish.connect
+def _attach_correlation_id(headers=None, **kwargs):
+    from project.logging import correlation_id_get
+
+    if headers is not None and not headers.get(CORRELATION_HEADER):
+        correlation_id = correlation_id_get()
+        if correlation_id:
+            headers[CORRELATION_HEADER] = correlation_id
+
+
+@signals.task_prerun.connect
+def _task_prerun(task=None, **kwargs):
+    from django.db import close_old_connections
+
+    from project.logging import correlation_id_var
+
+    # A connection the database closed while the worker idled must not fail the next task.
+    close_old_connections()
+    correlation_id = getattr(task.request, CORRELATION_HEADER, None) if task else None
+    correlation_id_var.set(correlation_id)
+
+
+@signals.task_postrun.connect
+def _task_postrun(**kwargs):
+    from django.db import close_old_connections
+
+    from project.logging import correlation_id_var
+
+    close_old_connections()
+    correlation_id_var.set(None)
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_in_child(**kwargs):
+    # A forked pool process must not share the parent's database sockets.
+    from django.db import connections
+
+    connections.close_all()

@@ -1,0 +1,55 @@
+"""Start-up checks: a bad setting stops the process with the variable to fix."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def check_production_settings(*, secret_key: str, debug: bool, allowed_hosts: list[str]) -> None:
+    if not secret_key:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_ENV=production.")
+    if len(secret_key) < 50 or secret_key.startswith("dev-only"):
+        raise ImproperlyConfigured("SECRET_KEY is too weak for production: use at least 50 random characters.")
+    if debug:
+        raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production: unset DEBUG or set DEBUG=false.")
+    if not allowed_hosts:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must list the served host names when DJANGO_ENV=production.")
+    if any(host == "*" or host.startswith("*") for host in allowed_hosts):
+        raise ImproperlyConfigured("ALLOWED_HOSTS must not contain a wildcard when DJANGO_ENV=production.")
+
+
+def check_celery_settings(
+    *,
+    task_serializer: str,
+    result_serializer: str,
+    accept_content: list[str],
+    soft_time_limit: int,
+    hard_time_limit: int,
+    visibility_timeout: int,
+    max_countdown: int,
+    prefetch_multiplier: int,
+    retry_delays: list[int],
+) -> None:
+    # Pickle lets a message run code on the worker; only JSON is accepted.
+    if task_serializer != "json":
+        raise ImproperlyConfigured(f"CELERY_TASK_SERIALIZER must be 'json', not {task_serializer!r}.")
+    if result_serializer != "json":
+        raise ImproperlyConfigured(f"CELERY_RESULT_SERIALIZER must be 'json', not {result_serializer!r}.")
+    if list(accept_content) != ["json"]:
+        raise ImproperlyConfigured(f"CELERY_ACCEPT_CONTENT must be 'json' only, not {','.join(accept_content)!r}.")
+    if soft_time_limit >= hard_time_limit:
+        raise ImproperlyConfigured(
+            f"CELERY_TASK_SOFT_TIME_LIMIT ({soft_time_limit}) must be below CELERY_TASK_TIME_LIMIT ({hard_time_limit})."
+        )
+    # Redis re-delivers an unacknowledged message after the visibility timeout: below the longest
+    # hard limit or countdown, a running or waiting task would be delivered twice.
+    longest = max(hard_time_limit, max_countdown, max(retry_delays, default=0))
+    if visibility_timeout <= longest:
+        raise ImproperlyConfigured(
+            f"CELERY_VISIBILITY_TIMEOUT ({visibility_timeout}) must be above the longest hard time limit "
+            f"or countdown ({longest} s, from CELERY_TASK_TIME_LIMIT / MAX_RETRY_COUNTDOWN / AI_RETRY_DELAYS)."
+        )
+    if prefetch_multiplier < 1:
+        raise ImproperlyConfigured("CELERY_WORKER_PREFETCH_MULTIPLIER must be 1 or more.")
+    if any(delay < 0 for delay in retry_delays):
+        raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative whole seconds, e.g. 5,15,30.")

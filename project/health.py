@@ -1,0 +1,83 @@
+"""GET /api/health/: database, broker, workers and the AI server, each checked with a short timeout."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+BROKER_TIMEOUT_SECONDS = 2.0
+WORKER_PING_TIMEOUT_SECONDS = 1.0
+
+
+def _timed(check):
+    started = time.monotonic()
+    try:
+        detail = check()
+        status = "ok"
+    except Exception as exc:  # each check reports its own failure instead of failing the endpoint
+        detail, status = f"{type(exc).__name__}: {exc}", "error"
+    return {"status": status, "detail": detail, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def _database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "reachable"
+
+
+def _broker():
+    from project.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        conn.default_channel.client.ping()
+    return "reachable"
+
+
+def _workers():
+    from project.celery import app
+
+    replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
+    names = sorted(name for reply in replies for name in reply)
+    if not names:
+        raise RuntimeError("no worker answered a ping")
+    return names
+
+
+def health_report() -> tuple[dict, int]:
+    from chat.llm import ai_server_health
+
+    checks = {"database": _timed(_database), "broker": _timed(_broker)}
+    if checks["broker"]["status"] == "ok":
+        checks["workers"] = _timed(_workers)
+    else:
+        checks["workers"] = {"status": "unknown", "detail": "broker unreachable", "ms": 0.0}
+    if settings.AI_SERVER_URL:
+        checks["ai_server"] = _timed(lambda: ai_server_health(use_cache=False))
+    else:
+        checks["ai_server"] = {"status": "not_configured", "detail": "AI_SERVER_URL is not set", "ms": 0.0}
+
+    # Database and broker are required: without them nothing is accepted. Missing workers or
+    # an unhealthy AI server delay work but lose nothing, so they only degrade.
+    if any(checks[name]["status"] != "ok" for name in ("database", "broker")):
+        overall = "down"
+    elif checks["workers"]["status"] != "ok" or checks["ai_server"]["status"] == "error":
+        overall = "degraded"
+    else:
+        overall = "ok"
+    return {"status": overall, "checks": checks}, (503 if overall == "down" else 200)
+
+
+@extend_schema(responses={200: dict, 503: dict})
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request):
+    body, status = health_report()
+    return Response(body, status=status)

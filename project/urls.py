@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from chat.urls import router as chat_router, urlpatterns as chat_urls
+from documents.urls import router as documents_router, urlpatterns as documents_urls
+from jobs.api import JobViewSet, RunViewSet
+from project.health import health
+
+router = DefaultRouter()
+router.register("runs", RunViewSet, basename="run")
+router.register("jobs", JobViewSet, basename="job")
+router.registry.extend(documents_router.registry)
+router.registry.extend(chat_router.registry)
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/health/", health, name="health"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/", include(documents_urls)),
+    path("api/", include(chat_urls)),
+    path("api/", include(router.urls)),
+]

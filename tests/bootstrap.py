@@ -1,0 +1,38 @@
+"""Loaded with `-p tests.bootstrap`, before Django is configured.
+
+Starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set, gives
+the tests their own Redis database, and routes this process's broker connection through
+a proxy the tests can cut (the worker connects directly, as a worker on another host would).
+"""
+
+import os
+from urllib.parse import urlparse, urlunparse
+
+from project import embedded
+
+TEST_REDIS_DB = 9
+
+started = embedded.ensure_started()
+_redis = urlparse(os.environ.get("REDIS_URL") or started.redis_url)
+REDIS_URL = urlunparse(_redis._replace(path=f"/{TEST_REDIS_DB}"))
+os.environ["REDIS_URL"] = REDIS_URL
+if not os.environ.get("DATABASE_URL"):
+    os.environ["DATABASE_URL"] = started.database_url
+
+from tests.support.proxy import TcpProxy  # noqa: E402
+
+broker_proxy = TcpProxy(target_host=_redis.hostname, target_port=_redis.port or 6379)
+PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_redis.hostname}:{broker_proxy.port}",
+                                                path=f"/{TEST_REDIS_DB}"))
+os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
+
+# Short limits so fault tests finish in seconds; the checks in project.config_checks still hold.
+TEST_ENV = {
+    "RUN_REAP_MARGIN_SECONDS": "1",
+    "AI_RETRY_DELAYS": "1,1,1",
+    "EMBEDDING_THREADS": "1",
+    "DOCUMENT_MAX_BYTES": str(2 * 1024 * 1024),
+    "BEAT_LOCK_TTL_SECONDS": "6",
+}
+for key, value in TEST_ENV.items():
+    os.environ.setdefault(key, value)

@@ -1,0 +1,89 @@
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests.support import worker as worker_support
+from tests.support.tasks import EFFECTS_DDL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_test_redis():
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """One real worker for the session, consuming every queue, on the test database."""
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(EFFECTS_DDL)
+        proc = worker_support.worker().start()
+        worker_support.wait_for_worker("test-worker", timeout=90)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process, transactional_db):
+    """A live worker for this test (restarted if an earlier test stopped or killed it)."""
+    if not celery_worker_process.alive:
+        celery_worker_process.start()
+        worker_support.wait_for_worker("test-worker", timeout=90)
+    with connection.cursor() as cursor:
+        cursor.execute(EFFECTS_DDL)
+        cursor.execute("TRUNCATE test_effects")
+    return celery_worker_process
+
+
+@pytest.fixture
+def effects():
+    def read(prefix: str = "") -> dict[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT key, value FROM test_effects WHERE key LIKE %s", [prefix + "%"])
+            return dict(cursor.fetchall())
+
+    return read
+
+
+@pytest.fixture
+def broker_proxy():
+    from tests.bootstrap import broker_proxy as proxy
+
+    yield proxy
+    proxy.enable()
+
+
+@pytest.fixture
+def user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+def _client_for(user):
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user):
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user):
+    return _client_for(other_user)

@@ -1,0 +1,28 @@
+import pytest
+from django.core.management import call_command
+
+
+@pytest.mark.django_db
+def test_anonymous_is_refused_and_a_token_from_create_api_token_works(client, capsys):
+    assert client.get("/api/runs/").status_code == 401
+
+    call_command("create_api_token", "alice")
+    key = capsys.readouterr().out.split()[-1]
+
+    assert client.get("/api/runs/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    assert client.get("/api/runs/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert client.get("/api/runs/", HTTP_AUTHORIZATION="Bearer not-a-key").status_code == 401
+
+
+@pytest.mark.django_db
+def test_create_api_token_is_stable_for_an_existing_user(capsys):
+    call_command("create_api_token", "bob")
+    first = capsys.readouterr().out.split()[-1]
+    call_command("create_api_token", "bob")
+    assert capsys.readouterr().out.split()[-1] == first
+
+
+@pytest.mark.django_db
+def test_schema_and_docs_are_served(client):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200

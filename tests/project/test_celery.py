@@ -1,0 +1,46 @@
+import json
+
+import pytest
+from django.core.management import call_command
+
+from jobs.models import JobRun
+from project.celery import QUEUES
+from tests.support.worker import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_ping_answers_on_every_queue_through_a_real_worker(celery_worker, capsys):
+    call_command("celery_check", timeout=30)
+    out = capsys.readouterr().out
+    for queue in QUEUES:
+        assert f"{queue}" in out and "ok" in out.split(queue, 1)[1].splitlines()[0]
+    assert set(JobRun.objects.filter(kind="jobs.ping", status="SUCCESS").values_list("queue", flat=True)) == set(QUEUES)
+
+
+def test_request_id_reaches_the_response_and_the_worker_log(celery_worker, api, user):
+    from jobs.services import job_create
+
+    job = job_create(name="echo", kind="jobs.ping", params={"echo": "traced"}, owner=user)
+    response = api.post(f"/api/jobs/{job.id}/trigger/", {}, format="json", HTTP_X_REQUEST_ID="req-trace-42")
+    assert response.status_code == 202
+    assert response["X-Request-ID"] == "req-trace-42"
+    run_id = response.json()["id"]
+    wait_until(lambda: JobRun.objects.get(id=run_id).status == "SUCCESS", message="ping run")
+    assert JobRun.objects.get(id=run_id).correlation_id == "req-trace-42"
+
+    def worker_line():
+        for line in celery_worker.log_text().splitlines():
+            if run_id in line and line.startswith("{"):
+                record = json.loads(line)
+                if record.get("correlation_id") == "req-trace-42":
+                    return record
+        return None
+
+    record = wait_until(worker_line, timeout=10, message="worker log line with the request id")
+    assert record["run_id"] == run_id
+
+
+def test_a_request_without_an_id_gets_one(client):
+    response = client.get("/api/health/")
+    assert len(response["X-Request-ID"]) == 32

@@ -1,0 +1,45 @@
+"""Bad settings stop start-up with a message that names the variable to fix."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ENV", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CELERY_VISIBILITY_TIMEOUT": "60"}, "CELERY_VISIBILITY_TIMEOUT"),
+        ({"CELERY_TASK_SERIALIZER": "pickle"}, "CELERY_TASK_SERIALIZER"),
+        ({"CELERY_ACCEPT_CONTENT": "json,pickle"}, "CELERY_ACCEPT_CONTENT"),
+        ({"CELERY_TASK_SOFT_TIME_LIMIT": "900"}, "CELERY_TASK_SOFT_TIME_LIMIT"),
+        ({"DJANGO_ENV": "production"}, "SECRET_KEY"),
+        ({"DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64), "DEBUG": "true",
+          "ALLOWED_HOSTS": "example.com"}, "DEBUG"),
+        ({"DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "*"},
+         "ALLOWED_HOSTS"),
+    ],
+)
+def test_bad_setting_stops_start_up_naming_the_variable(env, variable):
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_production_settings_pass_check_deploy():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", DJANGO_ENV="production",
+                    SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="api.example.com")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

@@ -1,0 +1,63 @@
+"""Kinds that exist only for the tests, loaded into the test worker with --include.
+
+Their effects are rows in `test_effects` (primary key `key`), so a second execution of
+the same effect would fail loudly instead of passing unnoticed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+
+from jobs.errors import PermanentError, TransientError
+from jobs.registry import RetryPolicy, tracked_task
+
+EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS test_effects (key text PRIMARY KEY, value text, at timestamptz DEFAULT now())"
+
+
+def effect_record(key: str, value: str = "") -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(EFFECTS_DDL)
+        cursor.execute("INSERT INTO test_effects (key, value) VALUES (%s, %s)", [key, value])
+
+
+@tracked_task(kind="tests.effect", queue="jobs", description="Sleeps with progress, then records one effect.",
+              params_schema={"type": "object"}, time_limit=4, soft_time_limit=3, schedulable=False,
+              retry=RetryPolicy(retries=2, backoff=1.0, jitter=False))
+def effect(run, key: str, seconds: float = 0.0):
+    steps = max(1, int(seconds / 0.1))
+    for step in range(steps):
+        run.progress(step, steps, step="sleeping")
+        time.sleep(seconds / steps)
+    effect_record(key)
+    return {"key": key}
+
+
+def _record_final_failure(*, run, **args):
+    effect_record(f"final-failure:{run.id}", run.error)
+
+
+@tracked_task(kind="tests.flaky", queue="jobs", description="Fails the first `fail_times` attempts.",
+              params_schema={"type": "object"}, schedulable=False,
+              retry=RetryPolicy(delays=(0.3, 0.6, 0.9), retry_after_cap=2.0),
+              on_final_failure=_record_final_failure)
+def flaky(run, key: str, fail_times: int = 0, permanent: bool = False, retry_after: float | None = None):
+    if permanent:
+        raise PermanentError("bad input: will never work")
+    if run.attempt <= fail_times:
+        raise TransientError(f"attempt {run.attempt} failed", retry_after=retry_after)
+    effect_record(key, str(run.attempt))
+    return {"attempt": run.attempt}
+
+
+@tracked_task(kind="tests.progress", queue="jobs", description="Reports progress many times a second.",
+              params_schema={"type": "object"}, schedulable=False)
+def progress(run, calls: int = 40, interval: float = 0.05, key: str = ""):
+    done = 0
+    for done in range(1, calls + 1):
+        time.sleep(interval)
+        run.progress(done, calls, step="counting", message=f"{done}/{calls}")
+    if key:
+        effect_record(key, str(done))
+    return {"calls": calls, "writes": run.writes}

@@ -1,0 +1,114 @@
+"""Real Celery worker and beat processes for the tests, pointed at the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+LOG_DIR = BASE_DIR / ".local" / "test-logs"
+ALL_QUEUES = "documents,chat,jobs,maintenance"
+
+
+def test_database_url() -> str:
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    auth = f"{user}:{s['PASSWORD']}@" if s.get("PASSWORD") else f"{user}@"
+    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    # Children talk to Redis directly; only this process goes through the cuttable proxy.
+    env.pop("CELERY_BROKER_URL", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class CeleryProcess:
+    """One `celery` process (worker or beat) in its own process group, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], **env: str):
+        self.name = name
+        self.args = args
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{name}.log"
+
+    def start(self) -> "CeleryProcess":
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "project", *self.args],
+            cwd=BASE_DIR, env=child_env(**self.env), stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker dies mid-task, as on a lost machine."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def worker(name: str = "test-worker", concurrency: int = 2, **env: str) -> CeleryProcess:
+    return CeleryProcess(
+        name,
+        ["worker", "-n", f"{name}@%h", "-Q", ALL_QUEUES, "-c", str(concurrency), "-l", "info", "-E",
+         "--include", "tests.support.tasks", "--without-mingle", "--without-gossip"],
+        **env,
+    )
+
+
+def beat(name: str = "test-beat") -> CeleryProcess:
+    return CeleryProcess(name, ["beat", "-l", "info", "--pidfile=", "-s", str(LOG_DIR / f"{name}.schedule")])
+
+
+def wait_for_worker(name: str, timeout: float = 60) -> None:
+    from project.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5) or []
+        if any(key.startswith(f"{name}@") for reply in replies for key in reply):
+            return
+    raise TimeoutError(f"worker {name} did not answer a ping within {timeout} s")
+
+
+def wait_until(predicate, *, timeout: float = 30, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")

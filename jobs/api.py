@@ -55,6 +55,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = services.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
         return accepted_run(run)
 
+    @extend_schema(responses={200: dict})
     @action(detail=False, methods=["get"])
     def stats(self, request):
         return Response(selectors.run_stats(user=request.user))
@@ -87,6 +88,7 @@ class JobViewSet(viewsets.ViewSet):
         job = services.job_update(job=job, data=data)
         return Response(JobOutputSerializer(job).data)
 
+    @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
         services.job_delete(job=self._get(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,16 @@
+"""What the admin index shows above the app list."""
+
+from jobs import selectors
+
+
+def dashboard_context(request) -> dict:
+    if not (request.path.rstrip("/").endswith("/admin") and request.user.is_staff):
+        return {}
+    return {
+        "run_dashboard": {
+            "last_day": selectors.runs_last_day_by_status(),
+            "queue_depths": selectors.queue_depths(),
+            "workers": selectors.workers_online(timeout=0.5),
+            "dead": selectors.runs_dead_latest(limit=10),
+        }
+    }

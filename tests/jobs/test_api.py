@@ -1,0 +1,104 @@
+import pytest
+
+from jobs.models import Job, JobRun
+from tests.factories import JobFactory, JobRunFactory, UserFactory
+from tests.support.worker import wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+def test_another_users_runs_and_jobs_are_404(api, other_user):
+    run = JobRunFactory(owner=other_user)
+    job = JobFactory(owner=other_user)
+    assert api.get(f"/api/runs/{run.id}/").status_code == 404
+    assert api.post(f"/api/runs/{run.id}/cancel/").status_code == 404
+    assert api.get(f"/api/jobs/{job.id}/").status_code == 404
+    assert api.post(f"/api/jobs/{job.id}/trigger/", {}, format="json").status_code == 404
+    assert api.get("/api/runs/").json()["count"] == 0
+    assert JobRun.objects.get(id=run.id).cancel_requested is False
+
+
+def test_staff_see_every_run(api, user, other_user):
+    JobRunFactory(owner=other_user)
+    user.is_staff = True
+    user.save()
+    assert api.get("/api/runs/").json()["count"] == 1
+
+
+def test_unknown_ids_are_404(api):
+    assert api.get("/api/runs/00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert api.get("/api/runs/not-a-uuid/").status_code == 404
+    assert api.get("/api/jobs/999999/").status_code == 404
+
+
+def test_run_filters(api, user):
+    JobRunFactory(owner=user, status="FAILURE", dead=True, kind="jobs.ping")
+    JobRunFactory(owner=user, status="SUCCESS", kind="jobs.cleanup_runs", queue="maintenance")
+    assert api.get("/api/runs/?status=FAILURE").json()["count"] == 1
+    assert api.get("/api/runs/?dead=true").json()["count"] == 1
+    assert api.get("/api/runs/?queue=maintenance").json()["count"] == 1
+    assert api.get("/api/runs/?kind=jobs.ping").json()["count"] == 1
+    assert api.get("/api/runs/?created_after=2000-01-01T00:00:00Z").json()["count"] == 2
+    assert api.get("/api/runs/?created_before=2000-01-01T00:00:00Z").json()["count"] == 0
+
+
+def test_cancel_finished_is_409_and_retry_of_success_is_409(api, user):
+    run = JobRunFactory(owner=user, status="SUCCESS")
+    assert api.post(f"/api/runs/{run.id}/cancel/").status_code == 409
+    assert api.post(f"/api/runs/{run.id}/retry/").status_code == 409
+    assert JobRun.objects.count() == 1
+
+
+def test_bad_params_are_a_400_naming_the_field(api):
+    response = api.post("/api/jobs/", {"name": "x", "kind": "jobs.cleanup_runs",
+                                       "params": {"older_than_days": "soon"}}, format="json")
+    assert response.status_code == 400
+    assert "older_than_days" in str(response.json())
+    response = api.post("/api/jobs/", {"name": "x", "kind": "no.such.kind"}, format="json")
+    assert response.status_code == 400 and "kind" in response.json()
+    response = api.post("/api/jobs/", {"name": "x", "kind": "jobs.ping", "schedule": {"crontab": "61 * * *"}},
+                        format="json")
+    assert response.status_code == 400 and "schedule" in response.json()
+    response = api.post("/api/jobs/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert Job.objects.count() == 0
+
+
+def test_kinds_lists_params_schemas(api):
+    kinds = {k["kind"]: k for k in api.get("/api/jobs/kinds/").json()}
+    assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "jobs.dispatch_pending",
+            "jobs.reap_stale_runs"} <= set(kinds)
+    assert kinds["jobs.cleanup_runs"]["queue"] == "maintenance"
+    assert "older_than_days" in kinds["jobs.cleanup_runs"]["params_schema"]["properties"]
+
+
+def test_schedule_is_kept_in_beat(api):
+    from django_celery_beat.models import PeriodicTask
+
+    job_id = api.post("/api/jobs/", {"name": "nightly", "kind": "jobs.cleanup_runs",
+                                     "schedule": {"crontab": "0 3 * * *", "timezone": "Europe/Paris"}},
+                      format="json").json()["id"]
+    periodic = Job.objects.get(id=job_id).periodic_task
+    assert periodic.crontab.hour == "3" and str(periodic.crontab.timezone) == "Europe/Paris"
+    api.patch(f"/api/jobs/{job_id}/", {"schedule": {"every_seconds": 60}, "enabled": False}, format="json")
+    periodic.refresh_from_db()
+    assert periodic.interval.every == 60 and periodic.crontab is None and not periodic.enabled
+    assert api.delete(f"/api/jobs/{job_id}/").status_code == 204
+    assert not PeriodicTask.objects.filter(id=periodic.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_trigger_with_params_override_runs_and_lists_under_the_job(celery_worker, api):
+    job_id = api.post("/api/jobs/", {"name": "echo", "kind": "jobs.ping", "params": {"echo": "a"}},
+                      format="json").json()["id"]
+    response = api.post(f"/api/jobs/{job_id}/trigger/", {"params": {"echo": "b"}}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "QUEUED"
+    run_id = response.json()["id"]
+    wait_until(lambda: api.get(f"/api/runs/{run_id}/").json()["status"] == "SUCCESS", message="triggered run")
+    body = api.get(f"/api/runs/{run_id}/").json()
+    assert body["result"]["echo"] == "b" and body["triggered_by"] == "api"
+    assert body["progress"]["percent"] == 100.0
+    assert [r["id"] for r in api.get(f"/api/jobs/{job_id}/runs/").json()["results"]] == [run_id]
+    stats = api.get("/api/runs/stats/").json()
+    assert stats["by_status"]["SUCCESS"] == 1 and stats["workers_online"]
+    assert set(stats["queue_depths"]) == {"documents", "chat", "jobs", "maintenance"}

@@ -1,0 +1,57 @@
+"""docker-compose.yml refers only to things that exist in the project (Docker itself is not needed)."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
+SETTINGS_TEXT = (BASE_DIR / "project" / "settings.py").read_text() + (BASE_DIR / "start_workers.sh").read_text()
+ENV_EXAMPLE = dict(line.split("=", 1) for line in (BASE_DIR / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD"}
+
+
+def app_services():
+    return {name: svc for name, svc in COMPOSE["services"].items() if "build" in svc}
+
+
+def test_build_context_has_a_dockerfile():
+    for svc in app_services().values():
+        assert (BASE_DIR / svc["build"] / "Dockerfile").exists()
+
+
+def test_every_command_refers_to_existing_files_and_modules():
+    import importlib
+
+    for name, svc in app_services().items():
+        command = " ".join(svc["command"])
+        for script in re.findall(r"[\w./-]+\.(?:sh|py)\b", command):
+            assert (BASE_DIR / script).exists(), f"{name}: {script}"
+        for module in re.findall(r"([\w.]+):application", command):
+            importlib.import_module(module)
+        for management in re.findall(r"manage\.py (\w+)", command):
+            from django.core.management import get_commands
+
+            assert management in get_commands(), f"{name}: manage.py {management}"
+        if "celery" in command and "-A" in svc["command"]:
+            importlib.import_module(svc["command"][svc["command"].index("-A") + 1])
+
+
+def test_every_variable_is_read_by_the_project_or_the_compose_file():
+    for variable in ENV_EXAMPLE:
+        assert variable in COMPOSE_ONLY_VARIABLES or f'"{variable}"' in SETTINGS_TEXT \
+            or f"{{{variable}" in SETTINGS_TEXT or f"${{{variable}" in SETTINGS_TEXT, variable
+    for svc in app_services().values():
+        for value in svc.get("environment", {}).values():
+            for variable in re.findall(r"\$\{(\w+)\}", value):
+                assert variable in ENV_EXAMPLE
+
+
+def test_redis_is_durable_and_never_evicts_and_services_have_health_checks():
+    redis_command = COMPOSE["services"]["redis"]["command"]
+    assert "--appendonly" in redis_command and "noeviction" in redis_command
+    for name in ("postgres", "redis", "web", "workers"):
+        assert "healthcheck" in COMPOSE["services"][name], name
+    assert "pgvector" in COMPOSE["services"]["postgres"]["image"]

@@ -1,1 +1,87 @@
+from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class DocumentStatus(models.TextChoices):
+    UPLOADED = "uploaded"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class DocumentStage(models.TextChoices):
+    EXTRACTING = "extracting"
+    CHUNKING = "chunking"
+    EMBEDDING = "embedding"
+    INDEXING = "indexing"
+
+
+class DocumentFormat(models.TextChoices):
+    PDF = "pdf"
+    DOCX = "docx"
+    TEXT = "text"
+    HTML = "html"
+
+
+def document_storage_key(document: "Document", filename: str = "") -> str:
+    # Keys come from ids only: the client's file name never reaches the storage backend.
+    return f"documents/{document.owner_id}/{document.id}/original"
+
+
+class Document(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=300)
+    original_name = models.CharField(max_length=255, help_text="As sent by the client; for display only.")
+    format = models.CharField(max_length=10, choices=DocumentFormat.choices)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    file = models.FileField(upload_to=document_storage_key, max_length=300)
+    status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.UPLOADED)
+    stage = models.CharField(max_length=12, choices=DocumentStage.choices, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    run = models.ForeignKey("jobs.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    extracting_at = models.DateTimeField(null=True, blank=True)
+    chunking_at = models.DateTimeField(null=True, blank=True)
+    embedding_at = models.DateTimeField(null=True, blank=True)
+    indexing_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "sha256"], name="document_unique_content_per_owner")]
+        indexes = [models.Index(fields=["owner", "status"], name="document_owner_status")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    chunk_index = models.PositiveIntegerField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    char_start = models.PositiveIntegerField()
+    char_end = models.PositiveIntegerField()
+    text = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        ordering = ["document", "chunk_index"]
+        constraints = [models.UniqueConstraint(fields=["document", "chunk_index"], name="chunk_unique_index")]
+        indexes = [
+            HnswIndex(name="chunk_embedding_hnsw", fields=["embedding"], m=16, ef_construction=64,
+                      opclasses=["vector_cosine_ops"]),
+        ]

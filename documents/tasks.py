@@ -1,1 +1,24 @@
+from documents import services
+from jobs.errors import PermanentError
+from jobs.registry import RetryPolicy, tracked_task
 
+# Extraction errors are PermanentError (never retried); storage, database and embedding-server
+# hiccups are retried with backoff.
+INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(PermanentError,))
+
+
+@tracked_task(kind=services.INGEST_KIND, queue="documents", retry=INGEST_RETRY, schedulable=False,
+              soft_time_limit=840, time_limit=900,
+              on_final_failure=services.document_mark_failed, on_revoked=services.document_mark_cancelled,
+              description="Extracts, chunks, embeds and indexes one document.",
+              params_schema={"type": "object", "properties": {"document_id": {"type": "string"}},
+                             "required": ["document_id"]})
+def ingest(run, document_id: str):
+    return services.document_ingest(document_id=document_id, run=run)
+
+
+@tracked_task(kind="documents.maintain", queue="maintenance",
+              default_schedule=("Maintain documents", {"every_seconds": 3600}),
+              description="Removes stored files with no document; re-dispatches documents stuck before processing.")
+def maintain(run):
+    return services.documents_maintain()

@@ -1,4 +1,8 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from documents.api import DocumentViewSet, SearchView
+
 router = SimpleRouter()
-urlpatterns: list = []
+router.register("documents", DocumentViewSet, basename="document")
+urlpatterns = [path("search/", SearchView.as_view(), name="search")]

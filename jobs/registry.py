@@ -74,6 +74,8 @@ class JobKind:
     on_revoked: Callable[..., None] | None = None
     # Kinds whose args are internal ids are not offered for job definitions.
     schedulable: bool = True
+    # (job name, schedule) seeded by `setup_periodic_tasks`.
+    default_schedule: tuple[str, dict] | None = None
 
     @property
     def hard_limit(self) -> int:
@@ -121,6 +123,7 @@ def tracked_task(
     on_timeout: Callable[..., None] | None = None,
     on_revoked: Callable[..., None] | None = None,
     schedulable: bool = True,
+    default_schedule: tuple[str, dict] | None = None,
 ):
     """Register `body(run, **args)` as a kind and return its Celery task (named after the kind).
 
@@ -136,7 +139,7 @@ def tracked_task(
             params_schema=params_schema or {"type": "object", "additionalProperties": False},
             retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
             on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
-            schedulable=schedulable,
+            schedulable=schedulable, default_schedule=default_schedule,
         )
         if soft_time_limit and time_limit and soft_time_limit >= time_limit:
             raise ValueError(f"{kind}: soft_time_limit must be below time_limit")

@@ -425,21 +425,19 @@ def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, owne
         return run_enqueue(kind=job.kind, args=merged, owner=owner or job.owner, triggered_by=triggered_by, job=job)
 
 
-# The maintenance schedules every installation starts with. Seeding creates what is missing and
-# never touches an existing job, so an admin's edit (or disabling) survives every `make run`.
-DEFAULT_SCHEDULES = (
-    ("Dispatch pending runs", "jobs.dispatch_pending", {"every_seconds": 30}),
-    ("Reap stale runs", "jobs.reap_stale_runs", {"every_seconds": 60}),
-    ("Clean up task results", "jobs.cleanup_results", {"crontab": "15 3 * * *", "timezone": "UTC"}),
-    ("Clean up old runs", "jobs.cleanup_runs", {"crontab": "30 3 * * *", "timezone": "UTC"}),
-)
+def schedules_seed() -> list[str]:
+    """Create a job for every kind that declares a default schedule, unless a job of that name exists.
 
+    Seeding never touches an existing job, so an admin's edit (or disabling) survives every `make run`."""
+    from jobs.registry import kinds_all
 
-def schedules_seed(*, extra: tuple = ()) -> list[str]:
     created = []
-    for name, kind, schedule in DEFAULT_SCHEDULES + tuple(extra):
+    for spec in kinds_all():
+        if spec.default_schedule is None:
+            continue
+        name, schedule = spec.default_schedule
         if Job.objects.filter(name=name).exists():
             continue
-        job_create(name=name, kind=kind, schedule=schedule)
+        job_create(name=name, kind=spec.kind, schedule=schedule)
         created.append(name)
     return created

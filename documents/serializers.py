@@ -1,0 +1,50 @@
+from rest_framework import serializers
+
+from documents.models import Document
+from jobs.serializers import RunOutputSerializer
+
+
+class DocumentOutputSerializer(serializers.ModelSerializer):
+    run = RunOutputSerializer(read_only=True)
+
+    class Meta:
+        model = Document
+        fields = ["id", "title", "original_name", "format", "size", "sha256", "status", "stage", "error", "pages",
+                  "chunk_count", "created_at", "extracting_at", "chunking_at", "embedding_at", "indexing_at",
+                  "ready_at", "run"]
+
+
+class DocumentStatusSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    task_id = serializers.UUIDField(source="run_id", read_only=True)
+
+    class Meta:
+        model = Document
+        fields = ["id", "status", "stage", "progress", "error", "task_id"]
+
+    def get_progress(self, document):
+        run = document.run
+        if run is None:
+            return None
+        return {"current": run.progress_current, "total": run.progress_total, "percent": run.percent,
+                "step": run.progress_step, "message": run.progress_message, "eta_seconds": run.eta_seconds}
+
+
+class DocumentUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True)
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class SearchInputSerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=2000)
+    k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=50)
+    document = serializers.UUIDField(required=False)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    document_id = serializers.UUIDField()
+    title = serializers.CharField()
+    chunk_index = serializers.IntegerField()
+    page = serializers.IntegerField(allow_null=True)
+    text = serializers.CharField()
+    score = serializers.FloatField()

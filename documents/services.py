@@ -1,0 +1,182 @@
+"""Writes for documents: upload, the ingestion pipeline, reprocess, delete, maintenance."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from documents.errors import DocumentsError
+from documents.models import Chunk, Document, DocumentStage, DocumentStatus
+from documents.pipeline.chunk import text_chunk
+from documents.pipeline.detect import format_detect, name_check
+from documents.pipeline.embed import EMBED_BATCH_SIZE, texts_embed
+from documents.pipeline.extract import text_extract
+from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
+from jobs.services import run_cancel, run_enqueue
+
+logger = logging.getLogger(__name__)
+
+INGEST_KIND = "documents.ingest"
+# Rows per INSERT when indexing: large batches amortise round trips; bounded to keep statements small.
+INDEX_BATCH_SIZE = 500
+# A document still waiting this long after upload, with no live run, is dispatched again by maintenance.
+STUCK_AFTER = timedelta(minutes=10)
+
+
+def document_upload(*, owner, upload, title: str = "", triggered_by: str = TriggeredBy.API) -> tuple[Document, bool]:
+    """Store an upload and queue its ingestion. Returns (document, created); the same content
+    uploaded again by the same owner returns the existing document."""
+    size = upload.size or 0
+    if size > settings.DOCUMENT_MAX_BYTES:
+        raise DocumentsError(f"The file is {size} bytes; the limit is {settings.DOCUMENT_MAX_BYTES} bytes "
+                             "(DOCUMENT_MAX_BYTES).", code="too_large", field="file")
+    data = upload.read(settings.DOCUMENT_MAX_BYTES + 1)
+    if len(data) > settings.DOCUMENT_MAX_BYTES:
+        raise DocumentsError("The file is over the size limit.", code="too_large", field="file")
+    if not data:
+        raise DocumentsError("The file is empty.", field="file")
+    fmt = format_detect(data=data)
+    name = name_check(name=upload.name or "", detected=fmt)
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Document.objects.filter(owner=owner, sha256=sha256).first()
+    if existing:
+        return existing, False
+
+    document = Document(owner=owner, title=(title or name)[:300], original_name=name[:255], format=fmt,
+                        size=len(data), sha256=sha256, status=DocumentStatus.QUEUED)
+    document.file.save("original", ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            document.save()
+            _ingest_enqueue(document=document, triggered_by=triggered_by)
+    except Exception:
+        # Nothing accepted, nothing kept: the stored file goes with the failed transaction.
+        default_storage.delete(document.file.name)
+        raise
+    return document, True
+
+
+def _ingest_enqueue(*, document: Document, triggered_by: str) -> JobRun:
+    run = run_enqueue(kind=INGEST_KIND, args={"document_id": str(document.id)}, owner=document.owner,
+                      triggered_by=triggered_by)
+    Document.objects.filter(id=document.id).update(run=run, status=DocumentStatus.QUEUED, error="")
+    document.run, document.status, document.error = run, DocumentStatus.QUEUED, ""
+    return run
+
+
+def document_reprocess(*, document: Document, triggered_by: str = TriggeredBy.API) -> JobRun:
+    if document.run and document.run.status not in FINISHED_STATUSES:
+        raise DocumentsError("The document is being processed; cancel that run first or wait for it.",
+                             code="conflict")
+    with transaction.atomic():
+        return _ingest_enqueue(document=document, triggered_by=triggered_by)
+
+
+def document_delete(*, document: Document) -> None:
+    """Cancel a run in flight, then remove the chunks, the row and the stored file."""
+    if document.run and document.run.status not in FINISHED_STATUSES:
+        run_cancel(run=document.run)
+    key = document.file.name
+    document.delete()
+    transaction.on_commit(lambda: default_storage.delete(key))
+
+
+def _stage(document: Document, stage: str) -> None:
+    now = timezone.now()
+    Document.objects.filter(id=document.id).update(stage=stage, **{f"{stage}_at": now})
+
+
+def document_ingest(*, document_id: str, run) -> dict:
+    """The pipeline: extracting → chunking → embedding → indexing, as one tracked run.
+
+    Re-running replaces the document's chunks in one transaction, so a redelivered or retried
+    run leaves exactly one set."""
+    document = Document.objects.filter(id=document_id).first()
+    if document is None:
+        return {"skipped": "document deleted"}
+    Document.objects.filter(id=document.id).update(status=DocumentStatus.PROCESSING, run_id=run.id, error="")
+    timings: dict[str, float] = {}
+
+    started = time.monotonic()
+    _stage(document, DocumentStage.EXTRACTING)
+    run.progress(0, None, step=DocumentStage.EXTRACTING)
+    with document.file.open("rb") as handle:
+        data = handle.read()
+    pages = text_extract(data=data, fmt=document.format)
+    timings["extract"] = time.monotonic() - started
+
+    started = time.monotonic()
+    _stage(document, DocumentStage.CHUNKING)
+    run.progress(0, None, step=DocumentStage.CHUNKING)
+    chunks = text_chunk(pages=pages)
+    timings["chunk"] = time.monotonic() - started
+
+    started = time.monotonic()
+    _stage(document, DocumentStage.EMBEDDING)
+    vectors: list[list[float]] = []
+    total = len(chunks)
+    run.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
+    for offset in range(0, total, EMBED_BATCH_SIZE):
+        vectors.extend(texts_embed([c.text for c in chunks[offset:offset + EMBED_BATCH_SIZE]]))
+        # Also where a cancel is seen: between batches, before anything is indexed.
+        run.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
+    timings["embed"] = time.monotonic() - started
+
+    started = time.monotonic()
+    _stage(document, DocumentStage.INDEXING)
+    run.progress(total, total, step=DocumentStage.INDEXING)
+    rows = [Chunk(document_id=document.id, chunk_index=c.index, page=c.page, char_start=c.char_start,
+                  char_end=c.char_end, text=c.text, embedding=v) for c, v in zip(chunks, vectors)]
+    page_count = len(pages) if document.format == "pdf" else None
+    with transaction.atomic():
+        Chunk.objects.filter(document_id=document.id).delete()
+        Chunk.objects.bulk_create(rows, batch_size=INDEX_BATCH_SIZE)
+        Document.objects.filter(id=document.id).update(
+            status=DocumentStatus.READY, stage="", chunk_count=len(rows), pages=page_count, ready_at=timezone.now())
+    timings["index"] = time.monotonic() - started
+    logger.info("document ingested", extra={"document_id": str(document.id), "chunks": len(rows),
+                                            **{f"{k}_seconds": round(v, 3) for k, v in timings.items()}})
+    return {"chunks": len(rows), "pages": page_count}
+
+
+def document_mark_failed(*, run, document_id: str, **_) -> None:
+    Document.objects.filter(id=document_id, run_id=run.id).update(status=DocumentStatus.FAILED, error=run.error)
+
+
+def document_mark_cancelled(*, run, document_id: str, **_) -> None:
+    Document.objects.filter(id=document_id).exclude(status=DocumentStatus.READY).update(
+        status=DocumentStatus.CANCELLED)
+
+
+def documents_maintain() -> dict[str, int]:
+    """Remove stored files that no document refers to; re-dispatch documents stuck before processing."""
+    known = set(Document.objects.values_list("file", flat=True))
+    orphans = 0
+    try:
+        owners, _ = default_storage.listdir("documents")
+    except FileNotFoundError:
+        owners = []
+    for owner in owners:
+        folders, _ = default_storage.listdir(f"documents/{owner}")
+        for folder in folders:
+            key = f"documents/{owner}/{folder}/original"
+            if key not in known and default_storage.exists(key):
+                default_storage.delete(key)
+                orphans += 1
+    stuck = Document.objects.filter(status__in=(DocumentStatus.UPLOADED, DocumentStatus.QUEUED),
+                                    created_at__lt=timezone.now() - STUCK_AFTER)
+    redispatched = 0
+    for document in stuck.select_related("run"):
+        if document.run is None or document.run.status in FINISHED_STATUSES:
+            with transaction.atomic():
+                _ingest_enqueue(document=document, triggered_by=TriggeredBy.SYSTEM)
+            redispatched += 1
+    return {"orphan_files_removed": orphans, "documents_redispatched": redispatched}

@@ -1,0 +1,62 @@
+"""The S3 path, against moto's S3 server on loopback, with a worker configured for it."""
+
+import socket
+
+import boto3
+import pytest
+from django.test import override_settings
+
+from documents import services
+from documents.models import Chunk, Document
+from tests.factories import UserFactory
+from tests.support import worker as worker_support
+from tests.support.files import upload
+from tests.support.worker import wait_for_worker, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BUCKET = "documents-test"
+
+
+@pytest.fixture
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_STORAGE_BUCKET_NAME": BUCKET, "AWS_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_S3_REGION_NAME": "us-east-1"}
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield env, client
+    server.stop()
+
+
+def test_upload_ingest_and_delete_through_s3(celery_worker, s3_server, monkeypatch):
+    env, client = s3_server
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    celery_worker.stop()
+    s3_worker = worker_support.worker("s3-worker", **env).start()
+    storages = {"default": {"BACKEND": "storages.backends.s3.S3Storage"},
+                "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    try:
+        wait_for_worker("s3-worker")
+        with override_settings(STORAGES=storages, AWS_STORAGE_BUCKET_NAME=BUCKET,
+                               AWS_S3_ENDPOINT_URL=env["AWS_S3_ENDPOINT_URL"], AWS_S3_REGION_NAME="us-east-1"):
+            document, created = services.document_upload(
+                owner=UserFactory(), upload=upload("clouds.txt", b"Cumulonimbus clouds bring thunderstorms."))
+            key = f"documents/{document.owner_id}/{document.id}/original"
+            assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read().startswith(b"Cumulonimbus")
+            wait_until(lambda: Document.objects.get(id=document.id).status == "ready", timeout=120,
+                       message="document read back from S3 and indexed")
+            assert Chunk.objects.filter(document=document).exists()
+            services.document_delete(document=Document.objects.get(id=document.id))
+            assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    finally:
+        s3_worker.stop()

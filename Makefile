@@ -21,8 +21,8 @@ install: $(STAMP)
 run: install
 	$(PY) -m project.launcher
 
+# tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits.
 test: install
-	$(PY) -m project.embedded start
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 services: install

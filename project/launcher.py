@@ -73,7 +73,12 @@ def main() -> int:
         embedded.stop(postgres=started.started_postgres, redis=started.started_redis)
         _say("stopped")
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     try:
         _manage("migrate", "--no-input", "-v", "0", env=env)
         _manage("collectstatic", "--no-input", "-v", "0", env=env)

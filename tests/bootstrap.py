@@ -5,6 +5,7 @@ the tests their own Redis database, and routes this process's broker connection 
 a proxy the tests can cut (the worker connects directly, as a worker on another host would).
 """
 
+import atexit
 import os
 from urllib.parse import urlparse, urlunparse
 
@@ -13,6 +14,9 @@ from project import embedded
 TEST_REDIS_DB = 9
 
 started = embedded.ensure_started()
+if started.started_postgres or started.started_redis:
+    # Leave the machine as we found it: stop what this test run started.
+    atexit.register(embedded.stop, postgres=started.started_postgres, redis=started.started_redis)
 _redis = urlparse(os.environ.get("REDIS_URL") or started.redis_url)
 REDIS_URL = urlunparse(_redis._replace(path=f"/{TEST_REDIS_DB}"))
 os.environ["REDIS_URL"] = REDIS_URL

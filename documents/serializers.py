@@ -22,7 +22,7 @@ class DocumentStatusSerializer(serializers.ModelSerializer):
         model = Document
         fields = ["id", "status", "stage", "progress", "error", "task_id"]
 
-    def get_progress(self, document):
+    def get_progress(self, document) -> dict | None:
         run = document.run
         if run is None:
             return None

@@ -28,7 +28,7 @@ def check_celery_settings(
     visibility_timeout: int,
     max_countdown: int,
     prefetch_multiplier: int,
-    retry_delays: list[int],
+    retry_delays: list[float],
 ) -> None:
     # Pickle lets a message run code on the worker; only JSON is accepted.
     if task_serializer != "json":
@@ -52,4 +52,4 @@ def check_celery_settings(
     if prefetch_multiplier < 1:
         raise ImproperlyConfigured("CELERY_WORKER_PREFETCH_MULTIPLIER must be 1 or more.")
     if any(delay < 0 for delay in retry_delays):
-        raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative whole seconds, e.g. 5,15,30.")
+        raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative seconds, e.g. 5,15,30.")

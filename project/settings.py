@@ -86,6 +86,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared by web and workers (the LLM health memo lives here), so it must not be per-process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                      "KEY_PREFIX": "app"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -133,6 +137,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Documents, chat and jobs run on Celery workers: recorded, observable, cancellable, retryable.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "jobs.models.RunStatus",
+        "DocumentStatusEnum": "documents.models.DocumentStatus",
+        "MessageStatusEnum": "chat.models.MessageStatus",
+    },
 }
 
 # --- Celery -------------------------------------------------------------------
@@ -197,7 +206,10 @@ AI_USERNAME = env.str("AI_USERNAME", default="")
 AI_PASSWORD = env.str("AI_PASSWORD", default="")
 AI_TIMEOUT = env.float("AI_TIMEOUT", default=90.0)
 AI_CONNECT_TIMEOUT = env.float("AI_CONNECT_TIMEOUT", default=5.0)
-AI_RETRY_DELAYS = [int(x) for x in env.list("AI_RETRY_DELAYS", default=["5", "15", "30"])]
+try:
+    AI_RETRY_DELAYS = [float(x) for x in env.list("AI_RETRY_DELAYS", default=["5", "15", "30"])]
+except ValueError:
+    raise ImproperlyConfigured("AI_RETRY_DELAYS must be comma-separated seconds, e.g. 5,15,30.")
 AI_APOLOGY_TEXT = env.str(
     "AI_APOLOGY_TEXT",
     default="Sorry, I could not get an answer from the assistant service. Please try again later.",

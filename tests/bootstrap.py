@@ -33,7 +33,7 @@ os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
 # Short limits so fault tests finish in seconds; the checks in project.config_checks still hold.
 TEST_ENV = {
     "RUN_REAP_MARGIN_SECONDS": "1",
-    "AI_RETRY_DELAYS": "1,1,1",
+    "AI_RETRY_DELAYS": "0.3,0.6,0.9",
     "EMBEDDING_THREADS": "1",
     "DOCUMENT_MAX_BYTES": str(2 * 1024 * 1024),
     "BEAT_LOCK_TTL_SECONDS": "6",

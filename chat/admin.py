@@ -1,0 +1,82 @@
+from django.contrib import admin, messages
+
+from chat import services
+from chat.errors import ChatError
+from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
+from jobs.errors import JobsError
+from jobs.models import TriggeredBy
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("created_at", "role", "status", "content", "citations")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("created_at", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class FailedReplyFilter(admin.SimpleListFilter):
+    title = "failed replies"
+    parameter_name = "failed_replies"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "With a failed reply"),)
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(messages__role=Role.ASSISTANT, messages__status=MessageStatus.FAILED).distinct()
+        return queryset
+
+
+def _retry_replies(modeladmin, request, failed_replies):
+    retried = 0
+    for reply in failed_replies:
+        try:
+            services.reply_retry(message=reply, triggered_by=TriggeredBy.ADMIN)
+            retried += 1
+        except (ChatError, JobsError) as exc:
+            modeladmin.message_user(request, f"message {reply.id}: {exc.message}", messages.WARNING)
+    modeladmin.message_user(request, f"Retried {retried} repl{'y' if retried == 1 else 'ies'}.", messages.SUCCESS)
+
+
+@admin.action(description="Retry failed replies")
+def retry_session_replies(modeladmin, request, queryset):
+    _retry_replies(modeladmin, request, Message.objects.filter(
+        session__in=queryset, role=Role.ASSISTANT, status=MessageStatus.FAILED).select_related("reply_to__run"))
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "owner", "created_at", "summarized_at")
+    list_filter = (FailedReplyFilter, "created_at")
+    search_fields = ("title", "owner__username")
+    inlines = (MessageInline,)
+    actions = (retry_session_replies,)
+    readonly_fields = ("summary", "summarized_at")
+
+
+@admin.action(description="Retry reply")
+def retry_reply(modeladmin, request, queryset):
+    _retry_replies(modeladmin, request, queryset.filter(role=Role.ASSISTANT, status=MessageStatus.FAILED))
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "session", "role", "status", "short_content", "created_at")
+    list_filter = ("status", "role")
+    search_fields = ("content",)
+    actions = (retry_reply,)
+    list_select_related = ("session",)
+
+    @admin.display(description="content")
+    def short_content(self, message):
+        return message.content[:80]
+
+
+@admin.register(ProfileSummary)
+class ProfileSummaryAdmin(admin.ModelAdmin):
+    list_display = ("user", "summarized_at")

@@ -1,0 +1,71 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import selectors, services
+from chat.models import ChatSession, ProfileSummary
+from chat.serializers import (
+    MessageFilterSerializer,
+    MessageInputSerializer,
+    MessageOutputSerializer,
+    PostedMessageSerializer,
+    ProfileOutputSerializer,
+    SessionInputSerializer,
+    SessionOutputSerializer,
+)
+from jobs.api import accepted_run
+from jobs.serializers import RunOutputSerializer
+from project.api import paginated, validated_input
+
+
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                     viewsets.GenericViewSet):
+    serializer_class = SessionOutputSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChatSession.objects.none()
+        return selectors.session_visible_to(user=self.request.user)
+
+    @extend_schema(request=SessionInputSerializer, responses={201: SessionOutputSerializer})
+    def create(self, request):
+        data = validated_input(SessionInputSerializer, request.data)
+        session = services.session_create(owner=request.user, title=data["title"])
+        return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["get"], parameters=[OpenApiParameter("after", int)],
+                   responses=MessageOutputSerializer(many=True))
+    @extend_schema(methods=["post"], request=MessageInputSerializer, responses={202: PostedMessageSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def messages(self, request, pk=None):
+        session = self.get_object()
+        if request.method == "GET":
+            params = validated_input(MessageFilterSerializer, request.query_params)
+            messages = selectors.message_list(session=session, after=params.get("after"))
+            return paginated(self, request, messages, MessageOutputSerializer)
+        data = validated_input(MessageInputSerializer, request.data)
+        message = services.message_post(session=session, content=data["content"])
+        body = {"message": MessageOutputSerializer(message).data, "run": RunOutputSerializer(message.run).data}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def summarize(self, request, pk=None):
+        return accepted_run(services.session_summarize_enqueue(session=self.get_object()))
+
+
+class ProfileView(APIView):
+    @extend_schema(responses=ProfileOutputSerializer)
+    def get(self, request):
+        profile = ProfileSummary.objects.filter(user=request.user).first() or ProfileSummary(user=request.user)
+        return Response(ProfileOutputSerializer(profile).data)
+
+
+class ProfileSummarizeView(APIView):
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    def post(self, request):
+        return accepted_run(services.profile_summarize_enqueue(user=request.user))
+

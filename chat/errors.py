@@ -1,0 +1,5 @@
+from project.errors import DomainError
+
+
+class ChatError(DomainError):
+    """A chat request refused (empty message, a reply already in progress)."""

@@ -1,0 +1,39 @@
+from rest_framework import serializers
+
+from chat.models import ChatSession, Message, ProfileSummary
+from jobs.serializers import RunOutputSerializer
+
+
+class SessionOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChatSession
+        fields = ["id", "title", "summary", "summarized_at", "created_at"]
+
+
+class SessionInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class MessageOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "session", "role", "content", "status", "reply_to", "citations", "created_at"]
+
+
+class MessageInputSerializer(serializers.Serializer):
+    content = serializers.CharField(max_length=8000, allow_blank=False, trim_whitespace=True)
+
+
+class MessageFilterSerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, min_value=0)
+
+
+class PostedMessageSerializer(serializers.Serializer):
+    message = MessageOutputSerializer()
+    run = RunOutputSerializer()
+
+
+class ProfileOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProfileSummary
+        fields = ["summary", "summarized_at"]

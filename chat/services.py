@@ -1,0 +1,206 @@
+"""Writes for chat: posting messages, writing replies (grounded, with citations), summaries."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.errors import ChatError
+from chat.llm import ai_server_health, chat_complete
+from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
+from documents.selectors import SearchHit, chunks_search
+from jobs.models import JobRun, TriggeredBy
+from jobs.services import run_enqueue
+
+logger = logging.getLogger(__name__)
+
+REPLY_KIND = "chat.reply"
+SESSION_SUMMARY_KIND = "chat.summarize_session"
+PROFILE_SUMMARY_KIND = "chat.summarize_profile"
+# Passages of the user's documents given to the model with each question.
+CONTEXT_CHUNKS = 4
+# Earlier conversation sent with each question, newest first until this many characters.
+HISTORY_CHAR_BUDGET = 6000
+MESSAGE_MAX_CHARS = 8000
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer using the user's documents when they are relevant and cite them "
+    "as [1], [2] by their numbers. If the documents do not contain the answer, say so plainly."
+)
+
+
+def session_create(*, owner, title: str = "") -> ChatSession:
+    return ChatSession.objects.create(owner=owner, title=title[:200])
+
+
+def message_post(*, session: ChatSession, content: str, triggered_by: str = TriggeredBy.API) -> Message:
+    """Save the user's message and queue its reply, in one transaction."""
+    content = content.strip()
+    if not content:
+        raise ChatError("content must not be empty.", field="content")
+    if len(content) > MESSAGE_MAX_CHARS:
+        raise ChatError(f"content is {len(content)} characters; the limit is {MESSAGE_MAX_CHARS}.", field="content")
+    with transaction.atomic():
+        message = Message.objects.create(session=session, role=Role.USER, content=content)
+        message.run = run_enqueue(kind=REPLY_KIND, args={"message_id": message.id}, owner=session.owner,
+                                  triggered_by=triggered_by)
+        message.save(update_fields=["run"])
+    return message
+
+
+def _citations(hits: list[SearchHit]) -> list[dict]:
+    return [{"document_id": h.document_id, "title": h.title, "chunk_index": h.chunk_index, "page": h.page}
+            for h in hits]
+
+
+def _where(hit: SearchHit) -> str:
+    return f"{hit.title}, page {hit.page}" if hit.page else hit.title
+
+
+def _history(message: Message) -> list[dict[str, str]]:
+    earlier = (Message.objects.filter(session_id=message.session_id, status=MessageStatus.COMPLETE,
+                                      created_at__lte=message.created_at)
+               .exclude(id=message.id).order_by("-created_at", "-id")[:50])
+    turns, used = [], 0
+    for turn in earlier:
+        used += len(turn.content)
+        if used > HISTORY_CHAR_BUDGET:
+            break
+        turns.append({"role": turn.role, "content": turn.content})
+    return list(reversed(turns))
+
+
+def _passages_reply(hits: list[SearchHit]) -> str:
+    if not hits:
+        return ("No assistant model is configured, and none of your documents matched this question. "
+                "Upload documents to get passages from them here.")
+    lines = ["No assistant model is configured, so here are the passages from your documents that best match "
+             "your question:"]
+    for number, hit in enumerate(hits, start=1):
+        lines.append(f"\n[{number}] {_where(hit)}:\n{hit.text.strip()}")
+    return "\n".join(lines)
+
+
+def message_reply(*, message_id: int, run) -> dict:
+    """Write the assistant's reply to one user message. Safe to run again: it replaces, never adds."""
+    message = Message.objects.select_related("session__owner").filter(id=message_id, role=Role.USER).first()
+    if message is None:
+        return {"skipped": "message deleted"}
+    existing = Message.objects.filter(reply_to=message, role=Role.ASSISTANT, status=MessageStatus.COMPLETE).first()
+    if existing:
+        return {"reply_id": existing.id, "already_replied": True}
+
+    hits = chunks_search(user=message.session.owner, query=message.content, k=CONTEXT_CHUNKS)
+    if settings.AI_SERVER_URL:
+        # Unhealthy → TransientError → retried later without ever calling the completion endpoint.
+        ai_server_health()
+        context = "\n\n".join(f"[{n}] ({_where(h)}) {h.text.strip()}" for n, h in enumerate(hits, start=1))
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        if context:
+            messages.append({"role": "system", "content": f"Passages from the user's documents:\n\n{context}"})
+        messages += _history(message) + [{"role": "user", "content": message.content}]
+        content = chat_complete(messages=messages)
+    else:
+        content = _passages_reply(hits)
+    reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
+                        citations=_citations(hits), run_id=run.id)
+    return {"reply_id": reply.id, "citations": len(hits)}
+
+
+def _reply_save(*, message: Message, content: str, status: str, citations: list, run_id) -> Message:
+    reply, _ = Message.objects.update_or_create(
+        reply_to=message, role=Role.ASSISTANT,
+        defaults={"session_id": message.session_id, "content": content, "status": status,
+                  "citations": citations, "run_id": run_id},
+    )
+    return reply
+
+
+def message_reply_failed(*, run: JobRun, message_id: int, **_) -> None:
+    """After the last attempt: exactly one apology, marked failed (replaced if the run is retried later)."""
+    message = Message.objects.filter(id=message_id).first()
+    if message is not None:
+        _reply_save(message=message, content=settings.AI_APOLOGY_TEXT, status=MessageStatus.FAILED,
+                    citations=[], run_id=run.id)
+
+
+def reply_retry(*, message: Message, triggered_by: str = TriggeredBy.ADMIN) -> JobRun:
+    """Retry the reply to a user message whose reply failed: the apology is replaced on success."""
+    from jobs.services import run_retry
+
+    user_message = message.reply_to if message.role == Role.ASSISTANT else message
+    run = user_message.run
+    if run is None:
+        raise ChatError("This message has no reply run to retry.")
+    latest = run
+    while latest.retries.exists():
+        latest = latest.retries.order_by("-created_at").first()
+    with transaction.atomic():
+        new_run = run_retry(run=latest, triggered_by=triggered_by)
+        Message.objects.filter(id=user_message.id).update(run=new_run)
+    return new_run
+
+
+# --- Summaries --------------------------------------------------------------------------
+
+SUMMARY_PROMPT = "Summarise this conversation in at most five sentences: topics, questions, conclusions."
+PROFILE_PROMPT = "From these conversation summaries, describe in at most five sentences what this user works on."
+EXTRACTIVE_SENTENCES = 5
+
+
+def _extractive(texts: list[str]) -> str:
+    """Without an LLM: the first sentence of each of the most recent texts, longest first."""
+    sentences = []
+    for text in texts:
+        first = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+        if first and first not in sentences:
+            sentences.append(first)
+    return " ".join(sentences[:EXTRACTIVE_SENTENCES])
+
+
+def _summarise(*, prompt: str, texts: list[str]) -> str:
+    if not texts:
+        return ""
+    if not settings.AI_SERVER_URL:
+        return _extractive(texts)
+    ai_server_health()
+    return chat_complete(messages=[{"role": "system", "content": prompt},
+                                   {"role": "user", "content": "\n\n".join(texts)[:HISTORY_CHAR_BUDGET * 2]}])
+
+
+def session_summarize_enqueue(*, session: ChatSession, triggered_by: str = TriggeredBy.API) -> JobRun:
+    with transaction.atomic():
+        return run_enqueue(kind=SESSION_SUMMARY_KIND, args={"session_id": session.id}, owner=session.owner,
+                           triggered_by=triggered_by)
+
+
+def session_summarize(*, session_id: int, run) -> dict:
+    session = ChatSession.objects.filter(id=session_id).first()
+    if session is None:
+        return {"skipped": "session deleted"}
+    turns = list(session.messages.filter(status=MessageStatus.COMPLETE).order_by("created_at"))
+    texts = [f"{t.role}: {t.content}" for t in turns] if settings.AI_SERVER_URL else \
+        [t.content for t in turns if t.role == Role.USER]
+    summary = _summarise(prompt=SUMMARY_PROMPT, texts=texts)
+    ChatSession.objects.filter(id=session.id).update(summary=summary, summarized_at=timezone.now())
+    return {"chars": len(summary)}
+
+
+def profile_summarize_enqueue(*, user, triggered_by: str = TriggeredBy.API) -> JobRun:
+    with transaction.atomic():
+        return run_enqueue(kind=PROFILE_SUMMARY_KIND, args={"user_id": user.id}, owner=user,
+                           triggered_by=triggered_by)
+
+
+def profile_summarize(*, user_id: int, run) -> dict:
+    sessions = list(ChatSession.objects.filter(owner_id=user_id).order_by("-created_at")[:20])
+    texts = [s.summary for s in sessions if s.summary] or [
+        m.content for m in Message.objects.filter(session__owner_id=user_id, role=Role.USER).order_by("-created_at")[:20]
+    ]
+    summary = _summarise(prompt=PROFILE_PROMPT, texts=texts)
+    ProfileSummary.objects.update_or_create(user_id=user_id,
+                                            defaults={"summary": summary, "summarized_at": timezone.now()})
+    return {"chars": len(summary), "sessions": len(sessions)}

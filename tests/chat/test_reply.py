@@ -1,0 +1,165 @@
+"""Replies through a real worker talking real HTTP to a fake OpenAI-compatible server."""
+
+import pytest
+from django.core.cache import cache
+from django.db import transaction
+
+from chat import services
+from chat.llm import HEALTH_CACHE_KEY
+from chat.models import ChatSession, Message
+from documents.services import document_upload
+from jobs.models import JobRun
+from tests.factories import UserFactory
+from tests.support import worker as worker_support
+from tests.support.fake_llm import FakeLLM, Step
+from tests.support.files import upload
+from tests.support.worker import wait_for_worker, wait_until
+
+AI_TIMEOUT = 1.5
+
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    server = FakeLLM()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def llm_worker(fake_llm, celery_worker_process, django_db_setup, django_db_blocker):
+    """The session worker steps aside for one configured with the fake LLM server."""
+    celery_worker_process.stop()
+    with django_db_blocker.unblock():
+        proc = worker_support.worker("llm-worker", AI_SERVER_URL=fake_llm.url, AI_API_KEY="sk-test",
+                                     AI_TIMEOUT=str(AI_TIMEOUT), AI_CONNECT_TIMEOUT="1",
+                                     AI_HEALTH_TTL="30").start()
+        wait_for_worker("llm-worker", timeout=90)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def chat(llm_worker, fake_llm, transactional_db):
+    fake_llm.reset()
+    cache.delete(HEALTH_CACHE_KEY)
+    return fake_llm
+
+
+def post(session, content):
+    return services.message_post(session=session, content=content)
+
+
+def replies(message):
+    return list(Message.objects.filter(reply_to=message, role="assistant"))
+
+
+def finished(run_id, *statuses):
+    return wait_until(lambda: (r := JobRun.objects.get(id=run_id)).status in statuses and r, timeout=60,
+                      message=f"reply run to reach {statuses}")
+
+
+def test_normal_reply_with_citations_and_the_server_saw_the_context(chat):
+    user = UserFactory()
+    document, _ = document_upload(owner=user, upload=upload(
+        "otters.txt", b"Sea otters hold hands while sleeping so they do not drift apart."))
+    wait_until(lambda: document.__class__.objects.get(id=document.id).status == "ready", timeout=120,
+               message="document ready")
+    chat.default = Step(content="They hold hands [1].")
+    message = post(ChatSession.objects.create(owner=user), "Why do sea otters hold hands?")
+    finished(message.run_id, "SUCCESS")
+
+    [reply] = replies(message)
+    assert reply.status == "complete" and reply.content == "They hold hands [1]."
+    assert reply.citations[0]["document_id"] == str(document.id)
+    sent = chat.requests[0]
+    assert any("Sea otters hold hands" in m["content"] for m in sent["messages"] if m["role"] == "system")
+    assert sent["messages"][-1] == {"role": "user", "content": "Why do sea otters hold hands?"}
+    assert chat.auth_headers[0] == "Bearer sk-test"
+
+
+def test_503_503_then_200_gives_one_reply_and_no_apology_with_delays_as_configured(chat):
+    chat.script = [Step(status=503), Step(status=503), Step(content="Third time lucky.")]
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Hello?")
+    run = finished(message.run_id, "SUCCESS")
+
+    assert [r.content for r in replies(message)] == ["Third time lucky."]
+    assert run.attempts == 3
+    assert [entry["delay"] for entry in run.attempt_log] == [0.3, 0.6]
+    assert all("503" in entry["error"] for entry in run.attempt_log)
+
+
+def test_slower_than_the_timeout_is_retried_then_one_apology(chat):
+    chat.default = Step(delay=AI_TIMEOUT + 1.5)
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Are you there?")
+    run = finished(message.run_id, "FAILURE")
+
+    assert run.dead and run.attempts == 4
+    assert all("timed out" in entry["error"] for entry in run.attempt_log)
+    [reply] = replies(message)
+    assert reply.status == "failed" and reply.content.startswith("Sorry")
+
+
+def test_401_fails_at_once_with_one_apology_and_a_dead_run(chat):
+    chat.default = Step(status=401)
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Secret?")
+    run = finished(message.run_id, "FAILURE")
+
+    assert run.attempts == 1 and run.dead
+    assert len(chat.requests) == 1
+    assert [r.status for r in replies(message)] == ["failed"]
+
+
+def test_a_retried_failed_reply_replaces_the_apology(chat):
+    chat.default = Step(status=401)
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Try again later")
+    finished(message.run_id, "FAILURE")
+    chat.default = Step(content="Now it works.")
+    new_run = services.reply_retry(message=Message.objects.get(id=message.id))
+    finished(new_run.id, "SUCCESS")
+    assert [(r.status, r.content) for r in replies(message)] == [("complete", "Now it works.")]
+
+
+def test_health_endpoint_down_means_the_chat_endpoint_is_never_called(chat):
+    chat.health_status = 503
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Anyone?")
+    run = finished(message.run_id, "FAILURE")
+
+    assert chat.requests == []
+    assert chat.health_requests == 4
+    assert run.attempts == 4 and "health" in run.error
+    assert [r.status for r in replies(message)] == ["failed"]
+
+
+def test_a_redelivered_reply_task_adds_no_second_reply(chat):
+    from jobs.services import run_dispatch
+
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Once only")
+    finished(message.run_id, "SUCCESS")
+    JobRun.objects.filter(id=message.run_id).update(status="QUEUED")  # as if the ack was lost
+    run_dispatch(run=JobRun.objects.get(id=message.run_id))
+    finished(message.run_id, "SUCCESS")
+    assert len(replies(message)) == 1
+    assert len(chat.requests) == 1
+
+
+def test_session_summary_by_the_llm(chat):
+    session = ChatSession.objects.create(owner=UserFactory())
+    message = post(session, "Tell me about tides")
+    finished(message.run_id, "SUCCESS")
+    chat.default = Step(content="A chat about tides.")
+    with transaction.atomic():
+        run = services.session_summarize_enqueue(session=session)
+    finished(run.id, "SUCCESS")
+    session.refresh_from_db()
+    assert session.summary == "A chat about tides." and session.summarized_at
+
+
+def test_health_reports_the_ai_server(chat, client):
+    from django.test import override_settings
+
+    with override_settings(AI_SERVER_URL=chat.url):
+        assert client.get("/api/health/").json()["checks"]["ai_server"]["status"] == "ok"
+        chat.health_status = 503
+        body = client.get("/api/health/").json()
+    assert body["checks"]["ai_server"]["status"] == "error"
+    assert body["status"] == "degraded"

@@ -1,0 +1,21 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from documents.models import Document
+from jobs.models import JobRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_document_list_and_reprocess_action(client):
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456789")
+    client.force_login(admin)
+    run = JobRun.objects.create(kind="documents.ingest", queue="documents", status="PROGRESS", progress_current=3,
+                                progress_total=12, progress_step="embedding")
+    document = Document.objects.create(owner=admin, title="Atlas", original_name="atlas.txt", format="text", size=1,
+                                       sha256="0" * 64, file="documents/x/y/original", status="processing", run=run)
+    page = client.get("/admin/documents/document/").content.decode()
+    assert "Atlas" in page and "25%" in page
+    JobRun.objects.filter(id=run.id).update(status="FAILURE")
+    client.post("/admin/documents/document/", {"action": "reprocess", "_selected_action": [document.id]})
+    assert Document.objects.get(id=document.id).run_id != run.id

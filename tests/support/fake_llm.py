@@ -1,0 +1,85 @@
+"""A small OpenAI-compatible server on loopback that can answer, fail, or be slow, on a script."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Step:
+    status: int = 200
+    delay: float = 0.0
+    content: str = "A fine answer."
+    headers: dict = field(default_factory=dict)
+
+
+class FakeLLM:
+    def __init__(self):
+        self.script: list[Step] = []
+        self.default = Step()
+        self.health_status = 200
+        self.requests: list[dict] = []
+        self.health_requests = 0
+        self.auth_headers: list[str] = []
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: dict, headers: dict | None = None):
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):
+                with fake._lock:
+                    fake.health_requests += 1
+                if self.path == "/health":
+                    self._send(fake.health_status, {"status": "ok" if fake.health_status == 200 else "down"})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path != "/v1/chat/completions":
+                    self._send(404, {"error": "not found"})
+                    return
+                with fake._lock:
+                    fake.requests.append(body)
+                    fake.auth_headers.append(self.headers.get("Authorization", ""))
+                    step = fake.script.pop(0) if fake.script else fake.default
+                time.sleep(step.delay)
+                if step.status != 200:
+                    self._send(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
+                    return
+                self._send(200, {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": step.content}}]})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self):
+        with self._lock:
+            self.script, self.default, self.health_status = [], Step(), 200
+            self.requests, self.health_requests, self.auth_headers = [], 0, []
+
+    def stop(self):
+        self.server.shutdown()

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop migrate check bench clean
+.PHONY: run test install services stop migrate check lint bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -23,6 +23,7 @@ run: install
 
 # tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 services: install
@@ -38,9 +39,15 @@ check: install
 	DJANGO_ENV=production SECRET_KEY=$$($(PY) -c "import secrets;print(secrets.token_urlsafe(64))") \
 	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
 
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Benchmarks print ratios against a baseline run side by side; figures go in the README.
 bench: install
 	$(PY) -m project.embedded start
 	$(PY) bench/task_overhead.py
+	$(PY) bench/ingest.py
+	$(PY) bench/chat_overhead.py
 
 clean:
 	rm -rf .local

@@ -40,7 +40,10 @@ start() {
   pids+=($!)
 }
 
-start "$CELERY" -A project worker -n "documents@%h" -Q documents -c "${DOCUMENTS_CONCURRENCY:-1}" -l "$LOGLEVEL" -E
+# Embedding is memory-heavy: fewer malloc arenas, and a pool process that grew past the cap is
+# replaced after its task (DOCUMENTS_MAX_MEMORY_KB).
+start env MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" "$CELERY" -A project worker -n "documents@%h" -Q documents \
+  -c "${DOCUMENTS_CONCURRENCY:-1}" -l "$LOGLEVEL" -E --max-memory-per-child "${DOCUMENTS_MAX_MEMORY_KB:-700000}"
 start "$CELERY" -A project worker -n "default@%h" -Q chat,jobs -c "${DEFAULT_CONCURRENCY:-2}" -l "$LOGLEVEL" -E
 start "$CELERY" -A project worker -n "maintenance@%h" -Q maintenance -c 1 -l "$LOGLEVEL" -E
 if [ "$BEAT" = 1 ]; then

@@ -17,3 +17,22 @@ def bare_noop(counter: str):
 @tracked_task(kind="bench.tracked_noop", queue="jobs", description="Does nothing (benchmark).", schedulable=False)
 def tracked_noop(run):
     return None
+
+
+_http = None
+
+
+@shared_task(name="bench.bare_completion", ignore_result=True)
+def bare_completion(url: str, key: str):
+    """The same HTTP call a chat reply makes (on a kept-alive client, as the reply's), with none of the
+    tracking, retrieval or saving."""
+    global _http
+    import httpx
+
+    from project.celery import app
+
+    _http = _http or httpx.Client(timeout=30)
+    _http.post(f"{url}/v1/chat/completions", json={"model": "default",
+                                                   "messages": [{"role": "user", "content": "hi"}]})
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.set(key, 1, ex=60)

@@ -8,14 +8,15 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def start_worker(*, queues: str, concurrency: int, include: str, name: str = "bench") -> subprocess.Popen:
+def start_worker(*, queues: str, concurrency: int, include: str, name: str = "bench",
+                 extra_args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.Popen:
     from project.celery import app
 
     log = open(BASE_DIR / ".local" / f"{name}-worker.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "project", "worker", "-n", f"{name}@%h", "-Q", queues,
-         "-c", str(concurrency), "-l", "warning", "--include", include, "--without-mingle", "--without-gossip"],
-        cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
+         "-c", str(concurrency), "-l", "warning", "--include", include, "--without-mingle", "--without-gossip", *extra_args],
+        cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 
 import httpx
 from django.conf import settings
@@ -21,14 +22,19 @@ HEALTH_TIMEOUT_SECONDS = 10.0
 HEALTH_CACHE_KEY = "ai-server:healthy"
 
 
-def _auth() -> httpx.Auth | None:
-    if settings.AI_USERNAME:
-        return httpx.BasicAuth(settings.AI_USERNAME, settings.AI_PASSWORD)
-    return None
+def _client() -> httpx.Client:
+    return _client_for(settings.AI_SERVER_URL, settings.AI_API_KEY, settings.AI_USERNAME, settings.AI_PASSWORD,
+                       settings.AI_TIMEOUT, settings.AI_CONNECT_TIMEOUT)
 
 
-def _headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.AI_API_KEY}"} if settings.AI_API_KEY else {}
+@lru_cache(maxsize=4)
+def _client_for(url: str, api_key: str, username: str, password: str, timeout: float,
+                connect_timeout: float) -> httpx.Client:
+    """One client per configuration and process: kept-alive connections, one TLS context."""
+    auth = httpx.BasicAuth(username, password) if username else None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=url, auth=auth, headers=headers,
+                        timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -43,9 +49,8 @@ def ai_server_health(*, use_cache: bool = True) -> str:
     """'healthy', or raises TransientError. A healthy answer is remembered for AI_HEALTH_TTL seconds."""
     if use_cache and cache.get(HEALTH_CACHE_KEY):
         return "healthy (cached)"
-    url = settings.AI_SERVER_URL + settings.AI_HEALTH_PATH
     try:
-        response = httpx.get(url, headers=_headers(), auth=_auth(), timeout=HEALTH_TIMEOUT_SECONDS)
+        response = _client().get(settings.AI_HEALTH_PATH, timeout=HEALTH_TIMEOUT_SECONDS)
     except httpx.HTTPError as exc:
         raise TransientError(f"AI server health check failed: {type(exc).__name__}: {exc}")
     if response.status_code >= 300:
@@ -58,11 +63,9 @@ def ai_server_health(*, use_cache: bool = True) -> str:
 
 def chat_complete(*, messages: list[dict[str, str]]) -> str:
     """One completion; raises TransientError or PermanentError as the retry policy needs."""
-    timeout = httpx.Timeout(settings.AI_TIMEOUT, connect=settings.AI_CONNECT_TIMEOUT)
     started = time.monotonic()
     try:
-        response = httpx.post(f"{settings.AI_SERVER_URL}/v1/chat/completions", headers=_headers(), auth=_auth(),
-                              json={"model": settings.AI_MODEL, "messages": messages}, timeout=timeout)
+        response = _client().post("/v1/chat/completions", json={"model": settings.AI_MODEL, "messages": messages})
     except httpx.TimeoutException as exc:
         cache.delete(HEALTH_CACHE_KEY)
         raise TransientError(f"AI server timed out after {time.monotonic() - started:.1f} s ({type(exc).__name__})")

@@ -38,7 +38,12 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None) -> list[Sea
         raise DocumentsError("q must not be empty.", field="q")
     if not 1 <= k <= SEARCH_MAX_K:
         raise DocumentsError(f"k must be between 1 and {SEARCH_MAX_K}.", field="k")
-    vector = texts_embed([query])[0]
+    return chunks_nearest(user=user, vector=texts_embed([query])[0], k=k, document_id=document_id)
+
+
+def chunks_nearest(*, user, vector: list[float], k: int, document_id=None, exact: bool = False) -> list[SearchHit]:
+    """The k chunks of the user's ready documents closest to `vector` (cosine), through the HNSW index
+    unless `exact`, which scans every row (the yardstick for recall)."""
     chunks = Chunk.objects.filter(document__owner=user, document__status=DocumentStatus.READY)
     if document_id:
         chunks = chunks.filter(document_id=document_id)
@@ -47,6 +52,8 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None) -> list[Sea
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {max(SEARCH_EF, k)}")
+            if exact:
+                cursor.execute("SET LOCAL enable_indexscan = off")
         rows = list(ranked)
     return [SearchHit(str(r["document_id"]), r["document__title"], r["chunk_index"], r["page"], r["text"],
                       round(1.0 - float(r["distance"]), 4)) for r in rows]

@@ -121,7 +121,7 @@ def document_ingest(*, document_id: str, run) -> dict:
 
     started = time.monotonic()
     _stage(document, DocumentStage.EMBEDDING)
-    vectors: list[list[float]] = []
+    vectors: list = []
     total = len(chunks)
     run.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
     for offset in range(0, total, EMBED_BATCH_SIZE):

@@ -6,9 +6,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from jobs import selectors, services
-from jobs.models import Job, JobRun, TriggeredBy
+from jobs.models import JobRun, TriggeredBy
 from jobs.registry import kinds_all
-from project.api import paginated, validated_input
 from jobs.serializers import (
     JobInputSerializer,
     JobOutputSerializer,
@@ -17,6 +16,7 @@ from jobs.serializers import (
     RunOutputSerializer,
     TriggerInputSerializer,
 )
+from project.api import paginated, validated_input
 
 
 def accepted_run(run: JobRun) -> Response:

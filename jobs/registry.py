@@ -131,8 +131,8 @@ def tracked_task(
     """
 
     def decorator(body: Callable[..., Any]):
-        from project.celery import app
         from jobs.runner import run_execute
+        from project.celery import app
 
         spec = JobKind(
             kind=kind, queue=queue, description=description, body=body,

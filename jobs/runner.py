@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.errors import RunCancelled
-from jobs.models import JobRun, RunStatus
+from jobs.models import JobRun
 from jobs.registry import JobKind
 
 logger = logging.getLogger(__name__)

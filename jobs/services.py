@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.errors import JobsError
@@ -126,19 +126,30 @@ def run_mark_retry(*, run_id: str, attempt: int, error: str, delay: float) -> No
 
 def run_fail_final(*, run_id: str, spec: JobKind, error: str, traceback: str = "", exc: BaseException | None = None,
                    attempt: int | None = None) -> bool:
-    """End the run FAILURE and dead; call the kind's on_final_failure exactly once. Returns True if this call did."""
+    """End the run FAILURE and dead; call the kind's on_final_failure exactly once. Returns True if this call did.
+
+    The status and the hook's writes (an apology, a failed document) commit together, so nobody
+    sees a failed run without its consequence."""
     now = timezone.now()
-    updates = dict(status=RunStatus.FAILURE, dead=True, error=error, traceback=traceback,
-                   finished_at=now, heartbeat_at=now)
-    changed = JobRun.objects.filter(id=run_id, dead=False).exclude(status__in=FINISHED_STATUSES).update(**updates)
-    if not changed:
-        return False
-    if attempt is not None:
-        entry = {"attempt": attempt, "error": error[:500], "delay": None, "at": now.isoformat()}
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE jobs_jobrun SET attempt_log = attempt_log || %s::jsonb WHERE id = %s",
-                           [_json([entry]), run_id])
-    run = JobRun.objects.get(id=run_id)
+    log_entry = [{"attempt": attempt, "error": error[:500], "delay": None, "at": now.isoformat()}] if attempt else []
+    with transaction.atomic():
+        changed = JobRun.objects.filter(id=run_id, dead=False).exclude(status__in=FINISHED_STATUSES).update(
+            status=RunStatus.FAILURE, dead=True, error=error, traceback=traceback, finished_at=now,
+            heartbeat_at=now,
+        )
+        if not changed:
+            return False
+        if log_entry:
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE jobs_jobrun SET attempt_log = attempt_log || %s::jsonb WHERE id = %s",
+                               [_json(log_entry), run_id])
+        run = JobRun.objects.get(id=run_id)
+        if spec.on_final_failure:
+            try:
+                with transaction.atomic():
+                    spec.on_final_failure(run=run, **run.args)
+            except Exception:
+                logger.exception("on_final_failure hook raised", extra={"run_id": run_id, "kind": run.kind})
     logger.error("run failed for good", extra={
         "run_id": run_id, "kind": run.kind, "attempts": run.attempts, "max_attempts": run.max_attempts,
         "error": error, "owner_id": run.owner_id, "correlation_id": run.correlation_id,
@@ -153,24 +164,19 @@ def run_fail_final(*, run_id: str, spec: JobKind, error: str, traceback: str = "
                 sentry_sdk.capture_exception(exc)
             else:
                 sentry_sdk.capture_message(f"run {run_id} failed: {error}", level="error")
-    if spec.on_final_failure:
-        try:
-            spec.on_final_failure(run=run, **run.args)
-        except Exception:
-            logger.exception("on_final_failure hook raised", extra={"run_id": run_id, "kind": run.kind})
     return True
 
 
 def run_mark_revoked(*, run_id: str, spec: JobKind | None = None) -> bool:
-    now = timezone.now()
-    changed = JobRun.objects.filter(id=run_id).exclude(status__in=FINISHED_STATUSES).update(
-        status=RunStatus.REVOKED, cancel_requested=True, finished_at=now, eta_seconds=None,
-    )
-    if changed:
-        run = JobRun.objects.get(id=run_id)
-        spec = spec or kind_get(run.kind)
-        if spec.on_revoked:
-            spec.on_revoked(run=run, **run.args)
+    with transaction.atomic():
+        changed = JobRun.objects.filter(id=run_id).exclude(status__in=FINISHED_STATUSES).update(
+            status=RunStatus.REVOKED, cancel_requested=True, finished_at=timezone.now(), eta_seconds=None,
+        )
+        if changed:
+            run = JobRun.objects.get(id=run_id)
+            spec = spec or kind_get(run.kind)
+            if spec.on_revoked:
+                spec.on_revoked(run=run, **run.args)
     return bool(changed)
 
 

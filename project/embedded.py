@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import sys
@@ -94,9 +93,10 @@ def _pg_bin(name: str) -> str:
 def _pg_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-    from pgserver._commands import POSTGRES_BIN_PATH
     import stat
+
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     ensure_user_exists(PG_SYSTEM_USER)
     ensure_prefix_permissions(PGDATA)

@@ -3,8 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from chat.urls import router as chat_router, urlpatterns as chat_urls
-from documents.urls import router as documents_router, urlpatterns as documents_urls
+from chat.urls import router as chat_router
+from chat.urls import urlpatterns as chat_urls
+from documents.urls import router as documents_router
+from documents.urls import urlpatterns as documents_urls
 from jobs.api import JobViewSet, RunViewSet
 from project.health import health
 

@@ -12,6 +12,7 @@ CHUNK_TOKENS = 254
 # Overlap between neighbouring chunks, as a share of the chunk size, so a sentence cut at a
 # boundary is still whole in one of the two chunks.
 CHUNK_OVERLAP = 0.15
+CHUNKER_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -32,7 +33,8 @@ def _chunker():
 
     tokenizer = AutoTokenizer.from_pretrained(str(local_model_dir()))
     count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    return semchunk.chunkerify(count, chunk_size=CHUNK_TOKENS)
+    # semchunk memoises token counts; bounded, or a long-lived worker grows with every document.
+    return semchunk.chunkerify(count, chunk_size=CHUNK_TOKENS, cache_maxsize=CHUNKER_CACHE_SIZE)
 
 
 def text_chunk(*, pages: list[Page]) -> list[TextChunk]:

@@ -60,16 +60,16 @@ def _openai_embed(texts: list[str]) -> list[list[float]]:
     return [item["embedding"] for item in data]
 
 
-def texts_embed(texts: list[str]) -> list[list[float]]:
-    """Normalised vectors, one per text, of EMBEDDING_DIMENSIONS each."""
+def texts_embed(texts: list[str]):
+    """Normalised float32 vectors (a NumPy array or a list of lists), one per text."""
     if not texts:
         return []
     if settings.EMBEDDING_BACKEND == "openai":
         vectors = _openai_embed(texts)
     else:
         vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False).tolist()
-    if vectors and len(vectors[0]) != settings.EMBEDDING_DIMENSIONS:
+                                        convert_to_numpy=True, show_progress_bar=False)
+    if len(vectors) and len(vectors[0]) != settings.EMBEDDING_DIMENSIONS:
         raise PermanentError(f"the embedding backend returns {len(vectors[0])} dimensions; the index holds "
                              f"{settings.EMBEDDING_DIMENSIONS}")
     return vectors

@@ -1,7 +1,7 @@
 import pytest
 
 from jobs.models import Job, JobRun
-from tests.factories import JobFactory, JobRunFactory, UserFactory
+from tests.factories import JobFactory, JobRunFactory
 from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.django_db

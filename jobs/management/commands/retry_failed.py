@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime, parse_duration
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime, parse_duration
 
 from jobs.services import runs_retry_failed
 

@@ -7,6 +7,7 @@ a proxy the tests can cut (the worker connects directly, as a worker on another 
 
 import atexit
 import os
+import shutil
 from urllib.parse import urlparse, urlunparse
 
 from project import embedded
@@ -29,6 +30,11 @@ broker_proxy = TcpProxy(target_host=_redis.hostname, target_port=_redis.port or 
 PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_redis.hostname}:{broker_proxy.port}",
                                                 path=f"/{TEST_REDIS_DB}"))
 os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
+
+# The tests' files live apart from `make run`'s, and start empty.
+TEST_MEDIA_ROOT = embedded.LOCAL_DIR / "test-media"
+shutil.rmtree(TEST_MEDIA_ROOT, ignore_errors=True)
+os.environ["MEDIA_ROOT"] = str(TEST_MEDIA_ROOT)
 
 # Short limits so fault tests finish in seconds; the checks in project.config_checks still hold.
 TEST_ENV = {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from documents.models import EMBEDDING_DIMENSIONS
 from jobs.errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def texts_embed(texts: list[str]):
     else:
         vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)
-    if len(vectors) and len(vectors[0]) != settings.EMBEDDING_DIMENSIONS:
+    if len(vectors) and len(vectors[0]) != EMBEDDING_DIMENSIONS:
         raise PermanentError(f"the embedding backend returns {len(vectors[0])} dimensions; the index holds "
-                             f"{settings.EMBEDDING_DIMENSIONS}")
+                             f"{EMBEDDING_DIMENSIONS}")
     return vectors

@@ -43,3 +43,13 @@ def test_job_run_now_action(admin_client):
     job = JobFactory(kind="jobs.ping")
     admin_client.post("/admin/jobs/job/", {"action": "run_now", "_selected_action": [job.id]})
     assert JobRun.objects.filter(job=job, triggered_by="admin").count() == 1
+
+
+def test_task_result_admin_retries_tracked_tasks(admin_client):
+    from django_celery_results.models import TaskResult
+
+    failed = JobRunFactory(status="FAILURE", dead=True)
+    result = TaskResult.objects.create(task_id=str(failed.id), status="FAILURE", task_name="jobs.ping")
+    admin_client.post("/admin/django_celery_results/taskresult/",
+                      {"action": "retry_task_results", "_selected_action": [result.pk]})
+    assert JobRun.objects.filter(retry_of=failed).count() == 1

@@ -57,3 +57,7 @@ def test_a_second_beat_waits_and_does_not_double_schedule(celery_worker, api, be
     assert 3 <= fired <= 6, fired
     assert first.alive and second.alive
     assert "beat lock acquired" not in second.log_text()
+
+    # When the leader stops, the standby takes over.
+    first.stop()
+    wait_until(lambda: "beat lock acquired" in second.log_text(), timeout=20, message="standby to take over")

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from jobs import services
 from jobs.models import JobRun, RunStatus
@@ -123,19 +123,30 @@ def test_never_retry_error_fails_once_calls_the_hook_once_and_is_dead(celery_wor
 
 
 def test_exhausted_retries_end_dead_with_one_hook_call_and_a_manual_retry_succeeds(celery_worker, effects):
-    run = enqueue("tests.flaky", key="exhausted", fail_times=10)
+    from tests.support.tasks import effect_record
+
+    effect_record("outage")
+    run = enqueue("tests.flaky", key="after-outage", blocked_by="outage")
     final = wait_status(run, RunStatus.FAILURE)
     assert final.attempts == final.max_attempts == 4
     assert final.dead
     assert [entry["delay"] for entry in final.attempt_log] == [0.3, 0.6, 0.9, None]
     assert len(effects("final-failure:")) == 1
 
-    # The retried run has the same args; make it succeed by letting the key through on a fresh run.
-    JobRun.objects.filter(id=run.id).update(args={"key": "exhausted", "fail_times": 0})
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM test_effects WHERE key = 'outage'")
     retried = services.run_retry(run=JobRun.objects.get(id=run.id), triggered_by="shell")
-    assert retried.retry_of_id == run.id
+    assert retried.retry_of_id == run.id and retried.args == final.args
     assert wait_status(retried, RunStatus.SUCCESS).result == {"attempt": 1}
+    assert "after-outage" in effects()
     assert len(effects("final-failure:")) == 1
+
+
+def test_soft_time_limit_runs_the_cleanup_hook_and_fails_the_run(celery_worker, effects):
+    run = enqueue("tests.effect", key="too-slow", seconds=6.0)
+    final = wait_status(run, RunStatus.FAILURE, timeout=20)
+    assert final.error == "timed out after 3 s" and final.dead
+    assert effects() == {"timeout-cleanup:too-slow": ""}
 
 
 def test_progress_writes_are_throttled_and_eta_appears(celery_worker):

@@ -25,6 +25,9 @@ class FakeLLM:
         self.requests: list[dict] = []
         self.health_requests = 0
         self.auth_headers: list[str] = []
+        self.embedding_requests: list[dict] = []
+        self.embedding_script: list[Step] = []
+        self.dimensions = 384
         self._lock = threading.Lock()
         fake = self
 
@@ -56,6 +59,18 @@ class FakeLLM:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path == "/v1/embeddings":
+                    with fake._lock:
+                        fake.embedding_requests.append(body)
+                        step = fake.embedding_script.pop(0) if fake.embedding_script else Step()
+                    if step.status != 200:
+                        self._send(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
+                        return
+                    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                    data = [{"object": "embedding", "index": i, "embedding": fake.embedding_vector(text)}
+                            for i, text in reversed(list(enumerate(inputs)))]
+                    self._send(200, {"object": "list", "data": data, "model": body.get("model")})
+                    return
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": "not found"})
                     return
@@ -76,10 +91,21 @@ class FakeLLM:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def embedding_vector(self, text: str) -> list[float]:
+        """A deterministic unit vector per text (the same text always maps to the same vector)."""
+        import hashlib
+        import math
+
+        seed = hashlib.sha256(text.encode()).digest()
+        raw = [((seed[i % 32] + i * 7) % 255) / 255.0 - 0.5 for i in range(self.dimensions)]
+        norm = math.sqrt(sum(x * x for x in raw))
+        return [x / norm for x in raw]
+
     def reset(self):
         with self._lock:
             self.script, self.default, self.health_status = [], Step(), 200
             self.requests, self.health_requests, self.auth_headers = [], 0, []
+            self.embedding_requests, self.embedding_script, self.dimensions = [], [], 384
 
     def stop(self):
         self.server.shutdown()

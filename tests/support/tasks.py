@@ -22,9 +22,13 @@ def effect_record(key: str, value: str = "") -> None:
         cursor.execute("INSERT INTO test_effects (key, value) VALUES (%s, %s)", [key, value])
 
 
+def _record_timeout_cleanup(*, run_id, key, **args):
+    effect_record(f"timeout-cleanup:{key}")
+
+
 @tracked_task(kind="tests.effect", queue="jobs", description="Sleeps with progress, then records one effect.",
               params_schema={"type": "object"}, time_limit=4, soft_time_limit=3, schedulable=False,
-              retry=RetryPolicy(retries=2, backoff=1.0, jitter=False))
+              retry=RetryPolicy(retries=2, backoff=1.0, jitter=False), on_timeout=_record_timeout_cleanup)
 def effect(run, key: str, seconds: float = 0.0):
     steps = max(1, int(seconds / 0.1))
     for step in range(steps):
@@ -32,6 +36,12 @@ def effect(run, key: str, seconds: float = 0.0):
         time.sleep(seconds / steps)
     effect_record(key)
     return {"key": key}
+
+
+def effect_exists(key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM test_effects WHERE key = %s", [key])
+        return cursor.fetchone() is not None
 
 
 def _record_final_failure(*, run, **args):
@@ -42,9 +52,12 @@ def _record_final_failure(*, run, **args):
               params_schema={"type": "object"}, schedulable=False,
               retry=RetryPolicy(delays=(0.3, 0.6, 0.9), retry_after_cap=2.0),
               on_final_failure=_record_final_failure)
-def flaky(run, key: str, fail_times: int = 0, permanent: bool = False, retry_after: float | None = None):
+def flaky(run, key: str, fail_times: int = 0, permanent: bool = False, retry_after: float | None = None,
+          blocked_by: str | None = None):
     if permanent:
         raise PermanentError("bad input: will never work")
+    if blocked_by and effect_exists(blocked_by):
+        raise TransientError(f"{blocked_by} is still blocking")
     if run.attempt <= fail_times:
         raise TransientError(f"attempt {run.attempt} failed", retry_after=retry_after)
     effect_record(key, str(run.attempt))

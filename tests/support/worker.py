@@ -43,6 +43,8 @@ class CeleryProcess:
         self.proc: subprocess.Popen | None = None
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}.log"
+        # A fresh log per process object; restarts of the same object append to it.
+        self.log_path.write_bytes(b"")
 
     def start(self) -> "CeleryProcess":
         self.log_file = open(self.log_path, "ab")

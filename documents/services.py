@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from documents.errors import DocumentsError
@@ -57,6 +57,10 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
         with transaction.atomic():
             document.save()
             _ingest_enqueue(document=document, triggered_by=triggered_by)
+    except IntegrityError:
+        # The same content uploaded twice at once: the other request won; answer with its document.
+        default_storage.delete(document.file.name)
+        return Document.objects.get(owner=owner, sha256=sha256), False
     except Exception:
         # Nothing accepted, nothing kept: the stored file goes with the failed transaction.
         default_storage.delete(document.file.name)

@@ -123,7 +123,7 @@ def run_execute(*, task, spec: JobKind, run_id: str) -> Any:
         return {"skipped": True, "status": state}
 
     started = time.monotonic()
-    logger.info("run attempt started", extra={"run_id": run_id, "kind": spec.kind,
+    logger.debug("run attempt started", extra={"run_id": run_id, "kind": spec.kind,
                                               "attempt": ctx.attempt, "max_attempts": ctx.max_attempts})
     try:
         result = spec.body(ctx, **ctx.args)

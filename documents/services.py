@@ -17,7 +17,7 @@ from documents.errors import DocumentsError
 from documents.models import Chunk, Document, DocumentStage, DocumentStatus
 from documents.pipeline.chunk import text_chunk
 from documents.pipeline.detect import format_detect, name_check
-from documents.pipeline.embed import EMBED_BATCH_SIZE, texts_embed
+from documents.pipeline.embed import embed_batch_size, texts_embed
 from documents.pipeline.extract import text_extract
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.services import run_cancel, run_enqueue
@@ -128,8 +128,9 @@ def document_ingest(*, document_id: str, run) -> dict:
     vectors: list = []
     total = len(chunks)
     run.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
-    for offset in range(0, total, EMBED_BATCH_SIZE):
-        vectors.extend(texts_embed([c.text for c in chunks[offset:offset + EMBED_BATCH_SIZE]]))
+    batch = embed_batch_size()
+    for offset in range(0, total, batch):
+        vectors.extend(texts_embed([c.text for c in chunks[offset:offset + batch]]))
         # Also where a cancel is seen: between batches, before anything is indexed.
         run.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
     timings["embed"] = time.monotonic() - started

@@ -17,7 +17,7 @@ def ingest(run, document_id: str):
     return services.document_ingest(document_id=document_id, run=run)
 
 
-@tracked_task(kind="documents.maintain", queue="maintenance",
+@tracked_task(kind="documents.maintain", queue="maintenance", staff_only=True,
               default_schedule=("Maintain documents", {"every_seconds": 3600}),
               description="Removes stored files with no document; re-dispatches documents stuck before processing.")
 def maintain(run):

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from jobs import selectors, services
 from jobs.models import JobRun, TriggeredBy
-from jobs.registry import kinds_all
+from jobs.registry import kinds_for
 from jobs.serializers import (
     JobInputSerializer,
     JobOutputSerializer,
@@ -114,7 +114,7 @@ class JobViewSet(viewsets.ViewSet):
     def kinds(self, request):
         kinds = [
             {"kind": k.kind, "description": k.description, "queue": k.queue, "params_schema": k.params_schema}
-            for k in kinds_all() if k.schedulable
+            for k in kinds_for(user=request.user)
         ]
         return Response(kinds)
 

@@ -76,6 +76,8 @@ class JobKind:
     schedulable: bool = True
     # (job name, schedule) seeded by `setup_periodic_tasks`.
     default_schedule: tuple[str, dict] | None = None
+    # Work on everyone's data (maintenance): only staff may define or trigger it as a job.
+    staff_only: bool = False
 
     @property
     def hard_limit(self) -> int:
@@ -110,6 +112,11 @@ def kinds_all() -> list[JobKind]:
     return sorted(_KINDS.values(), key=lambda k: k.kind)
 
 
+def kinds_for(*, user) -> list[JobKind]:
+    """The kinds this user may define jobs of."""
+    return [k for k in kinds_all() if k.schedulable and (user.is_staff or not k.staff_only)]
+
+
 def tracked_task(
     *,
     kind: str,
@@ -124,6 +131,7 @@ def tracked_task(
     on_revoked: Callable[..., None] | None = None,
     schedulable: bool = True,
     default_schedule: tuple[str, dict] | None = None,
+    staff_only: bool = False,
 ):
     """Register `body(run, **args)` as a kind and return its Celery task (named after the kind).
 
@@ -139,7 +147,7 @@ def tracked_task(
             params_schema=params_schema or {"type": "object", "additionalProperties": False},
             retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
             on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
-            schedulable=schedulable, default_schedule=default_schedule,
+            schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
         )
         if soft_time_limit and time_limit and soft_time_limit >= time_limit:
             raise ValueError(f"{kind}: soft_time_limit must be below time_limit")

@@ -384,6 +384,8 @@ def job_create(*, name: str, kind: str, params: dict | None = None, schedule: di
     spec = kind_get(kind)
     if not spec.schedulable:
         raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
+    if spec.staff_only and owner is not None and not owner.is_staff:
+        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define it as a job.", field="kind")
     params = spec.validate_params(params or {})
     schedule = _schedule_validate(schedule)
     if Job.objects.filter(name=name).exists():

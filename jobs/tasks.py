@@ -19,14 +19,14 @@ def ping(run, echo: str = "pong"):
     return {"echo": echo, "worker": socket.gethostname()}
 
 
-@tracked_task(kind="jobs.dispatch_pending", queue="maintenance", retry=MAINTENANCE_RETRY,
+@tracked_task(kind="jobs.dispatch_pending", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Dispatch pending runs", {"every_seconds": 30}),
               description="Publishes runs that were accepted while the broker was unreachable.")
 def dispatch_pending(run):
     return services.runs_dispatch_pending()
 
 
-@tracked_task(kind="jobs.reap_stale_runs", queue="maintenance", retry=MAINTENANCE_RETRY,
+@tracked_task(kind="jobs.reap_stale_runs", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Reap stale runs", {"every_seconds": 60}),
               description="Re-queues or fails runs whose worker stopped sending heartbeats.")
 def reap_stale_runs(run):
@@ -40,7 +40,7 @@ _RETENTION_SCHEMA = {
 }
 
 
-@tracked_task(kind="jobs.cleanup_results", queue="maintenance", retry=MAINTENANCE_RETRY,
+@tracked_task(kind="jobs.cleanup_results", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up task results", {"crontab": "15 3 * * *", "timezone": "UTC"}),
               params_schema=_RETENTION_SCHEMA,
               description="Deletes django-celery-results rows older than the retention, in batches.")
@@ -48,7 +48,7 @@ def cleanup_results(run, older_than_days: int | None = None):
     return services.results_cleanup(older_than_days=older_than_days)
 
 
-@tracked_task(kind="jobs.cleanup_runs", queue="maintenance", retry=MAINTENANCE_RETRY,
+@tracked_task(kind="jobs.cleanup_runs", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up old runs", {"crontab": "30 3 * * *", "timezone": "UTC"}),
               params_schema={"type": "object", "properties": {
                   "older_than_days": {"type": "integer", "minimum": 0},

@@ -49,7 +49,9 @@ def test_cancel_finished_is_409_and_retry_of_success_is_409(api, user):
     assert JobRun.objects.count() == 1
 
 
-def test_bad_params_are_a_400_naming_the_field(api):
+def test_bad_params_are_a_400_naming_the_field(api, user):
+    user.is_staff = True
+    user.save()
     response = api.post("/api/jobs/", {"name": "x", "kind": "jobs.cleanup_runs",
                                        "params": {"older_than_days": "soon"}}, format="json")
     assert response.status_code == 400
@@ -64,7 +66,16 @@ def test_bad_params_are_a_400_naming_the_field(api):
     assert Job.objects.count() == 0
 
 
-def test_kinds_lists_params_schemas(api):
+def test_maintenance_kinds_are_for_staff_only(api, user):
+    assert {k["kind"] for k in api.get("/api/jobs/kinds/").json()} == {"jobs.ping"}
+    response = api.post("/api/jobs/", {"name": "wipe", "kind": "jobs.cleanup_runs"}, format="json")
+    assert response.status_code == 400 and "staff" in str(response.json())
+    assert Job.objects.count() == 0
+
+
+def test_kinds_lists_params_schemas(api, user):
+    user.is_staff = True
+    user.save()
     kinds = {k["kind"]: k for k in api.get("/api/jobs/kinds/").json()}
     assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "jobs.dispatch_pending",
             "jobs.reap_stale_runs"} <= set(kinds)
@@ -72,9 +83,11 @@ def test_kinds_lists_params_schemas(api):
     assert "older_than_days" in kinds["jobs.cleanup_runs"]["params_schema"]["properties"]
 
 
-def test_schedule_is_kept_in_beat(api):
+def test_schedule_is_kept_in_beat(api, user):
     from django_celery_beat.models import PeriodicTask
 
+    user.is_staff = True
+    user.save()
     job_id = api.post("/api/jobs/", {"name": "nightly", "kind": "jobs.cleanup_runs",
                                      "schedule": {"crontab": "0 3 * * *", "timezone": "Europe/Paris"}},
                       format="json").json()["id"]

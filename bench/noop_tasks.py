@@ -1,4 +1,6 @@
-"""The two no-op tasks the overhead benchmark compares."""
+"""The tasks the overhead benchmarks compare."""
+
+import time
 
 from celery import shared_task
 
@@ -18,13 +20,18 @@ def _counter_client():
 
 
 @shared_task(name="bench.bare_noop", ignore_result=True)
-def bare_noop(counter: str):
+def bare_noop(counter: str, work_ms: float = 0):
+    if work_ms:
+        time.sleep(work_ms / 1000)
     # The counter is how the benchmark sees completion without a result backend.
     _counter_client().incr(counter)
 
 
-@tracked_task(kind="bench.tracked_noop", queue="jobs", description="Does nothing (benchmark).", schedulable=False)
-def tracked_noop(run):
+@tracked_task(kind="bench.tracked_noop", queue="jobs", description="Does nothing (benchmark).", schedulable=False,
+              params_schema={"type": "object"})
+def tracked_noop(run, work_ms: float = 0):
+    if work_ms:
+        time.sleep(work_ms / 1000)
     return None
 
 

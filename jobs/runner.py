@@ -14,7 +14,7 @@ import traceback as traceback_module
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.db import connection
 from django.utils import timezone
 
@@ -120,7 +120,8 @@ def run_execute(*, task, spec: JobKind, run_id: str) -> Any:
     if ctx is None:
         state = JobRun.objects.filter(id=run_id).values_list("status", flat=True).first()
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind, "status": state})
-        return {"skipped": True, "status": state}
+        # Acknowledge without touching the stored outcome of the attempt that did run.
+        raise Ignore()
 
     started = time.monotonic()
     logger.debug("run attempt started", extra={"run_id": run_id, "kind": spec.kind,

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 from django.core.management import call_command
 
@@ -29,16 +27,9 @@ def test_request_id_reaches_the_response_and_the_worker_log(celery_worker, api, 
     wait_until(lambda: JobRun.objects.get(id=run_id).status == "SUCCESS", message="ping run")
     assert JobRun.objects.get(id=run_id).correlation_id == "req-trace-42"
 
-    def worker_line():
-        for line in celery_worker.log_text().splitlines():
-            if run_id in line and line.startswith("{"):
-                record = json.loads(line)
-                if record.get("correlation_id") == "req-trace-42":
-                    return record
-        return None
-
-    record = wait_until(worker_line, timeout=10, message="worker log line with the request id")
-    assert record["run_id"] == run_id
+    records = wait_until(lambda: celery_worker.log_records(run_id=run_id, correlation_id="req-trace-42"),
+                         timeout=10, message="worker log line with the request id")
+    assert records[0]["message"] == "run succeeded"
 
 
 def test_a_request_without_an_id_gets_one(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,6 +81,19 @@ class CeleryProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_records(self, **match) -> list[dict]:
+        """The JSON log lines whose fields equal every `match` item."""
+        records = []
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if all(record.get(key) == value for key, value in match.items()):
+                    records.append(record)
+        return records
 
 
 def worker(name: str = "test-worker", concurrency: int = 2, **env: str) -> CeleryProcess:

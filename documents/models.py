@@ -27,10 +27,10 @@ class DocumentStage(models.TextChoices):
 
 
 class DocumentFormat(models.TextChoices):
-    PDF = "pdf"
-    DOCX = "docx"
-    TEXT = "text"
-    HTML = "html"
+    PDF = "pdf", "PDF"
+    DOCX = "docx", "Word (DOCX)"
+    TEXT = "text", "plain text"
+    HTML = "html", "HTML"
 
 
 def document_storage_key(document: "Document", filename: str = "") -> str:

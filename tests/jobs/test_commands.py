@@ -47,3 +47,16 @@ def test_celery_status_and_check_fail_without_a_worker(celery_worker):
         call_command("celery_status", timeout=0.5)
     with pytest.raises(CommandError, match="no worker answered"):
         call_command("celery_check", timeout=2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_job_waits_and_prints_progress(celery_worker, capsys):
+    from jobs.services import job_create
+
+    job_create(name="echo", kind="jobs.ping", params={"echo": "a"})
+    call_command("run_job", "echo", "--params", '{"echo": "b"}', "--wait")
+    out = capsys.readouterr().out
+    assert "queued (jobs.ping on jobs)" in out and "100.0% SUCCESS" in out and '"echo": "b"' in out
+    assert JobRun.objects.get().triggered_by == "shell"
+    with pytest.raises(CommandError, match="not JSON"):
+        call_command("run_job", "echo", "--params", "{nope")

@@ -1,0 +1,39 @@
+"""Following a run from the command line: a progress line until it finishes."""
+
+from __future__ import annotations
+
+import time
+
+from jobs.models import FINISHED_STATUSES, JobRun
+
+BAR_WIDTH = 30
+POLL_SECONDS = 0.5
+
+
+def run_progress_line(run: JobRun) -> str:
+    percent = run.percent
+    filled = int(BAR_WIDTH * (percent or 0) / 100)
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    parts = [f"[{bar}]", f"{percent:5.1f}%" if percent is not None else "   ?  ", run.status]
+    if run.progress_step:
+        parts.append(run.progress_step)
+    if run.progress_message:
+        parts.append(run.progress_message)
+    if run.eta_seconds is not None and not run.is_finished:
+        parts.append(f"ETA {run.eta_seconds:.0f}s")
+    return " ".join(parts)
+
+
+def run_watch(*, run_id, write, timeout: float | None = None) -> JobRun:
+    """Print a progress line whenever it changes; return the run once it has finished (or on timeout)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    while True:
+        run = JobRun.objects.get(id=run_id)
+        line = run_progress_line(run)
+        if line != last:
+            write(line)
+            last = line
+        if run.status in FINISHED_STATUSES or (deadline and time.monotonic() > deadline):
+            return run
+        time.sleep(POLL_SECONDS)

@@ -6,4 +6,5 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN useradd --create-home app && chown -R app /app
 USER app
-CMD ["gunicorn", "project.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]
+ENV HOST=0.0.0.0
+CMD ["gunicorn", "project.wsgi:application", "--config", "python:project.gunicorn_conf"]

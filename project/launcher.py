@@ -85,8 +85,7 @@ def main() -> int:
         _manage("setup_periodic_tasks", env=env)
         _ensure_admin(env)
         port = env.get("PORT", "8000")
-        web = ["gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
-               "--workers", env.get("WEB_CONCURRENCY", "2"), "--timeout", "60", "--access-logfile", "-"]
+        web = ["gunicorn", "project.wsgi:application", "--config", "python:project.gunicorn_conf"]
         bindir = Path(sys.executable).parent
         env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
         for command in (web, ["bash", "start_workers.sh"]):

@@ -29,7 +29,7 @@ def test_every_command_refers_to_existing_files_and_modules():
         command = " ".join(svc["command"])
         for script in re.findall(r"[\w./-]+\.(?:sh|py)\b", command):
             assert (BASE_DIR / script).exists(), f"{name}: {script}"
-        for module in re.findall(r"([\w.]+):application", command):
+        for module in re.findall(r"([\w.]+):application", command) + re.findall(r"python:([\w.]+)", command):
             importlib.import_module(module)
         for management in re.findall(r"manage\.py (\w+)", command):
             from django.core.management import get_commands

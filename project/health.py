@@ -45,6 +45,10 @@ def _workers():
     from project.celery import app
 
     replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
+    if not replies:
+        # A broadcast can miss workers that are reconnecting their control channel (seen just after start-up):
+        # ask once more before reporting none.
+        replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
     names = sorted(name for reply in replies for name in reply)
     if not names:
         raise RuntimeError("no worker answered a ping")

@@ -85,7 +85,11 @@ def _wait_for_port(port: int, *, seconds: float, what: str, log: Path) -> None:
 # --- PostgreSQL -------------------------------------------------------------
 
 def _pg_bin(name: str) -> str:
-    from pgserver._commands import POSTGRES_BIN_PATH
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 
@@ -106,8 +110,9 @@ def _pg_user() -> str | None:
     ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
     ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
     entry = pwd.getpwnam(PG_SYSTEM_USER)
-    for path in [PGDATA, *PGDATA.rglob("*")]:
-        os.lchown(path, entry.pw_uid, entry.pw_gid)
+    if PGDATA.stat().st_uid != entry.pw_uid:
+        for path in [PGDATA, *PGDATA.rglob("*")]:
+            os.lchown(path, entry.pw_uid, entry.pw_gid)
     return PG_SYSTEM_USER
 
 

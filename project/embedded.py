@@ -84,14 +84,19 @@ def _wait_for_port(port: int, *, seconds: float, what: str, log: Path) -> None:
 
 # --- PostgreSQL -------------------------------------------------------------
 
-def _pg_bin(name: str) -> str:
+def _pgserver():
+    """The pgserver package, imported without platformdirs' warning about an unset XDG_RUNTIME_DIR."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
+        import pgserver._commands
+        import pgserver.utils
+    return pgserver
 
-    return str(POSTGRES_BIN_PATH / name)
+
+def _pg_bin(name: str) -> str:
+    return str(_pgserver()._commands.POSTGRES_BIN_PATH / name)
 
 
 def _pg_user() -> str | None:
@@ -99,8 +104,10 @@ def _pg_user() -> str | None:
         return None
     import stat
 
-    from pgserver._commands import POSTGRES_BIN_PATH
-    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    utils = _pgserver().utils
+    ensure_folder_permissions, ensure_prefix_permissions = utils.ensure_folder_permissions, utils.ensure_prefix_permissions
+    ensure_user_exists = utils.ensure_user_exists
+    POSTGRES_BIN_PATH = _pgserver()._commands.POSTGRES_BIN_PATH
 
     ensure_user_exists(PG_SYSTEM_USER)
     ensure_prefix_permissions(PGDATA)

@@ -76,7 +76,7 @@ class JobRun(models.Model):
             models.Index(fields=["correlation_id"], name="run_correlation"),
             models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
             models.Index(fields=["created_at"], name="run_undispatched",
-                         condition=models.Q(status="QUEUED")),
+                         condition=models.Q(status__in=["QUEUED", "RETRY"])),
         ]
 
     def __str__(self) -> str:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 CLEANUP_BATCH_SIZE = 1000
 # Publishing is one round trip per run; a bounded batch keeps one beat tick short.
 DISPATCH_BATCH_SIZE = 500
+# Runs examined per reaper pass; the next pass, a minute later, takes the rest.
 REAP_BATCH_SIZE = 200
 
 
@@ -78,7 +79,7 @@ def run_dispatch(*, run: JobRun) -> bool:
             retry=False,
         )
     except Exception as exc:  # kombu raises several types for an unreachable broker
-        JobRun.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=None)
+        JobRun.objects.filter(id=run.id, status__in=WAITING_STATUSES).update(dispatched_at=None)
         logger.warning("broker unreachable; run left for dispatch_pending",
                        extra={"run_id": str(run.id), "kind": run.kind, "cause": f"{type(exc).__name__}: {exc}"})
         return False
@@ -86,11 +87,17 @@ def run_dispatch(*, run: JobRun) -> bool:
 
 
 def runs_dispatch_pending() -> dict[str, int]:
-    """Publish runs that were accepted but never reached the broker (or were lost before a worker saw them)."""
-    stale_before = timezone.now() - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
+    """Publish runs that were accepted but never reached the broker, or were lost before a worker saw them:
+    QUEUED runs never published (or published long ago), and RETRY runs long past their countdown
+    (their retry message was never published, e.g. the broker was down when the attempt failed)."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
+    overdue_retry_before = stale_before - timedelta(seconds=settings.MAX_RETRY_COUNTDOWN)
     pending = list(
-        JobRun.objects.filter(status=RunStatus.QUEUED, cancel_requested=False)
-        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale_before))
+        JobRun.objects.filter(cancel_requested=False)
+        .filter(Q(status=RunStatus.QUEUED, dispatched_at__isnull=True)
+                | Q(status=RunStatus.QUEUED, dispatched_at__lt=stale_before)
+                | Q(status=RunStatus.RETRY, heartbeat_at__lt=overdue_retry_before))
         .order_by("created_at")[:DISPATCH_BATCH_SIZE]
     )
     published = 0

@@ -69,6 +69,20 @@ def test_broker_outage_during_post_is_accepted_and_dispatched_later(celery_worke
     assert wait_status(run, RunStatus.SUCCESS).result["echo"] == "later"
 
 
+def test_a_retry_whose_message_was_never_published_is_dispatched_again(celery_worker, effects, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # As if an attempt failed while the broker was down: RETRY recorded, no message ever published.
+    long_ago = timezone.now() - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS + settings.MAX_RETRY_COUNTDOWN + 5)
+    lost = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "retry-lost"}, status=RunStatus.RETRY,
+                                 attempts=1, max_attempts=4, heartbeat_at=long_ago, dispatched_at=long_ago)
+    assert services.runs_dispatch_pending()["published"] == 1
+    assert wait_status(lost, RunStatus.SUCCESS).attempts == 2
+    assert effects() == {"retry-lost": "2"}
+
+
 def test_cancel_while_no_worker_runs_means_the_body_never_runs(celery_worker, effects):
     celery_worker.stop()
     run = enqueue("tests.effect", key="never", seconds=0.0)

@@ -12,7 +12,8 @@ from urllib.parse import urlparse, urlunparse
 
 from project import embedded
 
-TEST_REDIS_DB = 9
+# The tests flush this Redis database at start: keep it apart from anything you use.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
 
 started = embedded.ensure_started()
 if started.started_postgres or started.started_redis:

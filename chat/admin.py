@@ -1,9 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from chat import services
-from chat.errors import ChatError
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
-from jobs.errors import JobsError
+from jobs.admin import apply_each
 from jobs.models import TriggeredBy
 
 
@@ -33,14 +32,9 @@ class FailedReplyFilter(admin.SimpleListFilter):
 
 
 def _retry_replies(modeladmin, request, failed_replies):
-    retried = 0
-    for reply in failed_replies:
-        try:
-            services.reply_retry(message=reply, triggered_by=TriggeredBy.ADMIN)
-            retried += 1
-        except (ChatError, JobsError) as exc:
-            modeladmin.message_user(request, f"message {reply.id}: {exc.message}", messages.WARNING)
-    modeladmin.message_user(request, f"Retried {retried} repl{'y' if retried == 1 else 'ies'}.", messages.SUCCESS)
+    apply_each(modeladmin, request, failed_replies,
+               lambda reply: services.reply_retry(message=reply, triggered_by=TriggeredBy.ADMIN),
+               done="Replies retried")
 
 
 @admin.action(description="Retry failed replies")

@@ -1,9 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from documents import services
-from documents.errors import DocumentsError
 from documents.models import Chunk, Document
-from jobs.admin import progress_bar, status_badge
+from jobs.admin import apply_each, progress_bar, status_badge
 from jobs.models import TriggeredBy
 
 
@@ -23,11 +22,9 @@ class ChunkInline(admin.TabularInline):
 
 @admin.action(description="Reprocess selected documents")
 def reprocess(modeladmin, request, queryset):
-    for document in queryset:
-        try:
-            services.document_reprocess(document=document, triggered_by=TriggeredBy.ADMIN)
-        except DocumentsError as exc:
-            modeladmin.message_user(request, f"{document.title}: {exc.message}", messages.WARNING)
+    apply_each(modeladmin, request, queryset,
+               lambda document: services.document_reprocess(document=document, triggered_by=TriggeredBy.ADMIN),
+               done="Documents queued for reprocessing")
 
 
 @admin.register(Document)

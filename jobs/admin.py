@@ -8,6 +8,7 @@ from django_celery_results.models import TaskResult
 from jobs import services
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun, RunStatus, TriggeredBy
+from project.errors import DomainError
 
 STATUS_COLOURS = {
     RunStatus.QUEUED: "#6c757d", RunStatus.STARTED: "#0d6efd", RunStatus.PROGRESS: "#0d6efd",
@@ -33,28 +34,29 @@ def progress_bar(percent: float | None, text: str = ""):
     )
 
 
-def _apply(modeladmin, request, runs, action, verb):
-    done = failed = 0
-    for run in runs:
+def apply_each(modeladmin, request, objects, action, *, done: str) -> None:
+    """An admin action over a selection: one refusal (a domain error) is reported and the rest go on."""
+    count = 0
+    for obj in objects:
         try:
-            action(run)
-            done += 1
-        except JobsError as exc:
-            failed += 1
-            modeladmin.message_user(request, f"{run.id}: {exc.message}", messages.WARNING)
-    if done:
-        modeladmin.message_user(request, f"{verb} {done} run(s).", messages.SUCCESS)
+            action(obj)
+            count += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.WARNING)
+    if count:
+        modeladmin.message_user(request, f"{done}: {count}.", messages.SUCCESS)
 
 
 @admin.action(description="Retry selected runs (new linked runs)")
 def retry_runs(modeladmin, request, queryset):
-    _apply(modeladmin, request, queryset,
-           lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user), "Retried")
+    apply_each(modeladmin, request, queryset,
+               lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user),
+               done="Runs retried")
 
 
 @admin.action(description="Cancel selected runs")
 def cancel_runs(modeladmin, request, queryset):
-    _apply(modeladmin, request, queryset, lambda run: services.run_cancel(run=run), "Cancelled")
+    apply_each(modeladmin, request, queryset, lambda run: services.run_cancel(run=run), done="Runs cancelled")
 
 
 @admin.register(JobRun)
@@ -183,8 +185,9 @@ class JobAdmin(admin.ModelAdmin):
 @admin.action(description="Retry selected tracked tasks")
 def retry_task_results(modeladmin, request, queryset):
     runs = JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True)))
-    _apply(modeladmin, request, runs,
-           lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user), "Retried")
+    apply_each(modeladmin, request, runs,
+               lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user),
+               done="Runs retried")
 
 
 admin.site.unregister(TaskResult)

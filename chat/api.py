@@ -17,18 +17,16 @@ from chat.serializers import (
 )
 from jobs.api import accepted_run
 from jobs.serializers import RunOutputSerializer
-from project.api import paginated, validated_input
+from project.api import OwnerScopedMixin, paginated, validated_input
 
 
-class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet):
     serializer_class = SessionOutputSerializer
     lookup_value_regex = "[0-9]+"
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ChatSession.objects.none()
-        return selectors.session_visible_to(user=self.request.user)
+    model = ChatSession
+    visible_to = staticmethod(selectors.session_visible_to)
 
     @extend_schema(request=SessionInputSerializer, responses={201: SessionOutputSerializer})
     def create(self, request):

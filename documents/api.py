@@ -15,19 +15,17 @@ from documents.serializers import (
     SearchInputSerializer,
 )
 from jobs.api import accepted_run
-from project.api import validated_input
+from project.api import OwnerScopedMixin, validated_input
 
 
-class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                       viewsets.GenericViewSet):
     serializer_class = DocumentOutputSerializer
     filterset_fields = ["status"]
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Document.objects.none()
-        return selectors.document_visible_to(user=self.request.user)
+    model = Document
+    visible_to = staticmethod(selectors.document_visible_to)
 
     def get_parsers(self):
         if getattr(self, "action", None) == "create":

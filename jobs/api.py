@@ -1,4 +1,3 @@
-from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -6,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from jobs import selectors, services
-from jobs.models import JobRun, TriggeredBy
+from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
 from jobs.serializers import (
     JobInputSerializer,
@@ -16,7 +15,7 @@ from jobs.serializers import (
     RunOutputSerializer,
     TriggerInputSerializer,
 )
-from project.api import paginated, validated_input
+from project.api import OwnerScopedMixin, paginated, validated_input
 
 
 def accepted_run(run: JobRun) -> Response:
@@ -32,16 +31,14 @@ class RunFilter(filters.FilterSet):
         fields = ["status", "kind", "queue", "dead", "triggered_by", "job"]
 
 
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
+class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RunOutputSerializer
     filterset_class = RunFilter
     # Anything but a UUID is simply not a run: 404, not a validation error.
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return JobRun.objects.none()
-        return selectors.run_visible_to(user=self.request.user)
+    model = JobRun
+    visible_to = staticmethod(selectors.run_visible_to)
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
@@ -61,15 +58,16 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(selectors.run_stats(user=request.user))
 
 
-class JobViewSet(viewsets.ViewSet):
+class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
+    model = Job
+    visible_to = staticmethod(selectors.job_visible_to)
+    serializer_class = JobOutputSerializer
+    filter_backends: list = []
     lookup_value_regex = "[0-9]+"
-    def _get(self, request, pk):
-        return get_object_or_404(selectors.job_visible_to(user=request.user), pk=pk)
 
     @extend_schema(responses=JobOutputSerializer(many=True))
     def list(self, request):
-        jobs = selectors.job_visible_to(user=request.user)
-        return paginated(self, request, jobs, JobOutputSerializer)
+        return paginated(self, request, self.get_queryset(), JobOutputSerializer)
 
     @extend_schema(request=JobInputSerializer, responses={201: JobOutputSerializer})
     def create(self, request):
@@ -79,24 +77,24 @@ class JobViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=JobOutputSerializer)
     def retrieve(self, request, pk=None):
-        return Response(JobOutputSerializer(self._get(request, pk)).data)
+        return Response(JobOutputSerializer(self.get_object()).data)
 
     @extend_schema(request=JobPatchSerializer, responses=JobOutputSerializer)
     def partial_update(self, request, pk=None):
-        job = self._get(request, pk)
+        job = self.get_object()
         data = validated_input(JobPatchSerializer, request.data, partial=True)
         job = services.job_update(job=job, data=data)
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
-        services.job_delete(job=self._get(request, pk))
+        services.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=TriggerInputSerializer, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def trigger(self, request, pk=None):
-        job = self._get(request, pk)
+        job = self.get_object()
         data = validated_input(TriggerInputSerializer, request.data)
         run = services.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
                                    owner=request.user)
@@ -105,7 +103,7 @@ class JobViewSet(viewsets.ViewSet):
     @extend_schema(responses=RunOutputSerializer(many=True))
     @action(detail=True, methods=["get"])
     def runs(self, request, pk=None):
-        job = self._get(request, pk)
+        job = self.get_object()
         runs = selectors.run_visible_to(user=request.user).filter(job=job).order_by("-created_at")
         return paginated(self, request, runs, RunOutputSerializer)
 

@@ -93,10 +93,6 @@ class RunContext:
         if row is None or row[0]:
             raise RunCancelled(self.id)
 
-    def check_cancelled(self) -> None:
-        """Between units of work that report no progress: stop if a cancel was requested."""
-        if JobRun.objects.filter(id=self.id, cancel_requested=True).exists():
-            raise RunCancelled(self.id)
 
 
 def run_claim(*, run_id: str) -> RunContext | None:

@@ -45,7 +45,7 @@ def workers_online(*, timeout: float = 1.0) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
-def run_stats(*, user, queues: bool = True) -> dict:
+def run_stats(*, user) -> dict:
     runs = run_visible_to(user=user)
     hour_ago = timezone.now() - timedelta(hours=1)
     by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
@@ -58,8 +58,8 @@ def run_stats(*, user, queues: bool = True) -> dict:
         "by_status": {status: by_status.get(status, 0) for status in RunStatus.values},
         "by_kind": by_kind,
         "dead": runs.filter(dead=True).count(),
-        "queue_depths": queue_depths() if queues else {},
-        "workers_online": workers_online() if queues else [],
+        "queue_depths": queue_depths(),
+        "workers_online": workers_online(),
         "last_hour": {
             "finished": finished,
             "failed": last_hour["failed"] or 0,

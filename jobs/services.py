@@ -3,6 +3,7 @@ maintenance, and job definitions kept in sync with beat."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -116,23 +117,22 @@ def runs_dispatch_pending() -> dict[str, int]:
 def run_mark_success(*, run_id: str, result: Any) -> None:
     # Raw SQL, as the claim: this runs once per task on the hot path, and the ORM's query building
     # costs as much as the statement itself.
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE jobs_jobrun SET status = 'SUCCESS', result = %s::jsonb, finished_at = %s, heartbeat_at = %s,"
             " error = '', eta_seconds = 0 WHERE id = %s AND status NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')",
-            [None if result is None else _json(result), timezone.now(), timezone.now(), run_id],
+            [None if result is None else _json(result), now, now, run_id],
         )
 
 
 def run_mark_retry(*, run_id: str, attempt: int, error: str, delay: float) -> None:
-    entry = {"attempt": attempt, "error": error[:500], "delay": round(delay, 3), "at": timezone.now().isoformat()}
+    now = timezone.now()
+    entry = {"attempt": attempt, "error": error[:500], "delay": round(delay, 3), "at": now.isoformat()}
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE jobs_jobrun SET status = 'RETRY', error = %s, heartbeat_at = %s,"
-            " attempt_log = attempt_log || %s::jsonb"
-            " WHERE id = %s AND status IN ('STARTED', 'PROGRESS')",
-            [error, timezone.now(), _json([entry]), run_id],
-        )
+        _attempt_log_append(cursor, run_id=run_id, entry=entry,
+                            set_sql="status = 'RETRY', error = %s, heartbeat_at = %s, ", params=[error, now],
+                            where_sql=" AND status IN ('STARTED', 'PROGRESS')")
 
 
 def run_fail_final(*, run_id: str, spec: JobKind, error: str, traceback: str = "", exc: BaseException | None = None,
@@ -142,7 +142,7 @@ def run_fail_final(*, run_id: str, spec: JobKind, error: str, traceback: str = "
     The status and the hook's writes (an apology, a failed document) commit together, so nobody
     sees a failed run without its consequence."""
     now = timezone.now()
-    log_entry = [{"attempt": attempt, "error": error[:500], "delay": None, "at": now.isoformat()}] if attempt else []
+    log_entry = {"attempt": attempt, "error": error[:500], "delay": None, "at": now.isoformat()}
     with transaction.atomic():
         changed = JobRun.objects.filter(id=run_id, dead=False).exclude(status__in=FINISHED_STATUSES).update(
             status=RunStatus.FAILURE, dead=True, error=error, traceback=traceback, finished_at=now,
@@ -150,10 +150,9 @@ def run_fail_final(*, run_id: str, spec: JobKind, error: str, traceback: str = "
         )
         if not changed:
             return False
-        if log_entry:
+        if attempt is not None:
             with connection.cursor() as cursor:
-                cursor.execute("UPDATE jobs_jobrun SET attempt_log = attempt_log || %s::jsonb WHERE id = %s",
-                               [_json(log_entry), run_id])
+                _attempt_log_append(cursor, run_id=run_id, entry=log_entry)
         run = JobRun.objects.get(id=run_id)
         if spec.on_final_failure:
             try:
@@ -192,9 +191,16 @@ def run_mark_revoked(*, run_id: str, spec: JobKind | None = None) -> bool:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value)
+
+
+def _attempt_log_append(cursor, *, run_id: str, entry: dict, set_sql: str = "", params: list | None = None,
+                        where_sql: str = "") -> None:
+    """Append one entry to the run's attempt log in the same statement as any other change."""
+    cursor.execute(
+        f"UPDATE jobs_jobrun SET {set_sql}attempt_log = attempt_log || %s::jsonb WHERE id = %s{where_sql}",
+        [*(params or []), _json([entry]), run_id],
+    )
 
 
 # --- Steering ---------------------------------------------------------------------
@@ -253,8 +259,6 @@ def runs_reap_stale() -> dict[str, int]:
 
     Re-queued while attempts remain, else failed and dead (with the kind's final-failure hook).
     """
-    from jobs.registry import kind_get as spec_for
-
     now = timezone.now()
     margin = settings.RUN_REAP_MARGIN_SECONDS
     candidates = (
@@ -277,7 +281,7 @@ def runs_reap_stale() -> dict[str, int]:
                 run_dispatch(run=run)
                 requeued += 1
         else:
-            if run_fail_final(run_id=str(run.id), spec=spec_for(run.kind),
+            if run_fail_final(run_id=str(run.id), spec=kind_get(run.kind),
                               error=f"worker lost during the last attempt ({run.attempts}/{run.max_attempts})"):
                 failed += 1
     if requeued or failed:
@@ -291,7 +295,7 @@ def _delete_in_batches(queryset, *, pk_field: str = "pk") -> int:
         ids = list(queryset.values_list(pk_field, flat=True)[:CLEANUP_BATCH_SIZE])
         if not ids:
             return deleted
-        count, _ = queryset.model.objects.filter(**{f"{pk_field}__in": ids}).delete()
+        queryset.model.objects.filter(**{f"{pk_field}__in": ids}).delete()
         deleted += len(ids)
 
 
@@ -355,8 +359,6 @@ def _schedule_validate(schedule: Any) -> dict | None:
 
 def _periodic_task_sync(*, job: Job) -> None:
     """Mirror the job's schedule into django-celery-beat; beat notices the change on its next tick."""
-    import json
-
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     if not job.schedule:

@@ -1,11 +1,13 @@
 """Client for an OpenAI-compatible LLM server: health probe and chat completions.
 
 Failures are sorted for the run's retry policy: timeouts, connection errors, 429 and 5xx are
-TransientError (429/503 carry Retry-After); 400, 401, 403 and 404 are PermanentError.
+TransientError (429/503 carry Retry-After); 400, 401, 403 and 404 are PermanentError. An error
+names the status and its reason, never the server's body (which may echo a key or a prompt).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from functools import lru_cache
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 10.0
 HEALTH_CACHE_KEY = "ai-server:healthy"
+_no_health_endpoint_logged: set[str] = set()
 
 
 def _client() -> httpx.Client:
@@ -46,39 +49,64 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def ai_server_health(*, use_cache: bool = True) -> str:
-    """'healthy', or raises TransientError. A healthy answer is remembered for AI_HEALTH_TTL seconds."""
+    """'healthy', or raises TransientError. A healthy answer is remembered for AI_HEALTH_TTL seconds.
+
+    A 404 at AI_HEALTH_PATH means the server has no such endpoint (OpenAI serves no /health):
+    that says nothing against it, so replies go ahead. An empty AI_HEALTH_PATH turns the probe off."""
+    path = settings.AI_HEALTH_PATH
+    if not path:
+        return "not probed (AI_HEALTH_PATH is empty)"
     if use_cache and cache.get(HEALTH_CACHE_KEY):
         return "healthy (cached)"
     try:
-        response = _client().get(settings.AI_HEALTH_PATH, timeout=HEALTH_TIMEOUT_SECONDS)
+        response = _client().get(path, timeout=HEALTH_TIMEOUT_SECONDS)
     except httpx.HTTPError as exc:
-        raise TransientError(f"AI server health check failed: {type(exc).__name__}: {exc}")
-    if response.status_code >= 300:
-        raise TransientError(f"AI server health check answered {response.status_code}",
+        raise TransientError(f"AI server health check failed: {type(exc).__name__}")
+    if response.status_code == 404:
+        if path not in _no_health_endpoint_logged:
+            _no_health_endpoint_logged.add(path)
+            logger.info("AI server has no health endpoint; going ahead without it", extra={"path": path})
+        state = "healthy (no health endpoint)"
+    elif response.status_code >= 300:
+        raise TransientError(f"AI server health check answered {_status(response)}",
                              retry_after=_retry_after(response))
+    else:
+        state = "healthy"
     if settings.AI_HEALTH_TTL > 0:
         cache.set(HEALTH_CACHE_KEY, True, timeout=settings.AI_HEALTH_TTL)
-    return "healthy"
+    return state
+
+
+def _status(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.reason_phrase}".strip()
 
 
 def chat_complete(*, messages: list[dict[str, str]]) -> str:
-    """One completion; raises TransientError or PermanentError as the retry policy needs."""
+    """One completion within AI_TIMEOUT in total (a server that trickles bytes does not extend it);
+    raises TransientError or PermanentError as the retry policy needs."""
     started = time.monotonic()
+    deadline = started + settings.AI_TIMEOUT
     try:
-        response = _client().post("/v1/chat/completions", json={"model": settings.AI_MODEL, "messages": messages})
+        with _client().stream("POST", "/v1/chat/completions",
+                              json={"model": settings.AI_MODEL, "messages": messages}) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the answer took longer than AI_TIMEOUT")
     except httpx.TimeoutException as exc:
         cache.delete(HEALTH_CACHE_KEY)
         raise TransientError(f"AI server timed out after {time.monotonic() - started:.1f} s ({type(exc).__name__})")
     except httpx.TransportError as exc:
         cache.delete(HEALTH_CACHE_KEY)
-        raise TransientError(f"AI server unreachable: {type(exc).__name__}: {exc}")
+        raise TransientError(f"AI server unreachable: {type(exc).__name__}")
     if response.status_code == 429 or response.status_code >= 500:
         cache.delete(HEALTH_CACHE_KEY)
-        raise TransientError(f"AI server answered {response.status_code}", retry_after=_retry_after(response))
+        raise TransientError(f"AI server answered {_status(response)}", retry_after=_retry_after(response))
     if response.status_code >= 400:
-        raise PermanentError(f"AI server refused the request: {response.status_code} {response.text[:200]}")
+        raise PermanentError(f"AI server refused the request: {_status(response)}")
     try:
-        content = response.json()["choices"][0]["message"]["content"]
+        content = json.loads(bytes(body))["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise TransientError("AI server answered with an unexpected body")
     logger.info("completion received", extra={"seconds": round(time.monotonic() - started, 3),

@@ -14,7 +14,8 @@ from chat.llm import ai_server_health, chat_complete
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
 from documents.selectors import SearchHit, chunks_search
 from jobs.models import JobRun, TriggeredBy
-from jobs.services import run_enqueue
+from jobs.runner import RunContext
+from jobs.services.runs import run_enqueue, run_retry
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def _passages_reply(hits: list[SearchHit]) -> str:
     return "\n".join(lines)
 
 
-def message_reply(*, message_id: int, run) -> dict:
-    """Write the assistant's reply to one user message. Safe to run again: it replaces, never adds."""
+def message_reply(*, message_id: int, ctx: RunContext) -> dict:
+    """Write the assistant's reply to one user message. Safe to run again: it replaces, never adds.
+    The reply is saved only if the run was not cancelled meanwhile (in one transaction with its success)."""
     message = Message.objects.select_related("session__owner").filter(id=message_id, role=Role.USER).first()
     if message is None:
         return {"skipped": "message deleted"}
@@ -105,9 +107,13 @@ def message_reply(*, message_id: int, run) -> dict:
         content = chat_complete(messages=messages)
     else:
         content = _passages_reply(hits)
-    reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
-                        citations=_citations(hits), run_id=run.id)
-    return {"reply_id": reply.id, "citations": len(hits)}
+
+    def save() -> dict:
+        reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
+                            citations=_citations(hits), run_id=ctx.id)
+        return {"reply_id": reply.id, "citations": len(hits)}
+
+    return ctx.commit(save)
 
 
 def _reply_save(*, message: Message, content: str, status: str, citations: list, run_id) -> Message:
@@ -129,8 +135,6 @@ def message_reply_failed(*, run: JobRun, message_id: int, **_) -> None:
 
 def reply_retry(*, message: Message, triggered_by: str = TriggeredBy.ADMIN) -> JobRun:
     """Retry the reply to a user message whose reply failed: the apology is replaced on success."""
-    from jobs.services import run_retry
-
     user_message = message.reply_to if message.role == Role.ASSISTANT else message
     run = user_message.run
     if run is None:
@@ -139,7 +143,7 @@ def reply_retry(*, message: Message, triggered_by: str = TriggeredBy.ADMIN) -> J
     while latest.retries.exists():
         latest = latest.retries.order_by("-created_at").first()
     with transaction.atomic():
-        new_run = run_retry(run=latest, triggered_by=triggered_by)
+        new_run, _ = run_retry(run=latest, triggered_by=triggered_by)
         Message.objects.filter(id=user_message.id).update(run=new_run)
     return new_run
 
@@ -177,7 +181,7 @@ def session_summarize_enqueue(*, session: ChatSession, triggered_by: str = Trigg
                            triggered_by=triggered_by)
 
 
-def session_summarize(*, session_id: int, run) -> dict:
+def session_summarize(*, session_id: int, ctx: RunContext) -> dict:
     session = ChatSession.objects.filter(id=session_id).first()
     if session is None:
         return {"skipped": "session deleted"}
@@ -185,8 +189,12 @@ def session_summarize(*, session_id: int, run) -> dict:
     texts = [f"{t.role}: {t.content}" for t in turns] if settings.AI_SERVER_URL else \
         [t.content for t in turns if t.role == Role.USER]
     summary = _summarise(prompt=SUMMARY_PROMPT, texts=texts)
-    ChatSession.objects.filter(id=session.id).update(summary=summary, summarized_at=timezone.now())
-    return {"chars": len(summary)}
+
+    def save() -> dict:
+        ChatSession.objects.filter(id=session.id).update(summary=summary, summarized_at=timezone.now())
+        return {"chars": len(summary)}
+
+    return ctx.commit(save)
 
 
 def profile_summarize_enqueue(*, user, triggered_by: str = TriggeredBy.API) -> JobRun:
@@ -195,12 +203,16 @@ def profile_summarize_enqueue(*, user, triggered_by: str = TriggeredBy.API) -> J
                            triggered_by=triggered_by)
 
 
-def profile_summarize(*, user_id: int, run) -> dict:
+def profile_summarize(*, user_id: int, ctx: RunContext) -> dict:
     sessions = list(ChatSession.objects.filter(owner_id=user_id).order_by("-created_at")[:20])
     texts = [s.summary for s in sessions if s.summary] or [
         m.content for m in Message.objects.filter(session__owner_id=user_id, role=Role.USER).order_by("-created_at")[:20]
     ]
     summary = _summarise(prompt=PROFILE_PROMPT, texts=texts)
-    ProfileSummary.objects.update_or_create(user_id=user_id,
-                                            defaults={"summary": summary, "summarized_at": timezone.now()})
-    return {"chars": len(summary), "sessions": len(sessions)}
+
+    def save() -> dict:
+        ProfileSummary.objects.update_or_create(user_id=user_id,
+                                                defaults={"summary": summary, "summarized_at": timezone.now()})
+        return {"chars": len(summary), "sessions": len(sessions)}
+
+    return ctx.commit(save)

@@ -2,7 +2,8 @@ from django.conf import settings
 
 from chat import services
 from jobs.errors import PermanentError
-from jobs.registry import RetryPolicy, tracked_task
+from jobs.registry import RetryPolicy
+from jobs.runner import tracked_task
 
 # Progressive retries from AI_RETRY_DELAYS (default 5, 15, 30 s); 400/401/403/404 never retry.
 AI_RETRY = RetryPolicy(delays=tuple(settings.AI_RETRY_DELAYS), never_retry=(PermanentError,),
@@ -15,19 +16,19 @@ AI_SOFT_LIMIT = int(settings.AI_TIMEOUT + settings.AI_CONNECT_TIMEOUT + 30)
               soft_time_limit=AI_SOFT_LIMIT, time_limit=AI_SOFT_LIMIT + 15,
               on_final_failure=services.message_reply_failed,
               description="Writes the assistant's reply to a user message, grounded in the user's documents.")
-def reply(run, message_id: int):
-    return services.message_reply(message_id=message_id, run=run)
+def reply(ctx, message_id: int):
+    return services.message_reply(message_id=message_id, ctx=ctx)
 
 
 @tracked_task(kind=services.SESSION_SUMMARY_KIND, queue="chat", retry=AI_RETRY, schedulable=False,
               soft_time_limit=AI_SOFT_LIMIT, time_limit=AI_SOFT_LIMIT + 15,
               description="Summarises one chat session.")
-def summarize_session(run, session_id: int):
-    return services.session_summarize(session_id=session_id, run=run)
+def summarize_session(ctx, session_id: int):
+    return services.session_summarize(session_id=session_id, ctx=ctx)
 
 
 @tracked_task(kind=services.PROFILE_SUMMARY_KIND, queue="chat", retry=AI_RETRY, schedulable=False,
               soft_time_limit=AI_SOFT_LIMIT, time_limit=AI_SOFT_LIMIT + 15,
               description="Summarises what a user works on across their sessions.")
-def summarize_profile(run, user_id: int):
-    return services.profile_summarize(user_id=user_id, run=run)
+def summarize_profile(ctx, user_id: int):
+    return services.profile_summarize(user_id=user_id, ctx=ctx)

@@ -11,6 +11,7 @@ from pgvector.django import CosineDistance
 from documents.errors import DocumentsError
 from documents.models import Chunk, Document, DocumentStatus
 from documents.pipeline.embed import texts_embed
+from jobs.errors import PermanentError, TransientError
 
 SEARCH_MAX_K = 50
 # HNSW candidates examined per query; above k so filtering by owner still leaves k results.
@@ -38,7 +39,12 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None) -> list[Sea
         raise DocumentsError("q must not be empty.", field="q")
     if not 1 <= k <= SEARCH_MAX_K:
         raise DocumentsError(f"k must be between 1 and {SEARCH_MAX_K}.", field="k")
-    return chunks_nearest(user=user, vector=texts_embed([query])[0], k=k, document_id=document_id)
+    try:
+        vector = texts_embed([query])[0]
+    except (TransientError, PermanentError) as exc:
+        raise DocumentsError(f"Search is unavailable: the embedding backend failed ({exc}). Try again shortly.",
+                             code="unavailable") from exc
+    return chunks_nearest(user=user, vector=vector, k=k, document_id=document_id)
 
 
 def chunks_nearest(*, user, vector: list[float], k: int, document_id=None, exact: bool = False) -> list[SearchHit]:

@@ -20,7 +20,8 @@ from documents.pipeline.detect import format_detect, name_check
 from documents.pipeline.embed import embed_batch_size, texts_embed
 from documents.pipeline.extract import text_extract
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
-from jobs.services import run_cancel, run_enqueue
+from jobs.runner import RunContext
+from jobs.services.runs import run_cancel, run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ INGEST_KIND = "documents.ingest"
 INDEX_BATCH_SIZE = 500
 # A document still waiting this long after upload, with no live run, is dispatched again by maintenance.
 STUCK_AFTER = timedelta(minutes=10)
+# A stored file with no document row may be an upload whose transaction has not committed yet.
+ORPHAN_MIN_AGE = timedelta(hours=1)
 
 
 def document_upload(*, owner, upload, title: str = "", triggered_by: str = TriggeredBy.API) -> tuple[Document, bool]:
@@ -98,20 +101,20 @@ def _stage(document: Document, stage: str) -> None:
     Document.objects.filter(id=document.id).update(stage=stage, **{f"{stage}_at": now})
 
 
-def document_ingest(*, document_id: str, run) -> dict:
+def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
     """The pipeline: extracting → chunking → embedding → indexing, as one tracked run.
 
-    Re-running replaces the document's chunks in one transaction, so a redelivered or retried
-    run leaves exactly one set."""
+    Re-running replaces the document's chunks in one transaction (with the run's success, and
+    only if it was not cancelled), so a redelivered or retried run leaves exactly one set."""
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return {"skipped": "document deleted"}
-    Document.objects.filter(id=document.id).update(status=DocumentStatus.PROCESSING, run_id=run.id, error="")
+    Document.objects.filter(id=document.id).update(status=DocumentStatus.PROCESSING, run_id=ctx.id, error="")
     timings: dict[str, float] = {}
 
     started = time.monotonic()
     _stage(document, DocumentStage.EXTRACTING)
-    run.progress(0, None, step=DocumentStage.EXTRACTING)
+    ctx.progress(0, None, step=DocumentStage.EXTRACTING)
     with document.file.open("rb") as handle:
         data = handle.read()
     pages = text_extract(data=data, fmt=document.format)
@@ -119,7 +122,7 @@ def document_ingest(*, document_id: str, run) -> dict:
 
     started = time.monotonic()
     _stage(document, DocumentStage.CHUNKING)
-    run.progress(0, None, step=DocumentStage.CHUNKING)
+    ctx.progress(0, None, step=DocumentStage.CHUNKING)
     chunks = text_chunk(pages=pages)
     timings["chunk"] = time.monotonic() - started
 
@@ -127,29 +130,33 @@ def document_ingest(*, document_id: str, run) -> dict:
     _stage(document, DocumentStage.EMBEDDING)
     vectors: list = []
     total = len(chunks)
-    run.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
+    ctx.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
     batch = embed_batch_size()
     for offset in range(0, total, batch):
         vectors.extend(texts_embed([c.text for c in chunks[offset:offset + batch]]))
         # Also where a cancel is seen: between batches, before anything is indexed.
-        run.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
+        ctx.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
     timings["embed"] = time.monotonic() - started
 
     started = time.monotonic()
     _stage(document, DocumentStage.INDEXING)
-    run.progress(total, total, step=DocumentStage.INDEXING)
+    ctx.progress(total, total, step=DocumentStage.INDEXING)
     rows = [Chunk(document_id=document.id, chunk_index=c.index, page=c.page, char_start=c.char_start,
                   char_end=c.char_end, text=c.text, embedding=v) for c, v in zip(chunks, vectors)]
     page_count = len(pages) if document.format == "pdf" else None
-    with transaction.atomic():
+
+    def index() -> dict:
         Chunk.objects.filter(document_id=document.id).delete()
         Chunk.objects.bulk_create(rows, batch_size=INDEX_BATCH_SIZE)
         Document.objects.filter(id=document.id).update(
             status=DocumentStatus.READY, stage="", chunk_count=len(rows), pages=page_count, ready_at=timezone.now())
+        return {"chunks": len(rows), "pages": page_count}
+
+    result = ctx.commit(index)
     timings["index"] = time.monotonic() - started
     logger.info("document ingested", extra={"document_id": str(document.id), "chunks": len(rows),
                                             **{f"{k}_seconds": round(v, 3) for k, v in timings.items()}})
-    return {"chunks": len(rows), "pages": page_count}
+    return result
 
 
 def document_mark_failed(*, run, document_id: str, **_) -> None:
@@ -157,8 +164,21 @@ def document_mark_failed(*, run, document_id: str, **_) -> None:
 
 
 def document_mark_cancelled(*, run, document_id: str, **_) -> None:
-    Document.objects.filter(id=document_id).exclude(status=DocumentStatus.READY).update(
-        status=DocumentStatus.CANCELLED)
+    """A cancelled reprocess keeps the earlier, complete chunks searchable; a first ingestion ends cancelled."""
+    document = Document.objects.filter(id=document_id).first()
+    if document is None or document.status == DocumentStatus.READY:
+        return
+    if document.chunks.exists():
+        Document.objects.filter(id=document_id).update(status=DocumentStatus.READY, stage="", error="")
+    else:
+        Document.objects.filter(id=document_id).update(status=DocumentStatus.CANCELLED, stage="")
+
+
+def _older_than(key: str, age: timedelta) -> bool:
+    try:
+        return default_storage.get_modified_time(key) < timezone.now() - age
+    except (NotImplementedError, OSError):
+        return False
 
 
 def documents_maintain() -> dict[str, int]:
@@ -173,7 +193,7 @@ def documents_maintain() -> dict[str, int]:
         folders, _ = default_storage.listdir(f"documents/{owner}")
         for folder in folders:
             key = f"documents/{owner}/{folder}/original"
-            if key not in known and default_storage.exists(key):
+            if key not in known and default_storage.exists(key) and _older_than(key, ORPHAN_MIN_AGE):
                 default_storage.delete(key)
                 orphans += 1
     stuck = Document.objects.filter(status__in=(DocumentStatus.UPLOADED, DocumentStatus.QUEUED),

@@ -1,6 +1,7 @@
 from documents import services
 from jobs.errors import PermanentError
-from jobs.registry import RetryPolicy, tracked_task
+from jobs.registry import RetryPolicy
+from jobs.runner import tracked_task
 
 # Extraction errors are PermanentError (never retried); storage, database and embedding-server
 # hiccups are retried with backoff.
@@ -13,12 +14,12 @@ INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(
               description="Extracts, chunks, embeds and indexes one document.",
               params_schema={"type": "object", "properties": {"document_id": {"type": "string"}},
                              "required": ["document_id"]})
-def ingest(run, document_id: str):
-    return services.document_ingest(document_id=document_id, run=run)
+def ingest(ctx, document_id: str):
+    return services.document_ingest(document_id=document_id, ctx=ctx)
 
 
 @tracked_task(kind="documents.maintain", queue="maintenance", staff_only=True,
               default_schedule=("Maintain documents", {"every_seconds": 3600}),
               description="Removes stored files with no document; re-dispatches documents stuck before processing.")
-def maintain(run):
+def maintain(ctx):
     return services.documents_maintain()

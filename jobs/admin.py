@@ -5,9 +5,9 @@ from django.utils.html import format_html, format_html_join
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from jobs import services
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun, RunStatus, TriggeredBy
+from jobs.services import definitions, runs
 from project.errors import DomainError
 
 STATUS_COLOURS = {
@@ -47,16 +47,23 @@ def apply_each(modeladmin, request, objects, action, *, done: str) -> None:
         modeladmin.message_user(request, f"{done}: {count}.", messages.SUCCESS)
 
 
+def retry_from_admin(modeladmin, request, run: JobRun) -> JobRun:
+    """One retry per run however often it is asked (a double-submitted form included)."""
+    new_run, created = runs.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user)
+    if not created:
+        modeladmin.message_user(request, f"{run}: already retried as run {new_run.id}.", messages.INFO)
+    return new_run
+
+
 @admin.action(description="Retry selected runs (new linked runs)")
 def retry_runs(modeladmin, request, queryset):
-    apply_each(modeladmin, request, queryset,
-               lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user),
+    apply_each(modeladmin, request, queryset, lambda run: retry_from_admin(modeladmin, request, run),
                done="Runs retried")
 
 
 @admin.action(description="Cancel selected runs")
 def cancel_runs(modeladmin, request, queryset):
-    apply_each(modeladmin, request, queryset, lambda run: services.run_cancel(run=run), done="Runs cancelled")
+    apply_each(modeladmin, request, queryset, lambda run: runs.run_cancel(run=run), done="Runs cancelled")
 
 
 @admin.register(JobRun)
@@ -115,10 +122,10 @@ class JobRunAdmin(admin.ModelAdmin):
         url = reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
         return format_html('<a href="{}">{} ({})</a>', url, result.status, result.worker or "?")
 
-    def _links(self, runs):
+    def _links(self, linked):
         return format_html_join(
             ", ", '<a href="{}">{}</a> {}',
-            ((reverse("admin:jobs_jobrun_change", args=[r.pk]), str(r.pk)[:8], r.status) for r in runs),
+            ((reverse("admin:jobs_jobrun_change", args=[r.pk]), str(r.pk)[:8], r.status) for r in linked),
         ) or "—"
 
     @admin.display(description="children")
@@ -133,7 +140,7 @@ class JobRunAdmin(admin.ModelAdmin):
 @admin.action(description="Run now")
 def run_now(modeladmin, request, queryset):
     for job in queryset:
-        run = services.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, owner=request.user)
+        run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, owner=request.user)
         modeladmin.message_user(request, f"{job.name}: run {run.id} queued.", messages.SUCCESS)
 
 
@@ -164,9 +171,9 @@ class JobAdmin(admin.ModelAdmin):
         data = {key: form.cleaned_data[key] for key in ("name", "params", "schedule", "enabled")}
         try:
             if change:
-                services.job_update(job=obj, data=data)
+                definitions.job_update(job=obj, data=data)
             else:
-                created = services.job_create(kind=form.cleaned_data["kind"], owner=form.cleaned_data.get("owner"),
+                created = definitions.job_create(kind=form.cleaned_data["kind"], owner=form.cleaned_data.get("owner"),
                                               **data)
                 obj.pk = created.pk
         except JobsError as exc:
@@ -174,19 +181,18 @@ class JobAdmin(admin.ModelAdmin):
             raise
 
     def delete_model(self, request, obj):
-        services.job_delete(job=obj)
+        definitions.job_delete(job=obj)
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
             for job in queryset:
-                services.job_delete(job=job)
+                definitions.job_delete(job=job)
 
 
 @admin.action(description="Retry selected tracked tasks")
 def retry_task_results(modeladmin, request, queryset):
-    runs = JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True)))
-    apply_each(modeladmin, request, runs,
-               lambda run: services.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user),
+    tracked = JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True)))
+    apply_each(modeladmin, request, tracked, lambda run: retry_from_admin(modeladmin, request, run),
                done="Runs retried")
 
 

@@ -4,7 +4,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from jobs import selectors, services
+from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
 from jobs.serializers import (
@@ -15,6 +15,7 @@ from jobs.serializers import (
     RunOutputSerializer,
     TriggerInputSerializer,
 )
+from jobs.services import definitions, runs
 from project.api import OwnerScopedMixin, paginated, validated_input
 
 
@@ -43,13 +44,13 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        run = services.run_cancel(run=self.get_object())
-        return accepted_run(run)
+        return accepted_run(runs.run_cancel(run=self.get_object()))
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
-        run = services.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
+        # Asked again (or concurrently), it answers with the one retry already made.
+        run, _ = runs.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
         return accepted_run(run)
 
     @extend_schema(responses={200: dict})
@@ -72,7 +73,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     @extend_schema(request=JobInputSerializer, responses={201: JobOutputSerializer})
     def create(self, request):
         data = validated_input(JobInputSerializer, request.data)
-        job = services.job_create(owner=request.user, **data)
+        job = definitions.job_create(owner=request.user, **data)
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=JobOutputSerializer)
@@ -83,12 +84,12 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     def partial_update(self, request, pk=None):
         job = self.get_object()
         data = validated_input(JobPatchSerializer, request.data, partial=True)
-        job = services.job_update(job=job, data=data)
+        job = definitions.job_update(job=job, data=data)
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
-        services.job_delete(job=self.get_object())
+        definitions.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=TriggerInputSerializer, responses={202: RunOutputSerializer})
@@ -96,7 +97,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     def trigger(self, request, pk=None):
         job = self.get_object()
         data = validated_input(TriggerInputSerializer, request.data)
-        run = services.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
+        run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
                                    owner=request.user)
         return accepted_run(run)
 

@@ -20,6 +20,7 @@ class RunStatus(models.TextChoices):
 FINISHED_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED)
 WAITING_STATUSES = (RunStatus.QUEUED, RunStatus.RETRY)
 RUNNING_STATUSES = (RunStatus.STARTED, RunStatus.PROGRESS)
+UNFINISHED_STATUSES = WAITING_STATUSES + RUNNING_STATUSES
 
 
 class TriggeredBy(models.TextChoices):
@@ -59,12 +60,18 @@ class JobRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Last sign of life from the worker holding the run.")
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True,
+                                  help_text="When a RETRY run's next attempt may start; earlier messages do nothing.")
+    worker = models.CharField(max_length=200, blank=True, default="",
+                              help_text="Worker process that holds (or last held) the run.")
     cancel_requested = models.BooleanField(default=False)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     dead = models.BooleanField(default=False)
     correlation_id = models.CharField(max_length=128, blank=True, default="")
-    time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds; the reaper's yardstick.")
+    time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -77,6 +84,8 @@ class JobRun(models.Model):
             models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
             models.Index(fields=["created_at"], name="run_undispatched",
                          condition=models.Q(status__in=["QUEUED", "RETRY"])),
+            models.Index(fields=["heartbeat_at"], name="run_running_heartbeat",
+                         condition=models.Q(status__in=["STARTED", "PROGRESS"])),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,12 @@
-"""Kinds of tracked work: each names its Celery task, queue, params schema and retry policy.
+"""Kinds of tracked work: each names its Celery task, queue, params schema, retry policy and hooks.
 
-`tracked_task` is the one way the product defines background work, so every execution
-is a JobRun that can be watched, cancelled and retried.
+Kinds are registered by `jobs.runner.tracked_task`, the one way the product defines background
+work, so every execution is a JobRun that can be watched, cancelled and retried.
+
+Hooks all have one signature, `hook(run: JobRun, **args)`, with the run's own args:
+`on_final_failure` (the run ended FAILURE for good), `on_timeout` (an attempt hit its soft time
+limit, before the retry policy decides) and `on_revoked` (the run ended REVOKED). Each runs in the
+transaction of the transition that calls it.
 """
 
 from __future__ import annotations
@@ -101,11 +106,21 @@ class JobKind:
 _KINDS: dict[str, JobKind] = {}
 
 
+def kind_register(spec: JobKind) -> None:
+    if spec.soft_time_limit and spec.time_limit and spec.soft_time_limit >= spec.time_limit:
+        raise ValueError(f"{spec.kind}: soft_time_limit must be below time_limit")
+    _KINDS[spec.kind] = spec
+
+
 def kind_get(kind: str) -> JobKind:
     try:
         return _KINDS[kind]
     except KeyError:
         raise JobsError(f"Unknown kind {kind!r}; see /api/jobs/kinds/ for the registered ones.", field="kind")
+
+
+def kind_find(kind: str) -> JobKind | None:
+    return _KINDS.get(kind)
 
 
 def kinds_all() -> list[JobKind]:
@@ -115,51 +130,3 @@ def kinds_all() -> list[JobKind]:
 def kinds_for(*, user) -> list[JobKind]:
     """The kinds this user may define jobs of."""
     return [k for k in kinds_all() if k.schedulable and (user.is_staff or not k.staff_only)]
-
-
-def tracked_task(
-    *,
-    kind: str,
-    queue: str,
-    description: str,
-    params_schema: dict | None = None,
-    retry: RetryPolicy = NO_RETRY,
-    soft_time_limit: int | None = None,
-    time_limit: int | None = None,
-    on_final_failure: Callable[..., None] | None = None,
-    on_timeout: Callable[..., None] | None = None,
-    on_revoked: Callable[..., None] | None = None,
-    schedulable: bool = True,
-    default_schedule: tuple[str, dict] | None = None,
-    staff_only: bool = False,
-):
-    """Register `body(run, **args)` as a kind and return its Celery task (named after the kind).
-
-    The Celery task takes only the run id; the body receives the run context and the run's args.
-    """
-
-    def decorator(body: Callable[..., Any]):
-        from jobs.runner import run_execute
-        from project.celery import app
-
-        spec = JobKind(
-            kind=kind, queue=queue, description=description, body=body,
-            params_schema=params_schema or {"type": "object", "additionalProperties": False},
-            retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
-            on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
-            schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
-        )
-        if soft_time_limit and time_limit and soft_time_limit >= time_limit:
-            raise ValueError(f"{kind}: soft_time_limit must be below time_limit")
-        _KINDS[kind] = spec
-
-        @app.task(bind=True, name=kind, queue=queue, acks_late=True, reject_on_worker_lost=True,
-                  soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
-        def task(self, run_id: str):
-            return run_execute(task=self, spec=spec, run_id=run_id)
-
-        task.spec = spec
-        task.__doc__ = description
-        return task
-
-    return decorator

@@ -1,63 +1,99 @@
-"""Executing one attempt of a run inside a worker: claim, progress, outcome.
-
-Every state change is a single conditional UPDATE, so a duplicate or redelivered
-message, a cancel racing a start, or a reaper racing a slow worker, each have
-exactly one winner.
+"""Executing runs inside a worker: `tracked_task`, the run context a body gets, and one attempt's
+path from claim to outcome. Every status change goes through `jobs.lifecycle`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import socket
+import threading
 import time
 import traceback as traceback_module
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from django.db import connection
-from django.utils import timezone
+from celery import Task, signals
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 
+from jobs import lifecycle
 from jobs.errors import RunCancelled
-from jobs.models import JobRun
-from jobs.registry import JobKind
+from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # At most about two progress writes a second per run: enough for a live bar, cheap for the database.
 PROGRESS_MIN_INTERVAL = 0.5
+# Errors that say the database is unreachable rather than that the work is wrong.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# Redelivery of a message whose claim met a database outage: 1, 2, 4, 8, then every 10 s.
+DATABASE_RETRY_MAX_SECONDS = 10.0
+# How often a worker waiting out a database outage mid-attempt tries to reconnect.
+DATABASE_POLL_SECONDS = 1.0
 
-_CLAIM_SQL = """
-UPDATE jobs_jobrun
-   SET status = 'STARTED', attempts = attempts + 1,
-       started_at = COALESCE(started_at, %(now)s), heartbeat_at = %(now)s
- WHERE id = %(id)s AND status IN ('QUEUED', 'RETRY') AND NOT cancel_requested
-RETURNING args, attempts, max_attempts, correlation_id
-"""
 
-_PROGRESS_SQL = """
-UPDATE jobs_jobrun
-   SET status = 'PROGRESS', progress_current = %(current)s, progress_total = %(total)s,
-       progress_step = %(step)s, progress_message = %(message)s, eta_seconds = %(eta)s,
-       heartbeat_at = %(now)s
- WHERE id = %(id)s AND status IN ('STARTED', 'PROGRESS')
-RETURNING cancel_requested
-"""
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
+
+# --- the heartbeat --------------------------------------------------------------------------
+
+class _Heartbeat:
+    """One daemon thread per worker process refreshes `heartbeat_at` of the run it executes, so a
+    body that never reports progress (waiting on an LLM) still shows it is alive, and a process
+    that died stops heartbeating within RUN_HEARTBEAT_SECONDS."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self._pid: int | None = None
+        self._wake = threading.Event()
+
+    def hold(self, run_id: str) -> None:
+        if self._pid != os.getpid():  # first use in this (possibly forked) process
+            self._pid = os.getpid()
+            threading.Thread(target=self._loop, daemon=True, name="run-heartbeat").start()
+        self.run_id = run_id
+
+    def drop(self) -> None:
+        self.run_id = None
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(settings.RUN_HEARTBEAT_SECONDS)
+            run_id = self.run_id
+            if run_id is None:
+                continue
+            try:
+                lifecycle.run_heartbeat(run_id=run_id)
+            except Exception as exc:  # the database may be away; the next beat tries again
+                logger.warning("heartbeat not written", extra={"run_id": run_id, "cause": type(exc).__name__})
+                close_old_connections()
+
+
+_heartbeat = _Heartbeat()
+
+
+# --- what a body gets ---------------------------------------------------------------------
 
 @dataclass
 class RunContext:
-    """What a task body gets: the run's identity and a way to report progress."""
+    """A body's view of its run: identity, progress reports, and the final commit."""
 
     id: str
     attempt: int
     max_attempts: int
     correlation_id: str
     args: dict = field(default_factory=dict)
+    worker: str = ""
+    writes: int = 0
+    outcome: str | None = None
     _last_write: float = 0.0
     _rate_origin: tuple[float, int] | None = None
     _last_step: str = ""
-    writes: int = field(default=0)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -81,77 +117,204 @@ class RunContext:
         if total and current > origin_count and now > origin_time:
             rate = (current - origin_count) / (now - origin_time)
             eta = round(max(total - current, 0) / rate, 1)
-        with connection.cursor() as cursor:
-            cursor.execute(_PROGRESS_SQL, {
-                "id": self.id, "current": current, "total": total, "step": step[:50],
-                "message": message[:255], "eta": eta, "now": timezone.now(),
-            })
-            row = cursor.fetchone()
+        go_on = lifecycle.run_progress(run_id=self.id, current=current, total=total, step=step, message=message,
+                                       eta=eta)
         self.writes += 1
         self._last_write = now
         self._last_step = step
-        if row is None or row[0]:
+        if not go_on:
             raise RunCancelled(self.id)
 
+    def commit(self, write: Callable[[], T]) -> T:
+        """Make the body's final writes and end the run SUCCESS, in one transaction, only if no
+        cancel came first (else RunCancelled, and nothing of `write` is kept). `write` returns the
+        run's result."""
+        with transaction.atomic():
+            lifecycle.run_lock_for_commit(run_id=self.id)
+            result = write()
+            self.outcome = lifecycle.run_succeed(run_id=self.id, result=result, attempt=self.attempt,
+                                                 worker=self.worker)
+        return result
 
 
-def run_claim(*, run_id: str) -> RunContext | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {"id": run_id, "now": timezone.now()})
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    args, attempts, max_attempts, correlation_id = row
-    if isinstance(args, str):  # Django leaves jsonb as text on raw cursors
-        args = json.loads(args)
-    return RunContext(id=run_id, attempt=attempts, max_attempts=max_attempts, correlation_id=correlation_id,
-                      args=args if isinstance(args, dict) else {})
+# --- one attempt ----------------------------------------------------------------------------
 
-
-def run_execute(*, task, spec: JobKind, run_id: str) -> Any:
+def run_execute(*, task: Task, spec: JobKind, run_id: str) -> Any:
     """Run one attempt of `spec` for the run `run_id` (called by the Celery task)."""
-    from jobs import services
+    worker = worker_name()
+    try:
+        claim = lifecycle.run_claim(run_id=run_id, worker=worker)
+    except DATABASE_DOWN as exc:
+        # Never acknowledge the message away: publish it again (the broker needs no database).
+        countdown = min(2.0 ** task.request.retries, DATABASE_RETRY_MAX_SECONDS)
+        logger.warning("database unreachable at claim; message redelivered",
+                       extra={"run_id": run_id, "kind": spec.kind, "countdown": countdown, "cause": type(exc).__name__})
+        close_old_connections()
+        raise task.retry(countdown=countdown, max_retries=None, exc=exc)
+    if claim is None:
+        logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
+        raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
 
-    ctx = run_claim(run_id=run_id)
-    if ctx is None:
-        state = JobRun.objects.filter(id=run_id).values_list("status", flat=True).first()
-        logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind, "status": state})
-        # Acknowledge without touching the stored outcome of the attempt that did run.
-        raise Ignore()
-
+    ctx = RunContext(id=run_id, attempt=claim.attempt, max_attempts=claim.max_attempts,
+                     correlation_id=claim.correlation_id, args=claim.args, worker=worker)
+    _heartbeat.hold(run_id)
     started = time.monotonic()
-    logger.debug("run attempt started", extra={"run_id": run_id, "kind": spec.kind,
-                                              "attempt": ctx.attempt, "max_attempts": ctx.max_attempts})
+    try:
+        return _attempt(task=task, spec=spec, ctx=ctx, started=started)
+    except DATABASE_DOWN as exc:
+        _database_outage(task=task, spec=spec, ctx=ctx, exc=exc)
+    finally:
+        _heartbeat.drop()
+
+
+def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> Any:
+    run_id = ctx.id
+    extra = {"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt, "max_attempts": ctx.max_attempts}
     try:
         result = spec.body(ctx, **ctx.args)
     except RunCancelled:
-        services.run_mark_revoked(run_id=run_id, spec=spec)
-        logger.info("run cancelled while running", extra={"run_id": run_id, "kind": spec.kind})
-        return {"cancelled": True}
-    except SoftTimeLimitExceeded as exc:
-        if spec.on_timeout:
-            spec.on_timeout(run_id=run_id, **ctx.args)
-        error = f"timed out after {spec.soft_limit} s"
-        services.run_fail_final(run_id=run_id, spec=spec, error=error,
-                                traceback=traceback_module.format_exc(), exc=exc)
+        lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
+        logger.info("run cancelled while running", extra=extra)
+        raise Ignore()
+    except DATABASE_DOWN:
         raise
     except Exception as exc:
-        elapsed = time.monotonic() - started
-        error = f"{type(exc).__name__}: {exc}"
+        elapsed = round(time.monotonic() - started, 3)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            error, event = f"timed out after {spec.soft_limit} s", "timed out"
+            _timeout_hook(spec=spec, run_id=run_id)
+        else:
+            error, event = f"{type(exc).__name__}: {exc}", "failed"
+        trace = traceback_module.format_exc()
         if spec.retry.should_retry(exc, attempt=ctx.attempt):
             delay = spec.retry.delay_for(exc, attempt=ctx.attempt)
-            services.run_mark_retry(run_id=run_id, attempt=ctx.attempt, error=error, delay=delay)
-            logger.warning(
-                "run attempt failed; retrying",
-                extra={"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt,
-                       "max_attempts": ctx.max_attempts, "delay_seconds": round(delay, 3),
-                       "cause": error, "elapsed_seconds": round(elapsed, 3)},
-            )
-            raise task.retry(countdown=delay, exc=exc, max_retries=None)
-        services.run_fail_final(run_id=run_id, spec=spec, error=error,
-                                traceback=traceback_module.format_exc(), exc=exc, attempt=ctx.attempt)
-        raise
-    services.run_mark_success(run_id=run_id, result=result)
-    logger.info("run succeeded", extra={"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt,
-                                        "elapsed_seconds": round(time.monotonic() - started, 3)})
+            if lifecycle.run_retry_later(run_id=run_id, attempt=ctx.attempt, error=error, delay=delay,
+                                         event=event, traceback=trace, worker=ctx.worker):
+                logger.warning("run attempt failed; retrying", extra={
+                    **extra, "delay_seconds": round(delay, 3), "cause": error, "elapsed_seconds": elapsed})
+                raise task.retry(countdown=delay, exc=exc, max_retries=None)
+            lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
+            raise Ignore()
+        lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
+                           event=event, worker=ctx.worker)
+        raise  # Celery's events (and Flower) show the failure; the outcome is already stored
+    if ctx.outcome is None:
+        ctx.outcome = lifecycle.run_succeed(run_id=run_id, result=result, attempt=ctx.attempt, worker=ctx.worker)
+    logger.info("run finished", extra={**extra, "status": ctx.outcome,
+                                       "elapsed_seconds": round(time.monotonic() - started, 3)})
     return result
+
+
+def _timeout_hook(*, spec: JobKind, run_id: str) -> None:
+    if spec.on_timeout is None:
+        return
+    from jobs.models import JobRun
+
+    try:
+        run = JobRun.objects.get(id=run_id)
+        spec.on_timeout(run=run, **run.args)
+    except Exception:
+        logger.exception("on_timeout hook raised", extra={"run_id": run_id, "kind": spec.kind})
+
+
+def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseException) -> None:
+    """The database went away mid-attempt: wait for it (bounded), give the run back, and redeliver
+    at once. Bodies are idempotent, so the repeated attempt replaces what this one may have written."""
+    logger.warning("database unreachable mid-attempt; waiting to release the run",
+                   extra={"run_id": ctx.id, "kind": spec.kind, "cause": type(exc).__name__})
+    deadline = time.monotonic() + settings.RUN_DATABASE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        close_old_connections()
+        try:
+            connection.close()
+            lifecycle.run_release(run_id=ctx.id, reason=f"database unreachable during attempt {ctx.attempt}")
+            break
+        except DATABASE_DOWN:
+            time.sleep(DATABASE_POLL_SECONDS)
+    # Released: the new message claims at once. Still down: its heartbeat has stopped, so the claim
+    # (or the reaper) takes it over once the database is back.
+    raise task.retry(countdown=0, max_retries=None, exc=exc)
+
+
+# --- registering kinds ------------------------------------------------------------------------
+
+class TrackedTask(Task):
+    """Celery task class of every kind. Outcomes are stored by the lifecycle together with the
+    run (one statement), so Celery's own result writes are off (`ignore_result`)."""
+
+    abstract = True
+    ignore_result = True
+    store_errors_even_if_ignored = False
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        # Celery cancels unacknowledged tasks when a worker stops past its grace (cold shutdown),
+        # and says so with a bare Retry; the message goes back to the queue, and so does the run.
+        if isinstance(exc, Retry) and exc.exc is None:
+            try:
+                lifecycle.run_release(run_id=task_id, reason="its worker was stopped")
+            except Exception:
+                logger.exception("could not release run at worker stop", extra={"run_id": task_id})
+
+
+def tracked_task(
+    *,
+    kind: str,
+    queue: str,
+    description: str,
+    params_schema: dict | None = None,
+    retry: RetryPolicy = NO_RETRY,
+    soft_time_limit: int | None = None,
+    time_limit: int | None = None,
+    on_final_failure: Callable[..., None] | None = None,
+    on_timeout: Callable[..., None] | None = None,
+    on_revoked: Callable[..., None] | None = None,
+    schedulable: bool = True,
+    default_schedule: tuple[str, dict] | None = None,
+    staff_only: bool = False,
+):
+    """Register `body(ctx, **args)` as a kind and return its Celery task (named after the kind).
+
+    The Celery task takes only the run id; the body receives its RunContext and the run's args.
+    """
+
+    def decorator(body: Callable[..., Any]):
+        from project.celery import app
+
+        spec = JobKind(
+            kind=kind, queue=queue, description=description, body=body,
+            params_schema=params_schema or {"type": "object", "additionalProperties": False},
+            retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
+            on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
+            schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
+        )
+        kind_register(spec)
+
+        @app.task(bind=True, base=TrackedTask, name=kind, queue=queue,
+                  soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
+        def task(self, run_id: str):
+            return run_execute(task=self, spec=spec, run_id=run_id)
+
+        task.spec = spec
+        task.__doc__ = description
+        return task
+
+    return decorator
+
+
+@signals.task_revoked.connect
+def _revoked_by_celery(sender=None, request=None, terminated=False, **kwargs):
+    """A tracked task revoked through Celery (our grace enforcement, Flower, `celery control`) ends
+    REVOKED at once, instead of waiting for a heartbeat to go stale."""
+    if request is None or kind_find(getattr(sender, "name", "")) is None:
+        return
+    reason = "terminated by Celery" if terminated else "revoked by Celery"
+    for _ in range(2):  # the worker's main process rarely uses its connection; it may have gone stale
+        close_old_connections()
+        try:
+            lifecycle.run_revoke(run_id=request.id, reason=reason)
+            return
+        except DATABASE_DOWN:
+            connection.close()
+    logger.error("could not record a Celery revoke; the reaper will", extra={"run_id": request.id})

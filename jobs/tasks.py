@@ -1,4 +1,4 @@
-"""The job platform's own kinds. Each body is thin: it calls one service."""
+"""The job platform's own kinds and housekeeping tasks. Each body is thin: it calls one service."""
 
 from __future__ import annotations
 
@@ -6,31 +6,19 @@ import socket
 
 from celery import shared_task
 
-from jobs import services
-from jobs.registry import RetryPolicy, tracked_task
+from jobs.registry import RetryPolicy
+from jobs.runner import tracked_task
+from jobs.services import definitions, maintenance, runs
 
 MAINTENANCE_RETRY = RetryPolicy(retries=2, backoff=2.0, backoff_max=30)
+WATCHDOG_TASK = "jobs.watchdog"
 
 
 @tracked_task(kind="jobs.ping", queue="jobs", description="Answers pong from the worker that ran it.",
               params_schema={"type": "object", "properties": {"echo": {"type": "string", "maxLength": 200}},
                              "additionalProperties": False})
-def ping(run, echo: str = "pong"):
+def ping(ctx, echo: str = "pong"):
     return {"echo": echo, "worker": socket.gethostname()}
-
-
-@tracked_task(kind="jobs.dispatch_pending", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
-              default_schedule=("Dispatch pending runs", {"every_seconds": 30}),
-              description="Publishes runs that were accepted while the broker was unreachable.")
-def dispatch_pending(run):
-    return services.runs_dispatch_pending()
-
-
-@tracked_task(kind="jobs.reap_stale_runs", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
-              default_schedule=("Reap stale runs", {"every_seconds": 60}),
-              description="Re-queues or fails runs whose worker stopped sending heartbeats.")
-def reap_stale_runs(run):
-    return services.runs_reap_stale()
 
 
 _RETENTION_SCHEMA = {
@@ -44,8 +32,8 @@ _RETENTION_SCHEMA = {
               default_schedule=("Clean up task results", {"crontab": "15 3 * * *", "timezone": "UTC"}),
               params_schema=_RETENTION_SCHEMA,
               description="Deletes django-celery-results rows older than the retention, in batches.")
-def cleanup_results(run, older_than_days: int | None = None):
-    return services.results_cleanup(older_than_days=older_than_days)
+def cleanup_results(ctx, older_than_days: int | None = None):
+    return maintenance.results_cleanup(older_than_days=older_than_days)
 
 
 @tracked_task(kind="jobs.cleanup_runs", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
@@ -54,11 +42,25 @@ def cleanup_results(run, older_than_days: int | None = None):
                   "older_than_days": {"type": "integer", "minimum": 0},
                   "dead_older_than_days": {"type": "integer", "minimum": 0}}, "additionalProperties": False},
               description="Deletes finished runs older than the retention (dead ones kept longer), in batches.")
-def cleanup_runs(run, older_than_days: int | None = None, dead_older_than_days: int | None = None):
-    return services.runs_cleanup(older_than_days=older_than_days, dead_older_than_days=dead_older_than_days)
+def cleanup_runs(ctx, older_than_days: int | None = None, dead_older_than_days: int | None = None):
+    return maintenance.runs_cleanup(older_than_days=older_than_days, dead_older_than_days=dead_older_than_days)
 
 
-@shared_task(name=services.TRIGGER_TASK, queue="maintenance", ignore_result=True)
+# Housekeeping is plain Celery tasks, not runs: see maintenance.watchdog for why.
+
+@shared_task(name=WATCHDOG_TASK, queue="maintenance", ignore_result=True, expires=60)
+def watchdog():
+    """Re-queues runs whose worker died, terminates cancelled runs past their grace, publishes lost messages."""
+    return maintenance.watchdog()
+
+
+@shared_task(name=runs.CANCEL_ENFORCE_TASK, queue="maintenance", ignore_result=True)
+def enforce_cancel(run_id: str):
+    """Terminates a cancelled run that is still running once its grace has passed."""
+    return runs.runs_enforce_cancel(run_id=run_id)
+
+
+@shared_task(name=definitions.TRIGGER_TASK, queue="maintenance", ignore_result=True)
 def trigger_job(job_id: int):
     """Beat's entry point for a scheduled job: records a run and publishes it."""
     from jobs.models import Job, TriggeredBy
@@ -66,4 +68,4 @@ def trigger_job(job_id: int):
     job = Job.objects.filter(id=job_id, enabled=True).first()
     if job is None:
         return None
-    return str(services.job_trigger(job=job, triggered_by=TriggeredBy.SCHEDULE).id)
+    return str(definitions.job_trigger(job=job, triggered_by=TriggeredBy.SCHEDULE).id)

@@ -19,7 +19,6 @@ app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.conf.task_routes = {
     "documents.*": {"queue": "documents"},
     "chat.*": {"queue": "chat"},
-    "jobs.maintenance.*": {"queue": "maintenance"},
     "jobs.*": {"queue": "jobs"},
 }
 app.autodiscover_tasks()
@@ -68,11 +67,3 @@ def _task_postrun(**kwargs):
 
     close_old_connections()
     correlation_id_var.set(None)
-
-
-@signals.worker_process_init.connect
-def _fresh_connections_in_child(**kwargs):
-    # A forked pool process must not share the parent's database sockets.
-    from django.db import connections
-
-    connections.close_all()

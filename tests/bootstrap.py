@@ -39,7 +39,11 @@ os.environ["MEDIA_ROOT"] = str(TEST_MEDIA_ROOT)
 
 # Short limits so fault tests finish in seconds; the checks in project.config_checks still hold.
 TEST_ENV = {
-    "RUN_REAP_MARGIN_SECONDS": "1",
+    "RUN_HEARTBEAT_SECONDS": "0.5",
+    "RUN_HEARTBEAT_TIMEOUT_SECONDS": "2",
+    "RUN_MESSAGE_LOST_AFTER_SECONDS": "3",
+    "CANCEL_GRACE_SECONDS": "3",
+    "WATCHDOG_INTERVAL_SECONDS": "2",
     "AI_RETRY_DELAYS": "0.3,0.6,0.9",
     "EMBEDDING_THREADS": "1",
     "DOCUMENT_MAX_BYTES": str(2 * 1024 * 1024),

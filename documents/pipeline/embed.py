@@ -58,13 +58,13 @@ def _openai_embed(texts: list[str]) -> list[list[float]]:
         response = httpx.post(f"{settings.EMBEDDING_API_URL.rstrip('/')}/v1/embeddings", headers=headers,
                               json={"model": settings.EMBEDDING_MODEL, "input": texts}, timeout=60)
     except httpx.TransportError as exc:
-        raise TransientError(f"embedding server unreachable: {exc}")
+        raise TransientError(f"embedding server unreachable: {type(exc).__name__}")
     if response.status_code == 429 or response.status_code >= 500:
         retry_after = response.headers.get("Retry-After")
         raise TransientError(f"embedding server answered {response.status_code}",
                              retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
     if response.status_code >= 400:
-        raise PermanentError(f"embedding server refused the request: {response.status_code} {response.text[:200]}")
+        raise PermanentError(f"embedding server refused the request: {response.status_code} {response.reason_phrase}")
     data = sorted(response.json()["data"], key=lambda item: item["index"])
     return [item["embedding"] for item in data]
 

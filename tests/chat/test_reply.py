@@ -131,7 +131,7 @@ def test_health_endpoint_down_means_the_chat_endpoint_is_never_called(chat):
 
 
 def test_a_redelivered_reply_task_adds_no_second_reply(chat):
-    from jobs.services import run_dispatch
+    from jobs.services.runs import run_dispatch
 
     message = post(ChatSession.objects.create(owner=UserFactory()), "Once only")
     finished(message.run_id, "SUCCESS")

@@ -6,7 +6,7 @@ from django.db import transaction
 from documents import services
 from documents.models import Chunk, Document
 from jobs.models import JobRun
-from jobs.services import run_cancel, run_dispatch
+from jobs.services.runs import run_cancel, run_dispatch
 from tests.factories import UserFactory
 from tests.support.files import upload
 from tests.support.worker import wait_until

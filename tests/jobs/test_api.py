@@ -77,8 +77,7 @@ def test_kinds_lists_params_schemas(api, user):
     user.is_staff = True
     user.save()
     kinds = {k["kind"]: k for k in api.get("/api/jobs/kinds/").json()}
-    assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "jobs.dispatch_pending",
-            "jobs.reap_stale_runs"} <= set(kinds)
+    assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "documents.maintain"} <= set(kinds)
     assert kinds["jobs.cleanup_runs"]["queue"] == "maintenance"
     assert "older_than_days" in kinds["jobs.cleanup_runs"]["params_schema"]["properties"]
 

@@ -51,7 +51,7 @@ def test_celery_status_and_check_fail_without_a_worker(celery_worker):
 
 @pytest.mark.django_db(transaction=True)
 def test_run_job_waits_and_prints_progress(celery_worker, capsys):
-    from jobs.services import job_create
+    from jobs.services.definitions import job_create
 
     job_create(name="echo", kind="jobs.ping", params={"echo": "a"})
     call_command("run_job", "echo", "--params", '{"echo": "b"}', "--wait")

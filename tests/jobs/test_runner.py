@@ -1,11 +1,12 @@
 """Tracked runs through a real worker: claims, retries, progress, cancel, worker loss."""
 
+import json
 import time
 
 import pytest
 from django.db import connection, transaction
 
-from jobs import services
+from jobs.services import maintenance, runs
 from jobs.models import JobRun, RunStatus
 from tests.support.worker import wait_for_worker, wait_until
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def enqueue(kind, **args):
     with transaction.atomic():
-        return services.run_enqueue(kind=kind, args=args)
+        return runs.run_enqueue(kind=kind, args=args)
 
 
 def wait_status(run, *statuses, timeout=30):
@@ -22,7 +23,7 @@ def wait_status(run, *statuses, timeout=30):
                       timeout=timeout, message=f"run {run.kind} to reach {statuses}")
 
 
-def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker, effects):
+def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker, effects, settings):
     run = enqueue("tests.effect", key="killed-once", seconds=2.0)
     wait_until(lambda: JobRun.objects.get(id=run.id).status == RunStatus.PROGRESS, message="run in flight")
     celery_worker.kill()
@@ -30,11 +31,12 @@ def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker,
 
     celery_worker.start()
     wait_for_worker("test-worker")
-    # The reaper notices the silent run once its hard limit plus margin has passed, and re-queues it.
-    wait_until(lambda: services.runs_reap_stale()["requeued"] == 1, timeout=20, interval=0.5,
-               message="reaper to re-queue the run")
+    # No wait for the hard limit: once the heartbeat is stale, the reaper re-queues the run.
+    wait_until(lambda: maintenance.runs_reap_stale()["requeued"] == 1,
+               timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 5, interval=0.5, message="reaper to re-queue the run")
     final = wait_status(run, RunStatus.SUCCESS)
     assert final.attempts == 2
+    assert [entry["event"] for entry in final.attempt_log] == ["worker lost"]
     assert effects() == {"killed-once": ""}
 
 
@@ -42,7 +44,7 @@ def test_a_duplicate_delivery_has_no_second_effect(celery_worker, effects):
     run = enqueue("tests.effect", key="dup", seconds=0.0)
     wait_status(run, RunStatus.SUCCESS)
     # Deliver the same message again, as a redelivery after a lost ack would.
-    services.run_dispatch(run=JobRun.objects.get(id=run.id))
+    runs.run_dispatch(run=JobRun.objects.get(id=run.id))
     from django_celery_results.models import TaskResult
 
     wait_until(lambda: celery_worker.log_records(message="run not claimable; skipped", run_id=str(run.id)),
@@ -54,7 +56,7 @@ def test_a_duplicate_delivery_has_no_second_effect(celery_worker, effects):
 
 
 def test_broker_outage_during_post_is_accepted_and_dispatched_later(celery_worker, api, user, broker_proxy):
-    from jobs.services import job_create
+    from jobs.services.definitions import job_create
 
     job = job_create(name="outage", kind="jobs.ping", params={"echo": "later"}, owner=user)
     broker_proxy.disable()
@@ -63,9 +65,9 @@ def test_broker_outage_during_post_is_accepted_and_dispatched_later(celery_worke
     run = JobRun.objects.get(id=response.json()["id"])
     assert run.status == RunStatus.QUEUED and run.dispatched_at is None
 
-    assert services.runs_dispatch_pending()["published"] == 0  # still down: nothing lost, nothing published
+    assert runs.runs_dispatch_pending()["published"] == 0  # still down: nothing lost, nothing published
     broker_proxy.enable()
-    assert services.runs_dispatch_pending()["published"] == 1
+    assert runs.runs_dispatch_pending()["published"] == 1
     assert wait_status(run, RunStatus.SUCCESS).result["echo"] == "later"
 
 
@@ -74,19 +76,48 @@ def test_a_retry_whose_message_was_never_published_is_dispatched_again(celery_wo
 
     from django.utils import timezone
 
-    # As if an attempt failed while the broker was down: RETRY recorded, no message ever published.
-    long_ago = timezone.now() - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS + settings.MAX_RETRY_COUNTDOWN + 5)
+    # As if an attempt failed while the broker was down: RETRY recorded and due, no message ever published.
+    due = timezone.now() - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS + 5)
     lost = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "retry-lost"}, status=RunStatus.RETRY,
-                                 attempts=1, max_attempts=4, heartbeat_at=long_ago, dispatched_at=long_ago)
-    assert services.runs_dispatch_pending()["published"] == 1
+                                 attempts=1, max_attempts=4, due_at=due, dispatched_at=due)
+    assert runs.runs_dispatch_pending()["published"] == 1
     assert wait_status(lost, RunStatus.SUCCESS).attempts == 2
     assert effects() == {"retry-lost": "2"}
+
+
+def test_a_duplicate_message_for_a_retry_before_its_due_time_runs_no_attempt(celery_worker, effects):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    waiting = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "too-early"},
+                                    status=RunStatus.RETRY, attempts=1, max_attempts=4,
+                                    due_at=timezone.now() + timedelta(seconds=60), dispatched_at=timezone.now())
+    runs.run_dispatch(run=waiting)
+    wait_until(lambda: celery_worker.log_records(message="run not claimable; skipped", run_id=str(waiting.id)),
+               message="the early message to be acknowledged and skipped")
+    after = JobRun.objects.get(id=waiting.id)
+    assert (after.status, after.attempts) == (RunStatus.RETRY, 1)
+    assert effects() == {}
+    # Nor does the watchdog send it again while its own countdown is still pending.
+    assert runs.runs_dispatch_pending()["published"] == 0
+
+
+def test_a_retry_waits_for_its_countdown_even_when_the_watchdog_runs(celery_worker, effects):
+    run = enqueue("tests.flaky", key="hinted-wait", fail_times=1, retry_after=2)
+    wait_status(run, RunStatus.RETRY)
+    assert runs.runs_dispatch_pending()["published"] == 0
+    final = wait_status(run, RunStatus.SUCCESS)
+    assert final.attempts == 2
+    first, = final.attempt_log
+    gap = final.finished_at - JobRun.objects.get(id=run.id).started_at
+    assert first["delay"] == 2.0 and gap.total_seconds() >= 2.0
 
 
 def test_cancel_while_no_worker_runs_means_the_body_never_runs(celery_worker, effects):
     celery_worker.stop()
     run = enqueue("tests.effect", key="never", seconds=0.0)
-    cancelled = services.run_cancel(run=run)
+    cancelled = runs.run_cancel(run=run)
     assert cancelled.status == RunStatus.REVOKED
 
     celery_worker.start()
@@ -102,7 +133,7 @@ def test_cancel_while_no_worker_runs_means_the_body_never_runs(celery_worker, ef
 def test_cancel_a_running_task_stops_it_at_its_next_progress_report(celery_worker, effects):
     run = enqueue("tests.progress", calls=100, interval=0.05, key="should-not-finish")
     wait_until(lambda: JobRun.objects.get(id=run.id).progress_current >= 5, message="progress reported")
-    services.run_cancel(run=JobRun.objects.get(id=run.id))
+    runs.run_cancel(run=JobRun.objects.get(id=run.id))
     final = wait_status(run, RunStatus.REVOKED, timeout=5)
     assert final.progress_current < 100
     assert effects() == {}
@@ -143,18 +174,25 @@ def test_exhausted_retries_end_dead_with_one_hook_call_and_a_manual_retry_succee
 
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM test_effects WHERE key = 'outage'")
-    retried = services.run_retry(run=JobRun.objects.get(id=run.id), triggered_by="shell")
+    retried, created = runs.run_retry(run=JobRun.objects.get(id=run.id), triggered_by="shell")
+    assert created
     assert retried.retry_of_id == run.id and retried.args == final.args
     assert wait_status(retried, RunStatus.SUCCESS).result == {"attempt": 1}
     assert "after-outage" in effects()
     assert len(effects("final-failure:")) == 1
 
 
-def test_soft_time_limit_runs_the_cleanup_hook_and_fails_the_run(celery_worker, effects):
+def test_soft_time_limit_follows_the_retry_policy_and_logs_each_attempt(celery_worker, effects):
+    from django_celery_results.models import TaskResult
+
     run = enqueue("tests.effect", key="too-slow", seconds=6.0)
-    final = wait_status(run, RunStatus.FAILURE, timeout=20)
+    final = wait_status(run, RunStatus.FAILURE, timeout=30)
+    assert final.attempts == final.max_attempts == 3
     assert final.error == "timed out after 3 s" and final.dead
-    assert effects() == {"timeout-cleanup:too-slow": ""}
+    assert [(e["attempt"], e["event"]) for e in final.attempt_log] == [(1, "timed out"), (2, "timed out"),
+                                                                      (3, "timed out")]
+    assert effects() == {f"timeout-cleanup:too-slow:{n}": "" for n in (1, 2, 3)}
+    assert TaskResult.objects.get(task_id=str(run.id)).status == "FAILURE"
 
 
 def test_progress_writes_are_throttled_and_eta_appears(celery_worker):
@@ -173,3 +211,85 @@ def test_progress_writes_are_throttled_and_eta_appears(celery_worker):
     # 2 s of reports at 20 per second: about two writes a second, plus the first and the last.
     assert result["writes"] <= 7
     assert etas, "an ETA was visible while the run progressed"
+
+
+def test_a_cancelled_body_that_ignores_progress_is_terminated_within_the_grace(celery_worker, effects, settings):
+    from django_celery_results.models import TaskResult
+
+    run = enqueue("tests.stubborn", key="stubborn", seconds=60)
+    wait_status(run, RunStatus.STARTED)
+    asked = time.monotonic()
+    runs.run_cancel(run=JobRun.objects.get(id=run.id))
+    final = wait_status(run, RunStatus.REVOKED, timeout=settings.CANCEL_GRACE_SECONDS + 10)
+    assert time.monotonic() - asked < settings.CANCEL_GRACE_SECONDS + 5
+    # The worker process that held it was terminated: the worker replaces it and serves the next run.
+    wait_until(lambda: celery_worker.log_records(message="run ignored its cancel; terminated", run_id=str(run.id)),
+               message="the grace enforcement to be logged")
+    assert TaskResult.objects.get(task_id=str(run.id)).status == "REVOKED"
+    assert [entry["event"] for entry in final.attempt_log] == ["cancelled"]
+    assert wait_status(enqueue("jobs.ping"), RunStatus.SUCCESS)
+    assert effects() == {}
+
+
+def test_final_writes_of_a_cancelled_run_are_never_committed(celery_worker, effects):
+    from django_celery_results.models import TaskResult
+
+    run = enqueue("tests.committing", key="must-not-land", seconds=1.5)
+    wait_status(run, RunStatus.STARTED)
+    runs.run_cancel(run=JobRun.objects.get(id=run.id))
+    final = wait_status(run, RunStatus.REVOKED, timeout=10)
+    time.sleep(2)  # past the moment the body would have committed
+    assert effects() == {}
+    assert JobRun.objects.get(id=run.id).status == RunStatus.REVOKED and final.result is None
+    assert TaskResult.objects.get(task_id=str(run.id)).status == "REVOKED"
+
+
+def test_a_run_terminated_through_celery_ends_revoked_at_once(celery_worker, effects):
+    from project.celery import app
+
+    run = enqueue("tests.stubborn", key="terminated-outside", seconds=60)
+    wait_status(run, RunStatus.STARTED)
+    app.control.revoke(str(run.id), terminate=True)  # as Flower's "terminate" does
+    final = wait_status(run, RunStatus.REVOKED, timeout=10)
+    assert final.cancel_requested
+    assert effects() == {}
+
+
+def test_ten_concurrent_retries_of_one_dead_run_make_one_new_run(celery_worker):
+    import threading
+
+    dead = enqueue("tests.flaky", key="dead-once", permanent=True)
+    wait_status(dead, RunStatus.FAILURE)
+    barrier = threading.Barrier(10)
+    answers: list[str] = []
+
+    def ask():
+        from django.db import connection as thread_connection
+
+        barrier.wait()
+        try:
+            new_run, _ = runs.run_retry(run=JobRun.objects.get(id=dead.id), triggered_by="api")
+            answers.append(str(new_run.id))
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 10 and len(set(answers)) == 1
+    assert JobRun.objects.filter(retry_of=dead.id).count() == 1
+    # retry_failed (the shell's way) does not retry it again either.
+    assert dead.id not in {run.id for run in runs.runs_retry_failed(dry_run=True)}
+
+
+def test_completed_runs_cost_three_writes_and_agree_with_celery_results(celery_worker):
+    from django_celery_results.models import TaskResult
+
+    run = enqueue("jobs.ping", echo="agree")
+    final = wait_status(run, RunStatus.SUCCESS)
+    stored = TaskResult.objects.get(task_id=str(run.id))
+    assert (stored.status, stored.task_name) == ("SUCCESS", "jobs.ping")
+    assert json.loads(stored.result)["echo"] == "agree" == final.result["echo"]
+    assert stored.date_done == final.finished_at

@@ -17,7 +17,7 @@ def test_ping_answers_on_every_queue_through_a_real_worker(celery_worker, capsys
 
 
 def test_request_id_reaches_the_response_and_the_worker_log(celery_worker, api, user):
-    from jobs.services import job_create
+    from jobs.services.definitions import job_create
 
     job = job_create(name="echo", kind="jobs.ping", params={"echo": "traced"}, owner=user)
     response = api.post(f"/api/jobs/{job.id}/trigger/", {}, format="json", HTTP_X_REQUEST_ID="req-trace-42")

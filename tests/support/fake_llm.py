@@ -1,4 +1,6 @@
-"""A small OpenAI-compatible server on loopback that can answer, fail, or be slow, on a script."""
+"""A small OpenAI-compatible server on loopback that can answer, fail, be slow or trickle, on a script.
+
+Like OpenAI itself it serves `/v1/models` and no `/health`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ class Step:
     delay: float = 0.0
     content: str = "A fine answer."
     headers: dict = field(default_factory=dict)
+    # Seconds between bytes of the answer: a server that never stalls long enough for a read timeout.
+    trickle: float = 0.0
 
 
 class FakeLLM:
@@ -51,8 +55,10 @@ class FakeLLM:
             def do_GET(self):
                 with fake._lock:
                     fake.health_requests += 1
-                if self.path == "/health":
-                    self._send(fake.health_status, {"status": "ok" if fake.health_status == 200 else "down"})
+                if self.path == "/v1/models":
+                    body = ({"object": "list", "data": [{"id": "test-model", "object": "model"}]}
+                            if fake.health_status == 200 else {"error": {"message": "unavailable"}})
+                    self._send(fake.health_status, body)
                 else:
                     self._send(404, {"error": "not found"})
 
@@ -82,9 +88,27 @@ class FakeLLM:
                 if step.status != 200:
                     self._send(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
                     return
-                self._send(200, {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": step.content}}]})
+                answer = {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
+                          "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": step.content}}]}
+                if step.trickle:
+                    self._trickle(answer, step.trickle)
+                    return
+                self._send(200, answer)
+
+            def _trickle(self, body: dict, seconds_per_byte: float):
+                payload = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    for offset in range(len(payload)):
+                        self.wfile.write(payload[offset:offset + 1])
+                        self.wfile.flush()
+                        time.sleep(seconds_per_byte)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

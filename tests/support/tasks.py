@@ -11,7 +11,8 @@ import time
 from django.db import connection
 
 from jobs.errors import PermanentError, TransientError
-from jobs.registry import RetryPolicy, tracked_task
+from jobs.registry import RetryPolicy
+from jobs.runner import tracked_task
 
 EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS test_effects (key text PRIMARY KEY, value text, at timestamptz DEFAULT now())"
 
@@ -22,17 +23,17 @@ def effect_record(key: str, value: str = "") -> None:
         cursor.execute("INSERT INTO test_effects (key, value) VALUES (%s, %s)", [key, value])
 
 
-def _record_timeout_cleanup(*, run_id, key, **args):
-    effect_record(f"timeout-cleanup:{key}")
+def _record_timeout_cleanup(*, run, key, **args):
+    effect_record(f"timeout-cleanup:{key}:{run.attempts}")
 
 
 @tracked_task(kind="tests.effect", queue="jobs", description="Sleeps with progress, then records one effect.",
               params_schema={"type": "object"}, time_limit=4, soft_time_limit=3, schedulable=False,
-              retry=RetryPolicy(retries=2, backoff=1.0, jitter=False), on_timeout=_record_timeout_cleanup)
-def effect(run, key: str, seconds: float = 0.0):
+              retry=RetryPolicy(delays=(0.2, 0.2)), on_timeout=_record_timeout_cleanup)
+def effect(ctx, key: str, seconds: float = 0.0):
     steps = max(1, int(seconds / 0.1))
     for step in range(steps):
-        run.progress(step, steps, step="sleeping")
+        ctx.progress(step, steps, step="sleeping")
         time.sleep(seconds / steps)
     effect_record(key)
     return {"key": key}
@@ -52,25 +53,40 @@ def _record_final_failure(*, run, **args):
               params_schema={"type": "object"}, schedulable=False,
               retry=RetryPolicy(delays=(0.3, 0.6, 0.9), retry_after_cap=2.0),
               on_final_failure=_record_final_failure)
-def flaky(run, key: str, fail_times: int = 0, permanent: bool = False, retry_after: float | None = None,
+def flaky(ctx, key: str, fail_times: int = 0, permanent: bool = False, retry_after: float | None = None,
           blocked_by: str | None = None):
     if permanent:
         raise PermanentError("bad input: will never work")
     if blocked_by and effect_exists(blocked_by):
         raise TransientError(f"{blocked_by} is still blocking")
-    if run.attempt <= fail_times:
-        raise TransientError(f"attempt {run.attempt} failed", retry_after=retry_after)
-    effect_record(key, str(run.attempt))
-    return {"attempt": run.attempt}
+    if ctx.attempt <= fail_times:
+        raise TransientError(f"attempt {ctx.attempt} failed", retry_after=retry_after)
+    effect_record(key, str(ctx.attempt))
+    return {"attempt": ctx.attempt}
 
 
 @tracked_task(kind="tests.progress", queue="jobs", description="Reports progress many times a second.",
               params_schema={"type": "object"}, schedulable=False)
-def progress(run, calls: int = 40, interval: float = 0.05, key: str = ""):
+def progress(ctx, calls: int = 40, interval: float = 0.05, key: str = ""):
     done = 0
     for done in range(1, calls + 1):
         time.sleep(interval)
-        run.progress(done, calls, step="counting", message=f"{done}/{calls}")
+        ctx.progress(done, calls, step="counting", message=f"{done}/{calls}")
     if key:
         effect_record(key, str(done))
-    return {"calls": calls, "writes": run.writes}
+    return {"calls": calls, "writes": ctx.writes}
+
+
+@tracked_task(kind="tests.stubborn", queue="jobs", description="Sleeps without ever reporting progress.",
+              params_schema={"type": "object"}, schedulable=False, time_limit=120, soft_time_limit=110)
+def stubborn(ctx, key: str, seconds: float = 60.0):
+    time.sleep(seconds)
+    effect_record(key)
+    return {"key": key}
+
+
+@tracked_task(kind="tests.committing", queue="jobs", description="Sleeps, then commits one effect with its success.",
+              params_schema={"type": "object"}, schedulable=False, retry=RetryPolicy(delays=(0.2,)))
+def committing(ctx, key: str, seconds: float = 0.0):
+    time.sleep(seconds)
+    return ctx.commit(lambda: effect_record(key) or {"key": key})

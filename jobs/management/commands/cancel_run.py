@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.errors import JobsError
 from jobs.models import JobRun
-from jobs.services import run_cancel
+from jobs.services.runs import run_cancel
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from jobs.models import JobRun, RunStatus, TriggeredBy
-from jobs.services import run_enqueue
+from jobs.services.runs import run_enqueue
 from project.celery import QUEUES
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.errors import JobsError
 from jobs.models import Job, TriggeredBy
-from jobs.services import job_trigger
+from jobs.services.definitions import job_trigger
 from jobs.watch import run_watch
 
 

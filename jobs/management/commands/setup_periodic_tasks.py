@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from jobs.services import schedules_seed
+from jobs.services.definitions import schedules_seed
 
 
 class Command(BaseCommand):

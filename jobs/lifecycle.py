@@ -1,0 +1,410 @@
+"""Every status transition of a run, and the only code that writes `JobRun.status`.
+
+Each transition is one conditional statement: it names the statuses it may leave, so a
+duplicate message, a cancel racing a start or a reaper racing a slow worker each have exactly
+one winner. Transitions that end a run write django-celery-results' TaskResult in the same
+statement, so both always agree and an outcome costs one round trip and one commit.
+
+| transition     | from                                    | to                            | called by                    |
+|----------------|-----------------------------------------|-------------------------------|------------------------------|
+| accept         | (new)                                   | QUEUED                        | services.runs.run_enqueue    |
+| claim          | QUEUED; RETRY once due; held with a     | STARTED                       | runner, a message arrives    |
+|                | stale heartbeat; never once cancelled   |                               |                              |
+| progress       | STARTED, PROGRESS                       | PROGRESS                      | ctx.progress in a body       |
+| heartbeat      | STARTED, PROGRESS                       | (same; heartbeat_at)          | runner's heartbeat thread    |
+| retry          | STARTED, PROGRESS, not cancelled        | RETRY, due_at set             | runner, attempts left        |
+| succeed        | STARTED, PROGRESS, not cancelled        | SUCCESS                       | runner, or ctx.commit        |
+| succeed        | STARTED, PROGRESS, cancelled            | REVOKED                       | runner (cancel ignored)      |
+| fail           | any unfinished                          | FAILURE, dead                 | runner, reaper               |
+| request cancel | any unfinished                          | flag; QUEUED, RETRY → REVOKED | services.runs.run_cancel     |
+| revoke         | any unfinished                          | REVOKED                       | runner, grace, task_revoked  |
+| release        | STARTED, PROGRESS                       | QUEUED, attempt not counted   | worker stop, database outage |
+| reap           | STARTED, PROGRESS, heartbeat stale      | QUEUED, or FAILURE when last  | watchdog (maintenance)       |
+
+QUEUED and RETRY runs are (re)published by services.runs; publishing changes no status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.errors import RunCancelled
+from jobs.models import (
+    FINISHED_STATUSES,
+    RUNNING_STATUSES,
+    UNFINISHED_STATUSES,
+    WAITING_STATUSES,
+    JobRun,
+    RunStatus,
+)
+from jobs.registry import kind_find
+
+logger = logging.getLogger(__name__)
+
+# A retry message may come this much before its due time (clocks of two hosts differ a little).
+RETRY_DUE_TOLERANCE = timedelta(seconds=1)
+ATTEMPT_LOG_ERROR_CHARS = 500
+
+
+def _in(statuses) -> str:
+    """SQL list of statuses taken from the model (constants, never user input)."""
+    return "(" + ", ".join(f"'{RunStatus(s).value}'" for s in statuses) + ")"
+
+
+FINISHED_SQL = _in(FINISHED_STATUSES)
+RUNNING_SQL = _in(RUNNING_STATUSES)
+UNFINISHED_SQL = _in(UNFINISHED_STATUSES)
+
+# Celery's shape for a stored exception, so AsyncResult(...).result decodes it.
+def _exception_payload(kind: str, message: str, module: str = "celery.exceptions") -> str:
+    return json.dumps({"exc_type": kind, "exc_message": [message], "exc_module": module})
+
+
+# Appended to a transition that RETURNING (id, kind, status, started_at) rows: the TaskResult row
+# follows in the same statement.
+_TASK_RESULT_UPSERT = """
+INSERT INTO django_celery_results_taskresult
+       (task_id, task_name, task_args, task_kwargs, status, worker, content_type, content_encoding,
+        result, date_created, date_started, date_done, traceback, meta, periodic_task_name)
+SELECT changed.id::text, changed.kind, '()', %(task_kwargs)s, changed.status, %(worker)s,
+       'application/json', 'utf-8', %(task_result)s, %(now)s, changed.started_at, %(now)s,
+       %(task_traceback)s, '{"children": []}', NULL
+  FROM changed
+    ON CONFLICT (task_id) DO UPDATE
+   SET status = EXCLUDED.status, result = EXCLUDED.result, date_done = EXCLUDED.date_done,
+       traceback = EXCLUDED.traceback, worker = COALESCE(NULLIF(EXCLUDED.worker, ''),
+       django_celery_results_taskresult.worker), date_started = EXCLUDED.date_started
+RETURNING status
+"""
+
+
+def _task_params(*, run_id: str, now: datetime, result: str, traceback: str = "", worker: str = "") -> dict:
+    return {"task_kwargs": repr({"run_id": str(run_id)}), "task_result": result, "now": now,
+            "task_traceback": traceback or None, "worker": worker}
+
+
+def _log_entry(*, attempt: int | None, error: str, delay: float | None, now: datetime, event: str) -> str:
+    return json.dumps([{"attempt": attempt, "event": event, "error": error[:ATTEMPT_LOG_ERROR_CHARS],
+                        "delay": None if delay is None else round(delay, 3), "at": now.isoformat()}])
+
+
+def _execute(sql: str, params: dict) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _call_hook(name: str, run_id: str) -> None:
+    """Run a kind's hook inside the caller's transaction; a broken hook never blocks the transition."""
+    run = JobRun.objects.get(id=run_id)
+    spec = kind_find(run.kind)
+    hook = getattr(spec, name, None)
+    if hook is None:
+        return
+    try:
+        with transaction.atomic():
+            hook(run=run, **run.args)
+    except Exception:
+        logger.exception("run hook raised", extra={"run_id": str(run_id), "kind": run.kind,
+                                                   "hook": getattr(hook, "__name__", "hook")})
+
+
+# --- accept -------------------------------------------------------------------------------
+
+def run_accept(**fields: Any) -> JobRun:
+    """A new run, QUEUED. Marked dispatched optimistically (one write fewer); cleared if publishing fails."""
+    return JobRun.objects.create(status=RunStatus.QUEUED, dispatched_at=timezone.now(), **fields)
+
+
+def run_dispatched(*, run_id: str, at: datetime | None) -> None:
+    """Bookkeeping of publishing (no status change): when the run's message was last sent, or None."""
+    JobRun.objects.filter(id=run_id, status__in=WAITING_STATUSES).update(dispatched_at=at)
+
+
+# --- claim, progress, heartbeat -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    args: dict
+    attempt: int
+    max_attempts: int
+    correlation_id: str
+
+
+_CLAIM_SQL = f"""
+UPDATE jobs_jobrun
+   SET status = 'STARTED', attempts = attempts + 1, started_at = COALESCE(started_at, %(now)s),
+       heartbeat_at = %(now)s, due_at = NULL, worker = %(worker)s
+ WHERE id = %(id)s AND NOT cancel_requested
+   AND (status = 'QUEUED'
+        OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
+        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts))
+RETURNING args, attempts, max_attempts, correlation_id
+"""
+
+
+def run_claim(*, run_id: str, worker: str = "") -> Claim | None:
+    """Take the run for one attempt, or None: finished, cancelled, held by a live worker, or a RETRY not yet due."""
+    now = timezone.now()
+    rows = _execute(_CLAIM_SQL, {
+        "id": run_id, "now": now, "worker": worker[:200], "due_by": now + RETRY_DUE_TOLERANCE,
+        "stale_before": now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
+    })
+    if not rows:
+        return None
+    args, attempts, max_attempts, correlation_id = rows[0]
+    if isinstance(args, str):  # Django leaves jsonb as text on raw cursors
+        args = json.loads(args)
+    return Claim(args=args if isinstance(args, dict) else {}, attempt=attempts, max_attempts=max_attempts,
+                 correlation_id=correlation_id)
+
+
+_PROGRESS_SQL = f"""
+UPDATE jobs_jobrun
+   SET status = 'PROGRESS', progress_current = %(current)s, progress_total = %(total)s,
+       progress_step = %(step)s, progress_message = %(message)s, eta_seconds = %(eta)s, heartbeat_at = %(now)s
+ WHERE id = %(id)s AND status IN {RUNNING_SQL}
+RETURNING cancel_requested
+"""
+
+
+def run_progress(*, run_id: str, current: int, total: int | None, step: str, message: str,
+                 eta: float | None) -> bool:
+    """Record progress; returns True while the run should go on (held and not cancelled)."""
+    rows = _execute(_PROGRESS_SQL, {"id": run_id, "current": current, "total": total, "step": step[:50],
+                                    "message": message[:255], "eta": eta, "now": timezone.now()})
+    return bool(rows) and not rows[0][0]
+
+
+def run_heartbeat(*, run_id: str) -> None:
+    JobRun.objects.filter(id=run_id, status__in=RUNNING_STATUSES).update(heartbeat_at=timezone.now())
+
+
+def run_lock_for_commit(*, run_id: str) -> None:
+    """Inside the transaction of a body's final writes: hold the run's row until commit, and refuse
+    if a cancel came first. A cancel arriving meanwhile waits for the lock, then finds the run finished."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT cancel_requested FROM jobs_jobrun WHERE id = %s AND status IN {RUNNING_SQL} "
+                       "FOR UPDATE", [run_id])
+        row = cursor.fetchone()
+    if row is None or row[0]:
+        raise RunCancelled(run_id)
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+_SUCCEED_SQL = f"""
+WITH changed AS (
+    UPDATE jobs_jobrun
+       SET status = CASE WHEN cancel_requested THEN 'REVOKED' ELSE 'SUCCESS' END,
+           result = CASE WHEN cancel_requested THEN NULL ELSE %(result)s::jsonb END,
+           finished_at = %(now)s, heartbeat_at = %(now)s, error = '', eta_seconds = NULL,
+           attempt_log = CASE WHEN cancel_requested THEN attempt_log || %(cancel_entry)s::jsonb
+                              ELSE attempt_log END
+     WHERE id = %(id)s AND status IN {RUNNING_SQL}
+    RETURNING id, kind, status, started_at
+)
+""" + _TASK_RESULT_UPSERT.replace("%(task_result)s",
+                                  "CASE WHEN changed.status = 'SUCCESS' THEN %(task_result)s ELSE %(revoked)s END")
+
+
+def run_succeed(*, run_id: str, result: Any, attempt: int, worker: str = "") -> str | None:
+    """End an attempt that returned: SUCCESS, or REVOKED if a cancel was requested meanwhile.
+
+    Returns the final status, or None if the run was no longer held (reaped, revoked)."""
+    now = timezone.now()
+    encoded = json.dumps(result)
+    params = {"id": run_id, "result": None if result is None else encoded,
+              "cancel_entry": _log_entry(attempt=attempt, error="cancelled", delay=None, now=now, event="cancelled"),
+              "revoked": _exception_payload("TaskRevokedError", "cancelled"),
+              **_task_params(run_id=run_id, now=now, result=encoded, worker=worker)}
+    rows = _execute(_SUCCEED_SQL, params)
+    status = rows[0][0] if rows else None
+    if status == RunStatus.REVOKED:
+        _call_hook("on_revoked", run_id)
+    return status
+
+
+_RETRY_SQL = f"""
+WITH changed AS (
+    UPDATE jobs_jobrun
+       SET status = 'RETRY', error = %(error)s, heartbeat_at = %(now)s, due_at = %(due_at)s,
+           dispatched_at = %(now)s, attempt_log = attempt_log || %(entry)s::jsonb
+     WHERE id = %(id)s AND status IN {RUNNING_SQL} AND NOT cancel_requested
+    RETURNING id, kind, status, started_at
+)
+""" + _TASK_RESULT_UPSERT
+
+
+def run_retry_later(*, run_id: str, attempt: int, error: str, delay: float, event: str = "failed",
+                    traceback: str = "", worker: str = "") -> bool:
+    """A failed attempt with attempts left: RETRY, due `delay` seconds from now. False if no longer held
+    or cancelled (the caller then revokes)."""
+    now = timezone.now()
+    rows = _execute(_RETRY_SQL, {
+        "id": run_id, "error": error, "due_at": now + timedelta(seconds=delay),
+        "entry": _log_entry(attempt=attempt, error=error, delay=delay, now=now, event=event),
+        **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
+                       result=_exception_payload("Retry", error, "celery.exceptions")),
+    })
+    return bool(rows)
+
+
+_FAIL_SQL = f"""
+WITH changed AS (
+    UPDATE jobs_jobrun
+       SET status = 'FAILURE', dead = true, error = %(error)s, traceback = %(traceback)s,
+           finished_at = %(now)s, heartbeat_at = %(now)s, eta_seconds = NULL, due_at = NULL,
+           attempt_log = attempt_log || %(entry)s::jsonb
+     WHERE id = %(id)s AND status IN {UNFINISHED_SQL} {{extra}}
+    RETURNING id, kind, status, started_at
+)
+""" + _TASK_RESULT_UPSERT
+
+
+def run_fail(*, run_id: str, error: str, attempt: int | None, traceback: str = "", event: str = "failed",
+             exc: BaseException | None = None, worker: str = "", only_if_heartbeat: datetime | None = None) -> bool:
+    """End the run FAILURE and dead, and call the kind's on_final_failure exactly once, in the same
+    transaction (nobody sees a failed run without its consequence). True if this call ended it."""
+    now = timezone.now()
+    extra = "AND heartbeat_at = %(heartbeat)s" if only_if_heartbeat else ""
+    with transaction.atomic():
+        rows = _execute(_FAIL_SQL.replace("{extra}", extra), {
+            "id": run_id, "error": error, "traceback": traceback, "heartbeat": only_if_heartbeat,
+            "entry": _log_entry(attempt=attempt, error=error, delay=None, now=now, event=event),
+            **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
+                           result=_exception_payload(type(exc).__name__ if exc else "RunFailed", error,
+                                                     type(exc).__module__ if exc else "jobs.errors")),
+        })
+        if not rows:
+            return False
+        run = JobRun.objects.get(id=run_id)
+        _call_hook("on_final_failure", run_id)
+    logger.error("run failed for good", extra={
+        "run_id": str(run_id), "kind": run.kind, "attempts": run.attempts, "max_attempts": run.max_attempts,
+        "error": error, "owner_id": run.owner_id, "correlation_id": run.correlation_id,
+    })
+    _report_to_sentry(run=run, error=error, exc=exc)
+    return True
+
+
+def _report_to_sentry(*, run: JobRun, error: str, exc: BaseException | None) -> None:
+    if not settings.SENTRY_DSN:
+        return
+    import sentry_sdk
+
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("run_kind", run.kind)
+        scope.set_context("run", {"id": str(run.id), "attempts": run.attempts, "args": run.args})
+        if exc is not None:
+            sentry_sdk.capture_exception(exc)
+        else:
+            sentry_sdk.capture_message(f"run {run.id} failed: {error}", level="error")
+
+
+# --- cancel and revoke ----------------------------------------------------------------------
+
+def run_request_cancel(*, run_id: str) -> str | None:
+    """Flag the run cancelled (durable: a message arriving later finds the flag). A waiting run is
+    revoked at once. Returns the status the run has now, or None if it had already finished."""
+    now = timezone.now()
+    with transaction.atomic():
+        flagged = (JobRun.objects.filter(id=run_id, status__in=UNFINISHED_STATUSES)
+                   .update(cancel_requested=True, cancel_requested_at=now))
+        if not flagged:
+            return None
+        status = JobRun.objects.values_list("status", flat=True).get(id=run_id)
+        if status in WAITING_STATUSES:
+            run_revoke(run_id=run_id, reason="cancelled before it started")
+            return RunStatus.REVOKED
+    return status
+
+
+_REVOKE_SQL = f"""
+WITH changed AS (
+    UPDATE jobs_jobrun
+       SET status = 'REVOKED', cancel_requested = true,
+           cancel_requested_at = COALESCE(cancel_requested_at, %(now)s), finished_at = %(now)s,
+           eta_seconds = NULL, due_at = NULL, attempt_log = attempt_log || %(entry)s::jsonb
+     WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
+    RETURNING id, kind, status, started_at
+)
+""" + _TASK_RESULT_UPSERT
+
+
+def run_revoke(*, run_id: str, reason: str = "cancelled") -> bool:
+    """End the run REVOKED (and call the kind's on_revoked once). True if this call ended it."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = JobRun.objects.filter(id=run_id).values_list("attempts", "kind").first()
+        if current is None:
+            return False
+        attempts, kind = current
+        rows = _execute(_REVOKE_SQL, {
+            "id": run_id, "entry": _log_entry(attempt=attempts or None, error=reason, delay=None, now=now,
+                                              event="cancelled"),
+            **_task_params(run_id=run_id, now=now, result=_exception_payload("TaskRevokedError", reason)),
+        })
+        if not rows:
+            return False
+        _call_hook("on_revoked", run_id)
+    logger.info("run revoked", extra={"run_id": str(run_id), "kind": kind, "reason": reason})
+    return True
+
+
+# --- release and reap -----------------------------------------------------------------------
+
+def run_release(*, run_id: str, reason: str) -> bool:
+    """Give a held run back for immediate redelivery (its attempt is not counted): the worker is
+    stopping, or lost its database mid-attempt. A cancelled run is revoked instead."""
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().filter(id=run_id, status__in=RUNNING_STATUSES).first()
+        if run is None:
+            return False
+        if run.cancel_requested:
+            return run_revoke(run_id=run_id, reason="cancelled while its worker stopped")
+        JobRun.objects.filter(id=run_id).update(
+            status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=timezone.now(),
+            error=f"released: {reason}"[:500], worker="")
+    logger.info("run released for redelivery", extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
+    return True
+
+
+def run_reap(*, run: JobRun) -> str | None:
+    """A held run whose worker stopped heartbeating: QUEUED again while attempts remain, else FAILURE.
+
+    Conditional on the heartbeat it was found with, so a worker that wakes up meanwhile wins."""
+    if run.cancel_requested:
+        return RunStatus.REVOKED if run_revoke(run_id=str(run.id), reason="cancelled; its worker was lost") else None
+    error = f"worker lost during attempt {run.attempts} ({run.worker or 'unknown worker'}): no heartbeat"
+    if run.attempts < run.max_attempts:
+        now = timezone.now()
+        entry = _log_entry(attempt=run.attempts, error=error, delay=0, now=now, event="worker lost")
+        changed = _execute(
+            f"UPDATE jobs_jobrun SET status = 'QUEUED', dispatched_at = %(now)s, error = %(error)s, worker = '', "
+            f"attempt_log = attempt_log || %(entry)s::jsonb "
+            f"WHERE id = %(id)s AND status IN {RUNNING_SQL} AND heartbeat_at = %(heartbeat)s RETURNING id",
+            {"now": now, "error": error, "entry": entry, "id": run.id, "heartbeat": run.heartbeat_at})
+        return RunStatus.QUEUED if changed else None
+    failed = run_fail(run_id=str(run.id), error=error, attempt=run.attempts, event="worker lost",
+                      only_if_heartbeat=run.heartbeat_at)
+    return RunStatus.FAILURE if failed else None
+
+
+def runs_stale(*, limit: int) -> list[JobRun]:
+    """Held runs with no heartbeat for RUN_HEARTBEAT_TIMEOUT_SECONDS, oldest first."""
+    stale_before = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=stale_before)
+                .order_by("heartbeat_at")[:limit])
+
+
+def is_finished(status: str) -> bool:
+    return status in FINISHED_STATUSES

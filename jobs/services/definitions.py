@@ -1,0 +1,156 @@
+"""Job definitions and their beat schedules: a job's schedule lives in django-celery-beat, kept in
+step with the job by every write here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import transaction
+
+from jobs.errors import JobsError
+from jobs.models import Job, JobRun
+from jobs.registry import kind_get
+from jobs.services.runs import run_enqueue
+
+TRIGGER_TASK = "jobs.trigger_job"
+
+
+def _schedule_validate(schedule: Any) -> dict | None:
+    if schedule in (None, {}):
+        return None
+    if not isinstance(schedule, dict):
+        raise JobsError('schedule must be {"crontab": "m h dom mon dow", "timezone": …} or {"every_seconds": N}.',
+                        field="schedule")
+    if "crontab" in schedule:
+        parts = str(schedule["crontab"]).split()
+        if len(parts) != 5:
+            raise JobsError("schedule.crontab needs five fields: minute hour day-of-month month day-of-week.",
+                            field="schedule")
+        from celery.schedules import crontab
+
+        try:
+            crontab(*parts)
+        except Exception as exc:
+            raise JobsError(f"schedule.crontab is not valid: {exc}", field="schedule")
+        tz = schedule.get("timezone", "UTC")
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except Exception:
+            raise JobsError(f"schedule.timezone {tz!r} is not a known time zone.", field="schedule")
+        return {"crontab": " ".join(parts), "timezone": tz}
+    if "every_seconds" in schedule:
+        every = schedule["every_seconds"]
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise JobsError("schedule.every_seconds must be a whole number of seconds, 1 or more.", field="schedule")
+        return {"every_seconds": every}
+    raise JobsError('schedule needs "crontab" or "every_seconds".', field="schedule")
+
+
+def _periodic_task_sync(*, job: Job) -> None:
+    """Mirror the job's schedule into django-celery-beat; beat notices the change on its next tick."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    if not job.schedule:
+        if job.periodic_task_id:
+            PeriodicTask.objects.filter(id=job.periodic_task_id).delete()
+            Job.objects.filter(id=job.id).update(periodic_task=None)
+            job.periodic_task = None
+        return
+    fields: dict[str, Any] = {"interval": None, "crontab": None}
+    if "crontab" in job.schedule:
+        minute, hour, day_of_month, month_of_year, day_of_week = job.schedule["crontab"].split()
+        fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+            day_of_week=day_of_week, timezone=job.schedule.get("timezone", "UTC"),
+        )
+    else:
+        fields["interval"], _ = IntervalSchedule.objects.get_or_create(
+            every=job.schedule["every_seconds"], period=IntervalSchedule.SECONDS
+        )
+    values = dict(task=TRIGGER_TASK, kwargs=json.dumps({"job_id": job.id}), enabled=job.enabled,
+                  queue="maintenance", description=f"Runs job {job.name!r} ({job.kind})", **fields)
+    if job.periodic_task_id:
+        periodic = PeriodicTask.objects.get(id=job.periodic_task_id)
+        for key, value in values.items():
+            setattr(periodic, key, value)
+        periodic.name = f"job:{job.name}"
+        periodic.save()
+    else:
+        periodic = PeriodicTask.objects.create(name=f"job:{job.name}", **values)
+        Job.objects.filter(id=job.id).update(periodic_task=periodic)
+        job.periodic_task = periodic
+
+
+def job_create(*, name: str, kind: str, params: dict | None = None, schedule: dict | None = None,
+               enabled: bool = True, owner=None) -> Job:
+    spec = kind_get(kind)
+    if not spec.schedulable:
+        raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
+    if spec.staff_only and owner is not None and not owner.is_staff:
+        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define it as a job.", field="kind")
+    params = spec.validate_params(params or {})
+    schedule = _schedule_validate(schedule)
+    if Job.objects.filter(name=name).exists():
+        raise JobsError(f"A job named {name!r} already exists.", field="name")
+    with transaction.atomic():
+        job = Job.objects.create(name=name, kind=kind, params=params, schedule=schedule, enabled=enabled, owner=owner)
+        _periodic_task_sync(job=job)
+    return job
+
+
+JOB_UPDATABLE_FIELDS = ("name", "params", "schedule", "enabled")
+
+
+def job_update(*, job: Job, data: dict[str, Any]) -> Job:
+    spec = kind_get(job.kind)
+    if "params" in data:
+        data["params"] = spec.validate_params(data["params"])
+    if "schedule" in data:
+        data["schedule"] = _schedule_validate(data["schedule"])
+    if "name" in data and Job.objects.filter(name=data["name"]).exclude(id=job.id).exists():
+        raise JobsError(f"A job named {data['name']!r} already exists.", field="name")
+    with transaction.atomic():
+        for key in JOB_UPDATABLE_FIELDS:
+            if key in data:
+                setattr(job, key, data[key])
+        job.save()
+        _periodic_task_sync(job=job)
+    return job
+
+
+def job_delete(*, job: Job) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    with transaction.atomic():
+        if job.periodic_task_id:
+            PeriodicTask.objects.filter(id=job.periodic_task_id).delete()
+        job.delete()
+
+
+def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, owner=None) -> JobRun:
+    spec = kind_get(job.kind)
+    merged = {**job.params, **(params or {})}
+    spec.validate_params(merged)
+    with transaction.atomic():
+        return run_enqueue(kind=job.kind, args=merged, owner=owner or job.owner, triggered_by=triggered_by, job=job)
+
+
+def schedules_seed() -> list[str]:
+    """Create a job for every kind that declares a default schedule, unless a job of that name exists.
+
+    Seeding never touches an existing job, so an admin's edit (or disabling) survives every `make run`."""
+    from jobs.registry import kinds_all
+
+    created = []
+    for spec in kinds_all():
+        if spec.default_schedule is None:
+            continue
+        name, schedule = spec.default_schedule
+        if Job.objects.filter(name=name).exists():
+            continue
+        job_create(name=name, kind=spec.kind, schedule=schedule)
+        created.append(name)
+    return created

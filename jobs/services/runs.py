@@ -1,0 +1,276 @@
+"""Accepting, publishing, cancelling and retrying runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.errors import JobsError
+from jobs.models import RUNNING_STATUSES, Job, JobRun, RunStatus, TriggeredBy
+from jobs.registry import kind_get
+from project.logging import correlation_id_get
+
+logger = logging.getLogger(__name__)
+
+# Publishing is one round trip per run; a bounded batch keeps one watchdog pass short.
+DISPATCH_BATCH_SIZE = 500
+# A queue longer than this is not read message by message; its runs count as published.
+BROKER_SCAN_MAX_MESSAGES = 20_000
+CANCEL_ENFORCE_TASK = "jobs.enforce_cancel"
+
+
+# --- accepting and publishing ---------------------------------------------------------------
+
+def run_enqueue(
+    *,
+    kind: str,
+    args: dict[str, Any] | None = None,
+    owner=None,
+    triggered_by: str = TriggeredBy.SYSTEM,
+    job: Job | None = None,
+    parent: JobRun | None = None,
+    retry_of: JobRun | None = None,
+    queue: str | None = None,
+) -> JobRun:
+    """Record a run (QUEUED) and publish it once the surrounding transaction commits.
+
+    If the broker is down the run stays QUEUED, undispatched, and the watchdog publishes it
+    later: an accepted run is never lost.
+    """
+    spec = kind_get(kind)
+    run = lifecycle.run_accept(
+        kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by, job=job,
+        parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
+        correlation_id=correlation_id_get() or "",
+    )
+    transaction.on_commit(lambda: run_dispatch(run=run))
+    return run
+
+
+class _PublishBreaker:
+    """After a failed publish, publishing is skipped for BROKER_BREAKER_SECONDS: during an outage
+    each request answers at once instead of waiting on the broker, and the watchdog publishes."""
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + settings.BROKER_BREAKER_SECONDS
+
+    def reset(self) -> None:
+        self.open_until = 0.0
+
+
+publish_breaker = _PublishBreaker()
+
+
+def run_dispatch(*, run: JobRun, force: bool = False) -> bool:
+    """Publish the run's message. False (and the run marked undispatched) if the broker is
+    unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
+    from project.celery import CORRELATION_HEADER, app
+
+    if publish_breaker.is_open and not force:
+        lifecycle.run_dispatched(run_id=run.id, at=None)
+        return False
+    try:
+        app.send_task(
+            run.kind,
+            kwargs={"run_id": str(run.id)},
+            task_id=str(run.id),
+            queue=run.queue,
+            headers={CORRELATION_HEADER: run.correlation_id} if run.correlation_id else None,
+            retry=False,
+        )
+    except Exception as exc:  # kombu raises several types for an unreachable broker
+        publish_breaker.trip()
+        lifecycle.run_dispatched(run_id=run.id, at=None)
+        logger.warning("broker unreachable; run left for the watchdog",
+                       extra={"run_id": str(run.id), "kind": run.kind, "cause": f"{type(exc).__name__}: {exc}"})
+        return False
+    publish_breaker.reset()
+    return True
+
+
+def broker_message_ids(*, queues: list[str]) -> set[str] | None:
+    """Task ids whose message the broker holds: waiting in a queue, or delivered to a worker that
+    is alive enough to hold it (recently delivered, or a countdown not yet due). None when the
+    broker cannot be read this way (not Redis, unreachable, or a queue too long to scan)."""
+    from project.celery import app
+
+    now = time.time()
+    recent = now - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
+    ids: set[str] = set()
+    try:
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            client = getattr(channel, "client", None)
+            if client is None:
+                return None
+            for queue in queues:
+                if client.llen(queue) > BROKER_SCAN_MAX_MESSAGES:
+                    return None
+                ids.update(_message_id(raw) for raw in client.lrange(queue, 0, -1))
+            delivered_at = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
+            for tag, raw in client.hgetall(channel.unacked_key).items():
+                message = json.loads(raw)[0]
+                eta = (message.get("headers") or {}).get("eta")
+                due = _timestamp(eta) if eta else None
+                if delivered_at.get(tag, 0) >= recent or (due is not None and due >= recent):
+                    ids.add(str((message.get("headers") or {}).get("id") or ""))
+    except Exception as exc:
+        logger.warning("broker not readable; relying on ages", extra={"cause": f"{type(exc).__name__}: {exc}"})
+        return None
+    ids.discard("")
+    return ids
+
+
+def _message_id(raw) -> str:
+    try:
+        return str((json.loads(raw).get("headers") or {}).get("id") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _timestamp(iso: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def runs_dispatch_pending() -> dict[str, int]:
+    """Publish runs whose message is gone: never published (broker down at the time), or vanished
+    from the broker (flushed, restarted empty, held by a worker that died). The claim makes any
+    duplicate a no-op, and a RETRY run is published only once its due time is well past."""
+    now = timezone.now()
+    lost_after = now - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS)
+    candidates = list(
+        JobRun.objects.filter(cancel_requested=False)
+        .filter(Q(status=RunStatus.QUEUED, dispatched_at__isnull=True)
+                | Q(status=RunStatus.QUEUED, dispatched_at__lt=lost_after)
+                | Q(status=RunStatus.RETRY, due_at__lt=lost_after)
+                | Q(status=RunStatus.RETRY, due_at__isnull=True, dispatched_at__lt=lost_after))
+        .order_by("created_at")[:DISPATCH_BATCH_SIZE]
+    )
+    if not candidates:
+        return {"found": 0, "published": 0}
+    held = broker_message_ids(queues=sorted({run.queue for run in candidates}))
+    fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
+    published = 0
+    for run in candidates:
+        never_sent = run.dispatched_at is None
+        if not never_sent:
+            if held is None and run.dispatched_at >= fallback_before:
+                continue  # the broker cannot say; only very old runs are sent again
+            if held is not None and str(run.id) in held:
+                continue
+        lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+        if not run_dispatch(run=run, force=True):
+            break
+        published += 1
+    if published:
+        logger.info("published runs whose message was missing", extra={"published": published,
+                                                                         "found": len(candidates)})
+    return {"found": len(candidates), "published": published}
+
+
+# --- steering ---------------------------------------------------------------------------
+
+def run_cancel(*, run: JobRun) -> JobRun:
+    """Durable cancel: flag in the database first, then revoke.
+
+    A waiting run is REVOKED at once and never executes, whenever its message arrives. A running
+    one stops at its next progress report, its final writes are refused, and if it is still running
+    CANCEL_GRACE_SECONDS later its worker process is terminated.
+    """
+    status = lifecycle.run_request_cancel(run_id=str(run.id))
+    if status is None:
+        run.refresh_from_db()
+        raise JobsError(f"Run {run.id} already finished ({run.status}); nothing to cancel.", code="conflict")
+    from project.celery import app
+
+    try:
+        app.control.revoke(str(run.id))
+        if status in RUNNING_STATUSES:
+            app.send_task(CANCEL_ENFORCE_TASK, kwargs={"run_id": str(run.id)}, queue="maintenance",
+                          countdown=settings.CANCEL_GRACE_SECONDS, retry=False)
+    except Exception as exc:
+        # The database flag is what counts; the watchdog enforces the grace if this message is lost.
+        logger.warning("revoke broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
+    run.refresh_from_db()
+    return run
+
+
+def runs_enforce_cancel(*, run_id: str | None = None) -> int:
+    """Terminate runs still running CANCEL_GRACE_SECONDS after their cancel (one run, or all
+    overdue ones), and end them REVOKED. Returns how many were terminated."""
+    from project.celery import app
+
+    overdue = JobRun.objects.filter(status__in=RUNNING_STATUSES, cancel_requested=True,
+                                    cancel_requested_at__lte=timezone.now()
+                                    - timedelta(seconds=settings.CANCEL_GRACE_SECONDS * 0.9))
+    if run_id is not None:
+        overdue = overdue.filter(id=run_id)
+    terminated = 0
+    for run in overdue[:DISPATCH_BATCH_SIZE]:
+        try:
+            app.control.revoke(str(run.id), terminate=True, signal="SIGTERM")
+        except Exception as exc:
+            logger.warning("terminate broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
+        if lifecycle.run_revoke(run_id=str(run.id), reason=f"terminated {settings.CANCEL_GRACE_SECONDS} s after "
+                                                           "its cancel"):
+            terminated += 1
+            logger.warning("run ignored its cancel; terminated", extra={"run_id": str(run.id), "kind": run.kind})
+    return terminated
+
+
+def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bool]:
+    """A new run with the same kind and args, linked by retry_of. Exactly one however often and
+    however concurrently it is asked: later askers get that run back. Returns (run, created)."""
+    with transaction.atomic():
+        locked = JobRun.objects.select_for_update().get(id=run.id)
+        existing = locked.retries.order_by("created_at").first()
+        if existing is not None:
+            return existing, False
+        if locked.status not in (RunStatus.FAILURE, RunStatus.REVOKED):
+            raise JobsError(f"Only FAILURE or REVOKED runs can be retried; run {run.id} is {locked.status}.",
+                            code="conflict")
+        new_run = run_enqueue(kind=locked.kind, args=locked.args, owner=locked.owner or owner,
+                              triggered_by=triggered_by, job=locked.job, parent=locked.parent, retry_of=locked,
+                              queue=locked.queue)
+    return new_run, True
+
+
+def runs_retry_failed(*, kind: str | None = None, since=None, dry_run: bool = False,
+                      triggered_by: str = TriggeredBy.SHELL) -> list[JobRun]:
+    """Retry every dead run (optionally of one kind, since a time) that has not been retried yet.
+    Returns the new runs (or, with dry_run, the dead ones)."""
+    runs = JobRun.objects.filter(status=RunStatus.FAILURE, dead=True, retries__isnull=True)
+    if kind:
+        runs = runs.filter(kind=kind)
+    if since:
+        runs = runs.filter(created_at__gte=since)
+    runs = list(runs.order_by("created_at"))
+    if dry_run:
+        return runs
+    created = []
+    for dead in runs:
+        new_run, made = run_retry(run=dead, triggered_by=triggered_by)
+        if made:
+            created.append(new_run)
+    return created

@@ -1,0 +1,1 @@
+"""PostgreSQL, with connection errors that say how to start the embedded server."""

@@ -150,7 +150,7 @@ def run_execute(*, task: Task, spec: JobKind, run_id: str) -> Any:
         logger.warning("database unreachable at claim; message redelivered",
                        extra={"run_id": run_id, "kind": spec.kind, "countdown": countdown, "cause": type(exc).__name__})
         close_old_connections()
-        raise task.retry(countdown=countdown, max_retries=None, exc=exc)
+        raise task.retry(countdown=countdown, exc=exc)
     if claim is None:
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
         raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
@@ -192,7 +192,7 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
                                          event=event, traceback=trace, worker=ctx.worker):
                 logger.warning("run attempt failed; retrying", extra={
                     **extra, "delay_seconds": round(delay, 3), "cause": error, "elapsed_seconds": elapsed})
-                raise task.retry(countdown=delay, exc=exc, max_retries=None)
+                raise task.retry(countdown=delay, exc=exc)
             lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
             raise Ignore()
         lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
@@ -223,17 +223,23 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
     logger.warning("database unreachable mid-attempt; waiting to release the run",
                    extra={"run_id": ctx.id, "kind": spec.kind, "cause": type(exc).__name__})
     deadline = time.monotonic() + settings.RUN_DATABASE_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        close_old_connections()
-        try:
-            connection.close()
-            lifecycle.run_release(run_id=ctx.id, reason=f"database unreachable during attempt {ctx.attempt}")
-            break
-        except DATABASE_DOWN:
-            time.sleep(DATABASE_POLL_SECONDS)
-    # Released: the new message claims at once. Still down: its heartbeat has stopped, so the claim
-    # (or the reaper) takes it over once the database is back.
-    raise task.retry(countdown=0, max_retries=None, exc=exc)
+    released = False
+    try:
+        while not released and time.monotonic() < deadline:
+            close_old_connections()
+            try:
+                connection.close()
+                released = lifecycle.run_release(run_id=ctx.id,
+                                                 reason=f"database unreachable during attempt {ctx.attempt}")
+                break
+            except DATABASE_DOWN:
+                time.sleep(DATABASE_POLL_SECONDS)
+    except SoftTimeLimitExceeded:
+        pass  # out of time for this attempt: leave the rest to the next message
+    # Released: the new message claims at once. Still held: its heartbeat has stopped, so the next
+    # message may claim it once the heartbeat is stale (or the reaper takes it over).
+    countdown = 0 if released else settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
+    raise task.retry(countdown=countdown, exc=exc)
 
 
 # --- registering kinds ------------------------------------------------------------------------
@@ -243,6 +249,8 @@ class TrackedTask(Task):
     run (one statement), so Celery's own result writes are off (`ignore_result`)."""
 
     abstract = True
+    # Attempts are counted by the run and its retry policy; Celery's own count must not stop a retry.
+    max_retries = None
     ignore_result = True
     store_errors_even_if_ignored = False
     acks_late = True

@@ -39,6 +39,21 @@ def celery_worker(celery_worker_process, transactional_db):
 
 
 @pytest.fixture
+def beats():
+    """Start real beat processes (each stopped after the test); beat also runs the watchdog."""
+    started = []
+
+    def start(name="test-beat"):
+        proc = worker_support.beat(name).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
 def effects():
     def read(prefix: str = "") -> dict[str, str]:
         with connection.cursor() as cursor:

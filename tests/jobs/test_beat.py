@@ -3,24 +3,9 @@
 import pytest
 
 from jobs.models import JobRun
-from tests.support import worker as worker_support
 from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def beats():
-    started = []
-
-    def start(name):
-        proc = worker_support.beat(name).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def scheduled_runs(job_id):

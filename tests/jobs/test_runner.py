@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 
 from jobs.services import maintenance, runs
-from jobs.models import JobRun, RunStatus
+from jobs.models import RUNNING_STATUSES, JobRun, RunStatus
 from tests.support.worker import wait_for_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -293,3 +293,35 @@ def test_completed_runs_cost_three_writes_and_agree_with_celery_results(celery_w
     assert (stored.status, stored.task_name) == ("SUCCESS", "jobs.ping")
     assert json.loads(stored.result)["echo"] == "agree" == final.result["echo"]
     assert stored.date_done == final.finished_at
+
+
+def test_a_postgres_outage_during_work_loses_and_repeats_nothing(celery_worker, effects):
+    """The worker reaches PostgreSQL through a proxy the test cuts for ten seconds, mid-work."""
+    from tests.support import worker as worker_support
+    from tests.support.proxy import TcpProxy
+
+    db = connection.settings_dict
+    proxy = TcpProxy(target_host=db.get("HOST") or "127.0.0.1", target_port=int(db.get("PORT") or 5432))
+    proxied_url = worker_support.test_database_url().replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/")
+    celery_worker.stop()
+    proxied = worker_support.worker("pg-proxied", DATABASE_URL=proxied_url).start()
+    try:
+        wait_for_worker("pg-proxied")
+        busy = [enqueue("tests.progress", key=f"outage-{n}", calls=30, interval=0.1) for n in range(4)]
+        committing = [enqueue("tests.committing", key=f"outage-commit-{n}", seconds=1.0) for n in range(4)]
+        wait_until(lambda: JobRun.objects.filter(status__in=RUNNING_STATUSES).exists(), message="work in flight")
+        proxy.disable()
+        time.sleep(10)
+        queued_meanwhile = [enqueue("tests.effect", key=f"outage-late-{n}") for n in range(4)]
+        proxy.enable()
+        back = time.monotonic()
+        every = [run.id for run in busy + committing + queued_meanwhile]
+        wait_until(lambda: JobRun.objects.filter(id__in=every, status=RunStatus.SUCCESS).count() == len(every),
+                   timeout=90, interval=0.5, message="every run to finish after PostgreSQL came back")
+        assert time.monotonic() - back < 90
+        assert effects("outage") == {**{f"outage-{n}": "30" for n in range(4)},
+                                     **{f"outage-commit-{n}": "" for n in range(4)},
+                                     **{f"outage-late-{n}": "" for n in range(4)}}
+    finally:
+        proxy.enable()
+        proxied.stop()

@@ -56,3 +56,39 @@ def test_a_refused_connection_is_transient():
     with override_settings(AI_SERVER_URL="http://127.0.0.1:9", AI_CONNECT_TIMEOUT=1), \
             pytest.raises(TransientError, match="unreachable"):
         chat_complete(messages=MESSAGES)
+
+
+def test_the_default_probe_is_the_model_listing_every_compatible_server_serves(fake):
+    with override_settings(AI_SERVER_URL=fake.url, AI_HEALTH_TTL=0):
+        assert ai_server_health() == "healthy"
+        fake.health_status = 503
+        with pytest.raises(TransientError, match="503 Service Unavailable"):
+            ai_server_health()
+
+
+def test_a_404_health_path_means_no_health_endpoint_and_an_empty_path_turns_the_probe_off(fake):
+    with override_settings(AI_SERVER_URL=fake.url, AI_HEALTH_PATH="/health", AI_HEALTH_TTL=0):
+        assert ai_server_health() == "healthy (no health endpoint)"
+    with override_settings(AI_SERVER_URL=fake.url, AI_HEALTH_PATH=""):
+        before = fake.health_requests
+        assert ai_server_health().startswith("not probed")
+        assert fake.health_requests == before
+
+
+def test_ai_timeout_bounds_the_whole_call_even_when_bytes_keep_trickling(fake):
+    import time
+
+    fake.default = Step(trickle=0.2, content="x" * 50)
+    with override_settings(AI_SERVER_URL=fake.url, AI_TIMEOUT=1.5):
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timed out"):
+            chat_complete(messages=MESSAGES)
+        assert time.monotonic() - started < 1.5 + 0.5
+
+
+def test_an_upstream_error_body_is_never_copied_into_the_error(fake):
+    fake.default = Step(status=401)
+    with override_settings(AI_SERVER_URL=fake.url):
+        with pytest.raises(PermanentError) as raised:
+            chat_complete(messages=MESSAGES)
+    assert str(raised.value) == "AI server refused the request: 401 Unauthorized"

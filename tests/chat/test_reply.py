@@ -163,3 +163,42 @@ def test_health_reports_the_ai_server(chat, client):
         body = client.get("/api/health/").json()
     assert body["checks"]["ai_server"]["status"] == "error"
     assert body["status"] == "degraded"
+
+
+def test_cancelling_a_reply_while_the_server_holds_the_answer_saves_nothing(chat):
+    from django_celery_results.models import TaskResult
+
+    from jobs.services.runs import run_cancel
+
+    chat.default = Step(delay=AI_TIMEOUT - 0.5, content="Too late.")
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Slow one?")
+    wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the completion request to arrive")
+    run_cancel(run=JobRun.objects.get(id=message.run_id))
+    run = finished(message.run_id, "REVOKED")
+    import time
+
+    time.sleep(AI_TIMEOUT)  # past the moment the answer arrived
+    assert replies(message) == []
+    assert JobRun.objects.get(id=run.id).status == "REVOKED"
+    assert TaskResult.objects.get(task_id=str(run.id)).status == "REVOKED"
+
+
+def test_replies_work_against_a_server_with_no_health_endpoint(chat, llm_worker):
+    """OpenAI, Ollama and many gateways serve no /health: a 404 there is no reason to refuse."""
+    from tests.support import worker as worker_support
+
+    llm_worker.stop()
+    openai_like = worker_support.worker("openai-like", AI_SERVER_URL=chat.url, AI_TIMEOUT=str(AI_TIMEOUT),
+                                        AI_HEALTH_PATH="/health").start()
+    try:
+        wait_for_worker("openai-like", timeout=90)
+        chat.default = Step(content="Answered without a health endpoint.")
+        message = post(ChatSession.objects.create(owner=UserFactory()), "Hello OpenAI?")
+        run = finished(message.run_id, "SUCCESS")
+        assert run.attempts == 1
+        assert [r.content for r in replies(message)] == ["Answered without a health endpoint."]
+        assert openai_like.log_records(message="AI server has no health endpoint; going ahead without it")
+    finally:
+        openai_like.stop()
+        llm_worker.start()
+        wait_for_worker("llm-worker", timeout=90)

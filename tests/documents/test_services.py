@@ -44,3 +44,31 @@ def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
     wait_until(lambda: Document.objects.get(id=document.id).status == "cancelled", timeout=30, message="cancelled")
     assert JobRun.objects.get(id=run_id).status == "REVOKED"
     assert Chunk.objects.filter(document=document).count() == 0
+
+
+def test_a_worker_killed_mid_ingestion_is_taken_over_within_a_minute_with_one_set_of_chunks(celery_worker, beats):
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    user = UserFactory()
+    with transaction.atomic():
+        document, _ = services.document_upload(owner=user, upload=upload("delta.txt", LONG_TEXT))
+    run_id = document.run_id
+    wait_until(lambda: JobRun.objects.get(id=run_id).progress_step == "embedding"
+               and JobRun.objects.get(id=run_id).progress_current > 0, timeout=120, interval=0.05,
+               message="embedding to start")
+    celery_worker.kill()  # the whole worker, main process and pool, as on a lost machine
+    killed = timezone.now()
+    celery_worker.start()
+    beats("watchdog-beat")
+    wait_until(lambda: Document.objects.get(id=document.id).status == "ready", timeout=120, interval=0.5,
+               message="the ingestion to resume and finish")
+    run = JobRun.objects.get(id=run_id)
+    assert run.status == "SUCCESS" and run.attempts == 2
+    assert [entry["event"] for entry in run.attempt_log] == ["worker lost"]
+    # Taken over within a minute of the kill, not at the hard limit's horizon (15 minutes).
+    assert (parse_datetime(run.attempt_log[0]["at"]) - killed).total_seconds() < 60
+    count = Chunk.objects.filter(document=document).count()
+    assert count == Document.objects.get(id=document.id).chunk_count > 0
+    assert list(Chunk.objects.filter(document=document).order_by("chunk_index")
+                .values_list("chunk_index", flat=True)) == list(range(count))

@@ -30,6 +30,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
          "EMBEDDING_DIMENSIONS"),
         ({"EMBEDDING_BACKEND": "openai"}, "EMBEDDING_API_URL"),
         ({"AI_RETRY_DELAYS": "5,soon"}, "AI_RETRY_DELAYS"),
+        ({"RUN_HEARTBEAT_SECONDS": "10", "RUN_HEARTBEAT_TIMEOUT_SECONDS": "15"}, "RUN_HEARTBEAT_TIMEOUT_SECONDS"),
         ({"DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64), "DEBUG": "true",
           "ALLOWED_HOSTS": "example.com"}, "DEBUG"),
         ({"DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "*"},
@@ -47,3 +48,36 @@ def test_production_settings_pass_check_deploy():
                     SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="api.example.com")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def _fresh_clone_env(local_dir: Path) -> dict[str, str]:
+    """The environment of a fresh clone: no URLs set, nothing started, an empty .local/."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ENV", "SECRET_KEY")}
+    env["LOCAL_DIR"] = str(local_dir)
+    return env
+
+
+def test_a_fresh_clone_passes_check_before_anything_is_started_and_writes_nothing(tmp_path):
+    local = tmp_path / "local"
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=_fresh_clone_env(local),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+    assert not local.exists()
+
+
+def test_with_the_embedded_database_stopped_the_error_says_how_to_start_it(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the server was stopped
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "pg.port").write_text(str(closed_port))
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                             "from django.db import connection; connection.ensure_connection()"],
+                            cwd=BASE_DIR, env=_fresh_clone_env(local), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "make services" in result.stderr and "python -m project.embedded start" in result.stderr

@@ -1,17 +1,18 @@
 """`make run`: embedded services (unless URLs are set), migrate, seed, admin user, then web,
-workers and beat under one supervisor. Ctrl-C stops everything it started."""
+workers and beat under one supervisor (project.supervisor): a process that dies is restarted, and
+Ctrl-C stops everything it started, letting running work finish or go back to the queue."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from project import embedded
+from project.supervisor import Program, Supervisor, run_until_signalled
+from project.workers import worker_env, worker_programs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ADMIN_FILE = embedded.LOCAL_DIR / "admin.txt"
@@ -51,56 +52,39 @@ def main() -> int:
         env["DATABASE_URL"] = started.database_url
     if started.redis_url:
         env["REDIS_URL"] = started.redis_url
-    _say(f"database: {env['DATABASE_URL']}")
-    _say(f"redis:    {env['REDIS_URL']}")
-
-    children: list[subprocess.Popen] = []
-
-    def shutdown(*_):
-        _say("stopping…")
-        for child in children:
-            if child.poll() is None:
-                try:
-                    os.killpg(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 30
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-        embedded.stop(postgres=started.started_postgres, redis=started.started_redis)
-        _say("stopped")
-
-    def interrupt(*_):
-        raise KeyboardInterrupt
-
-    # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
+    _say(f"database: {_without_password(env['DATABASE_URL'])}")
+    _say(f"redis:    {_without_password(env['REDIS_URL'])}")
+    bindir = Path(sys.executable).parent
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    port = env.get("PORT", "8000")
+    web = Program("web", [str(bindir / "gunicorn"), "project.wsgi:application", "--config",
+                          "python:project.gunicorn_conf"])
+    supervisor = Supervisor([web, *worker_programs()], env=worker_env(env), cwd=BASE_DIR)
     try:
         _manage("migrate", "--no-input", "-v", "0", env=env)
         _manage("collectstatic", "--no-input", "-v", "0", env=env)
         _manage("setup_periodic_tasks", env=env)
         _ensure_admin(env)
-        port = env.get("PORT", "8000")
-        web = ["gunicorn", "project.wsgi:application", "--config", "python:project.gunicorn_conf"]
-        bindir = Path(sys.executable).parent
-        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-        for command in (web, ["bash", "start_workers.sh"]):
-            children.append(subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True))
-        base = f"http://127.0.0.1:{port}"
-        print(f"\n    Admin:    {base}/admin/\n    API docs: {base}/api/docs/\n    Health:   {base}/api/health/\n"
-              f"    Stop with Ctrl-C.\n", flush=True)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        _say("a process exited; stopping the rest")
+    except (subprocess.CalledProcessError, KeyboardInterrupt):
+        embedded.stop(postgres=started.started_postgres, redis=started.started_redis)
         return 1
-    except KeyboardInterrupt:
-        return 0
+    base = f"http://127.0.0.1:{port}"
+    print(f"\n    Admin:    {base}/admin/\n    API docs: {base}/api/docs/\n    Health:   {base}/api/health/\n"
+          f"    Stop with Ctrl-C.\n", flush=True)
+    try:
+        return run_until_signalled(supervisor)
     finally:
-        shutdown()
+        embedded.stop(postgres=started.started_postgres, redis=started.started_redis)
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from jobs.services import maintenance, runs
 from jobs.models import RUNNING_STATUSES, JobRun, RunStatus
+from jobs.services import maintenance, runs
 from tests.support.worker import wait_for_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

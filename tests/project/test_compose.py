@@ -7,7 +7,8 @@ import yaml
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
-SETTINGS_TEXT = (BASE_DIR / "project" / "settings.py").read_text() + (BASE_DIR / "start_workers.sh").read_text()
+SETTINGS_TEXT = "".join((BASE_DIR / path).read_text() for path in (
+    "project/settings.py", "project/workers.py", "project/supervisor.py", "start_workers.sh"))
 ENV_EXAMPLE = dict(line.split("=", 1) for line in (BASE_DIR / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
 COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD"}

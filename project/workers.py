@@ -1,0 +1,63 @@
+"""The Celery processes of a deployment: one worker per queue group, beat, and Flower on request.
+
+`python -m project.workers [--flower] [--no-beat]` (what start_workers.sh runs) supervises them;
+`make run` adds the web server to the same list. See project.supervisor for how they are stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from project.supervisor import Program, Supervisor, run_until_signalled
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]:
+    celery = [sys.executable, "-m", "celery", "-A", "project"]
+    loglevel = os.environ.get("CELERY_LOGLEVEL", "info")
+
+    def worker(name: str, queues: str, concurrency: str, *extra: str) -> Program:
+        return Program(f"worker {name}", [*celery, "worker", "-n", f"{name}@%h", "-Q", queues, "-c", concurrency,
+                                          "-l", loglevel, "-E", *extra],
+                       escalate_signal=signal.SIGQUIT)
+
+    programs = [
+        # Embedding is memory-heavy: a pool process that grew past the cap is replaced after its task.
+        worker("documents", "documents", os.environ.get("DOCUMENTS_CONCURRENCY", "1"),
+               "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000")),
+        worker("default", "chat,jobs", os.environ.get("DEFAULT_CONCURRENCY", "2")),
+        worker("maintenance", "maintenance", "1"),
+    ]
+    if beat:
+        programs.append(Program("beat", [*celery, "beat", "-l", loglevel, "--pidfile="]))
+    if flower:
+        programs.append(Program("flower", [*celery, "flower", f"--port={os.environ.get('FLOWER_PORT', '5555')}",
+                                           f"--address={os.environ.get('FLOWER_ADDRESS', '127.0.0.1')}"]))
+    return programs
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    # Fewer malloc arenas: embedding allocates from many threads, and arenas are what grows.
+    return {"MALLOC_ARENA_MAX": "2", **env}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="start_workers.sh", description=(
+        "Starts the Celery workers (documents; chat and jobs; maintenance), beat, and Flower with --flower. "
+        "A worker that dies is restarted; Ctrl-C or SIGTERM stops them gracefully (running tasks finish "
+        "within WORKER_STOP_GRACE_SECONDS, or go back to the queue)."))
+    parser.add_argument("--flower", action="store_true", help="also run Flower (FLOWER_PORT, FLOWER_ADDRESS)")
+    parser.add_argument("--no-beat", action="store_true", help="do not run beat (it runs elsewhere)")
+    args = parser.parse_args(argv)
+    supervisor = Supervisor(worker_programs(beat=not args.no_beat, flower=args.flower),
+                            env=worker_env(dict(os.environ)), cwd=BASE_DIR)
+    return run_until_signalled(supervisor)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

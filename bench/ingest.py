@@ -33,7 +33,8 @@ from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E40
 from documents.pipeline.extract import Page  # noqa: E402
 from documents.selectors import chunks_nearest  # noqa: E402
 from documents.services import document_ingest, document_upload  # noqa: E402
-from jobs.runner import run_claim  # noqa: E402
+from jobs.lifecycle import run_claim  # noqa: E402
+from jobs.runner import RunContext  # noqa: E402
 
 DIMENSIONS = 384
 # Rows per COPY / bulk_create batch in the insert comparison (the pipeline's INDEX_BATCH_SIZE).
@@ -63,9 +64,11 @@ def bench_pipeline(user, chunks_wanted: int) -> dict:
 
     with transaction.atomic():
         document, _ = document_upload(owner=user, upload=SimpleUploadedFile("bench.txt", text.encode()))
-    context = run_claim(run_id=str(document.run_id))
+    claim = run_claim(run_id=str(document.run_id))
+    context = RunContext(id=str(document.run_id), attempt=claim.attempt, max_attempts=claim.max_attempts,
+                         correlation_id=claim.correlation_id, args=claim.args)
     started = time.perf_counter()
-    result = document_ingest(document_id=str(document.id), run=context)
+    result = document_ingest(document_id=str(document.id), ctx=context)
     pipeline = result["chunks"] / (time.perf_counter() - started)
     return {"chunks": len(texts), "raw": raw, "pipeline": pipeline}
 

@@ -4,7 +4,7 @@ import time
 
 from celery import shared_task
 
-from jobs.registry import tracked_task
+from jobs.runner import tracked_task
 
 _redis = None
 
@@ -27,9 +27,17 @@ def bare_noop(counter: str, work_ms: float = 0):
     _counter_client().incr(counter)
 
 
+@shared_task(name="bench.results_noop", ignore_result=False, track_started=True)
+def results_noop(work_ms: float = 0):
+    """Celery as most projects run it: django-celery-results stores STARTED and SUCCESS (extended)."""
+    if work_ms:
+        time.sleep(work_ms / 1000)
+    return None
+
+
 @tracked_task(kind="bench.tracked_noop", queue="jobs", description="Does nothing (benchmark).", schedulable=False,
               params_schema={"type": "object"})
-def tracked_noop(run, work_ms: float = 0):
+def tracked_noop(ctx, work_ms: float = 0):
     if work_ms:
         time.sleep(work_ms / 1000)
     return None

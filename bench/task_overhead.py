@@ -1,7 +1,11 @@
-"""Tracked runs against bare Celery tasks: same Redis, same worker flags, in one run.
+"""Tracked runs against Celery as it is usually run, side by side, same Redis, same worker, one run:
 
-Prints both throughputs (tasks/s, enqueue to last completion), their ratio, and the
-database writes per tracked task (rows inserted, updated or deleted in any table, from pg_stat_user_tables).
+- bare Celery: `ignore_result`, no database at all;
+- Celery + django-celery-results: `track_started`, extended results (a STARTED and a SUCCESS row write);
+- tracked runs: a JobRun per task (insert, claim, outcome and its TaskResult in one statement).
+
+Prints throughputs (tasks/s, enqueue to last completion), ratios, and database writes per task
+(rows inserted, updated or deleted in any table, from pg_stat_user_tables).
 
     python bench/task_overhead.py [--tasks 500] [--concurrency 2]
 """
@@ -26,7 +30,7 @@ from django.db import connection, transaction  # noqa: E402
 
 from bench.support import start_worker, stop_worker  # noqa: E402
 from jobs.models import JobRun  # noqa: E402
-from jobs.services import run_enqueue  # noqa: E402
+from jobs.services.runs import run_enqueue  # noqa: E402
 from project.celery import app  # noqa: E402
 
 BENCH_QUEUE = "bench"
@@ -52,6 +56,18 @@ def bare(n: int, work_ms: float = 0) -> float:
     return n / (time.perf_counter() - started)
 
 
+def with_results(n: int, work_ms: float = 0) -> float:
+    from django_celery_results.models import TaskResult
+
+    TaskResult.objects.filter(task_name="bench.results_noop").delete()
+    started = time.perf_counter()
+    for _ in range(n):
+        app.send_task("bench.results_noop", queue=BENCH_QUEUE, kwargs={"work_ms": work_ms})
+    while TaskResult.objects.filter(task_name="bench.results_noop", status="SUCCESS").count() < n:
+        time.sleep(0.01)
+    return n / (time.perf_counter() - started)
+
+
 def tracked(n: int, work_ms: float = 0) -> float:
     JobRun.objects.filter(kind="bench.tracked_noop").delete()  # so the count below sees only this batch
     started = time.perf_counter()
@@ -61,6 +77,16 @@ def tracked(n: int, work_ms: float = 0) -> float:
     while JobRun.objects.filter(kind="bench.tracked_noop", status="SUCCESS").count() < n:
         time.sleep(0.01)
     return n / (time.perf_counter() - started)
+
+
+def measured(run, n: int) -> tuple[float, float]:
+    """(tasks/s, database writes per task). pg_stat: a busy backend reports its row counts within
+    1 s, an idle one only after 10 s, so wait until earlier phases have reported before the baseline."""
+    time.sleep(11)
+    before = writes_so_far()
+    rate = run(n)
+    time.sleep(11)
+    return rate, (writes_so_far() - before) / n
 
 
 def main() -> None:
@@ -75,30 +101,29 @@ def main() -> None:
     try:
         import bench.noop_tasks  # noqa: F401  (registers the kind in this process)
 
-        bare(50), tracked(50)  # warm both paths
+        bare(50), with_results(50), tracked(50)  # warm every path
         working = options.tasks // 5
-        bare_work = bare(working, options.work_ms) if options.work_ms else None
-        tracked_work = tracked(working, options.work_ms) if options.work_ms else None
-        bare_rate = bare(options.tasks)
+        work = {}
+        if options.work_ms:
+            work = {name: run(working, options.work_ms)
+                    for name, run in (("bare", bare), ("results", with_results), ("tracked", tracked))}
         JobRun.objects.filter(kind="bench.tracked_noop").delete()
-        # pg_stat: a busy backend reports its row counts within 1 s, an idle one only after 10 s. Wait
-        # until the worker's connections have reported the earlier phases before taking the baseline.
-        time.sleep(11)
-        before = writes_so_far()
-        tracked_rate = tracked(options.tasks)
+        bare_rate, bare_writes = measured(bare, options.tasks)
+        results_rate, results_writes = measured(with_results, options.tasks)
+        tracked_rate, tracked_writes = measured(tracked, options.tasks)
     finally:
         stop_worker(worker)
-    # A backend reports its row counts to pg_stat when it ends or idles; the worker has ended now.
-    time.sleep(1.5)
-    writes = (writes_so_far() - before) / options.tasks
-    print(f"tasks: {options.tasks}, worker concurrency: {options.concurrency}")
-    print(f"bare Celery (ignore_result): {bare_rate:8.1f} tasks/s")
-    print(f"tracked runs:                {tracked_rate:8.1f} tasks/s")
-    print(f"ratio tracked/bare:          {tracked_rate / bare_rate:8.2f}  (target >= 0.7)")
-    print(f"database writes per tracked task: {writes:.2f}  (target <= 4)")
-    if bare_work:
-        print(f"with {options.work_ms:.0f} ms of work per task ({working} tasks): bare {bare_work:.1f} tasks/s, "
-              f"tracked {tracked_work:.1f} tasks/s, ratio {tracked_work / bare_work:.2f}")
+    print(f"no-op tasks: {options.tasks}, worker concurrency: {options.concurrency}")
+    print(f"{'':34}{'tasks/s':>10}{'writes/task':>13}")
+    print(f"{'bare Celery (ignore_result)':34}{bare_rate:10.1f}{bare_writes:13.2f}")
+    print(f"{'Celery + django-celery-results':34}{results_rate:10.1f}{results_writes:13.2f}")
+    print(f"{'tracked runs':34}{tracked_rate:10.1f}{tracked_writes:13.2f}")
+    print(f"ratio tracked / Celery + results: {tracked_rate / results_rate:6.2f}  (target >= 1.2)")
+    print(f"ratio tracked / bare Celery:      {tracked_rate / bare_rate:6.2f}  (target >= 0.5)")
+    if work:
+        print(f"with {options.work_ms:.0f} ms of work per task ({working} tasks): bare {work['bare']:.1f}, "
+              f"Celery + results {work['results']:.1f}, tracked {work['tracked']:.1f} tasks/s; "
+              f"tracked / bare {work['tracked'] / work['bare']:.2f}")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,19 @@ def test_search_input_is_validated(api):
     assert api.get("/api/search/", {"q": "x", "k": 51}).status_code == 400
     assert api.get("/api/search/").status_code == 400
     assert api.get("/api/documents/not-a-uuid/").status_code == 404
+
+
+def test_search_answers_503_with_a_message_when_the_embedding_server_fails(api):
+    from django.test import override_settings
+
+    from tests.support.fake_llm import FakeLLM, Step
+
+    server = FakeLLM()
+    try:
+        server.embedding_script = [Step(status=500)]
+        with override_settings(EMBEDDING_BACKEND="openai", EMBEDDING_API_URL=server.url):
+            response = api.get("/api/search/", {"q": "tides"})
+    finally:
+        server.stop()
+    assert response.status_code == 503
+    assert "embedding" in str(response.json())

@@ -72,3 +72,23 @@ def test_a_worker_killed_mid_ingestion_is_taken_over_within_a_minute_with_one_se
     assert count == Document.objects.get(id=document.id).chunk_count > 0
     assert list(Chunk.objects.filter(document=document).order_by("chunk_index")
                 .values_list("chunk_index", flat=True)) == list(range(count))
+
+
+def test_cancelling_a_reprocess_keeps_the_earlier_chunks_searchable(celery_worker):
+    from documents.selectors import chunks_search
+
+    user = UserFactory()
+    with transaction.atomic():
+        document, _ = services.document_upload(owner=user, upload=upload("delta.txt", LONG_TEXT))
+    wait_until(lambda: Document.objects.get(id=document.id).status == "ready", timeout=120, message="ready")
+    count = Chunk.objects.filter(document=document).count()
+    with transaction.atomic():
+        run = services.document_reprocess(document=Document.objects.get(id=document.id))
+    wait_until(lambda: JobRun.objects.get(id=run.id).progress_step == "embedding"
+               and JobRun.objects.get(id=run.id).progress_current > 0, timeout=120, interval=0.05,
+               message="the reprocess to be embedding")
+    run_cancel(run=JobRun.objects.get(id=run.id))
+    wait_until(lambda: JobRun.objects.get(id=run.id).status == "REVOKED", timeout=30, message="revoked")
+    assert Document.objects.get(id=document.id).status == "ready"
+    assert Chunk.objects.filter(document=document).count() == count
+    assert chunks_search(user=user, query="ferrymen log depths at dawn", k=3)

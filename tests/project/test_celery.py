@@ -29,7 +29,7 @@ def test_request_id_reaches_the_response_and_the_worker_log(celery_worker, api, 
 
     records = wait_until(lambda: celery_worker.log_records(run_id=run_id, correlation_id="req-trace-42"),
                          timeout=10, message="worker log line with the request id")
-    assert records[0]["message"] == "run succeeded"
+    assert records[0]["message"] == "run finished" and records[0]["status"] == "SUCCESS"
 
 
 def test_a_request_without_an_id_gets_one(client):

@@ -35,15 +35,18 @@ class JobRun(models.Model):
     """Every tracked execution, from the moment it is accepted. Its id is the Celery task id."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=100, db_index=True)
+    kind = models.CharField(max_length=100)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     queue = models.CharField(max_length=50)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="runs")
+                              related_name="runs", db_index=False)
     triggered_by = models.CharField(max_length=10, choices=TriggeredBy.choices, default=TriggeredBy.SYSTEM)
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+                            db_index=False)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+                               db_index=False)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+                                 db_index=False)
     args = models.JSONField(default=dict, blank=True, help_text="Ids and small parameters only.")
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
@@ -75,11 +78,16 @@ class JobRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every status change rewrites a run's entry in each index that is not partial: few indexes,
+        # and partial ones for links most runs do not have (job, parent, retry_of) keep a claim and
+        # an outcome cheap. Owner and kind lookups use the composite indexes.
         indexes = [
             models.Index(fields=["status", "created_at"], name="run_status_created"),
             models.Index(fields=["owner", "created_at"], name="run_owner_created"),
-            models.Index(fields=["queue", "status"], name="run_queue_status"),
             models.Index(fields=["kind", "created_at"], name="run_kind_created"),
+            models.Index(fields=["job", "created_at"], name="run_job_created", condition=models.Q(job__isnull=False)),
+            models.Index(fields=["parent"], name="run_parent", condition=models.Q(parent__isnull=False)),
+            models.Index(fields=["retry_of"], name="run_retry_of", condition=models.Q(retry_of__isnull=False)),
             models.Index(fields=["correlation_id"], name="run_correlation"),
             models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
             models.Index(fields=["created_at"], name="run_undispatched",

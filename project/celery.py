@@ -47,23 +47,30 @@ def _attach_correlation_id(headers=None, **kwargs):
             headers[CORRELATION_HEADER] = correlation_id
 
 
+# Connections: Celery's Django fix-up already closes unusable or expired ones before and after
+# every task; a connection the database dropped meanwhile fails the claim, which redelivers.
+
 @signals.task_prerun.connect
 def _task_prerun(task=None, **kwargs):
-    from django.db import close_old_connections
-
     from project.logging import correlation_id_var
 
-    # A connection the database closed while the worker idled must not fail the next task.
-    close_old_connections()
     correlation_id = getattr(task.request, CORRELATION_HEADER, None) if task else None
     correlation_id_var.set(correlation_id)
 
 
 @signals.task_postrun.connect
 def _task_postrun(**kwargs):
-    from django.db import close_old_connections
-
     from project.logging import correlation_id_var
 
-    close_old_connections()
     correlation_id_var.set(None)
+
+
+@signals.worker_process_init.connect
+def _no_health_check_per_task(**kwargs):
+    # With health checks on, every task would begin with a `SELECT 1`, because the fix-up above
+    # resets them before each task. A worker needs none: a dropped connection fails the claim,
+    # the message is redelivered a second later, and the fix-up replaces the connection.
+    from django.db import connections
+
+    for alias in connections:
+        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False

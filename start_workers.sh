@@ -6,4 +6,7 @@
 # WORKER_STOP_GRACE_SECONDS, FLOWER_PORT, FLOWER_ADDRESS.
 set -euo pipefail
 cd "$(dirname "$0")"
-exec "${PYTHON:-python}" -m project.workers "$@"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+exec "$PYTHON" -m project.workers "$@"

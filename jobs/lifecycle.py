@@ -141,22 +141,30 @@ class Claim:
 
 _CLAIM_SQL = f"""
 UPDATE jobs_jobrun
-   SET status = 'STARTED', attempts = attempts + 1, started_at = COALESCE(started_at, %(now)s),
-       heartbeat_at = %(now)s, due_at = NULL, worker = %(worker)s
+   SET status = 'STARTED', started_at = COALESCE(started_at, %(now)s), heartbeat_at = %(now)s, due_at = NULL,
+       attempts = CASE WHEN status = 'STARTED' AND worker = %(in_doubt)s THEN attempts ELSE attempts + 1 END,
+       worker = %(worker)s
  WHERE id = %(id)s AND NOT cancel_requested
    AND (status = 'QUEUED'
         OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
-        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts))
+        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts)
+        OR (status = 'STARTED' AND worker = %(in_doubt)s AND heartbeat_at < %(unheld_before)s))
 RETURNING args, attempts, max_attempts, correlation_id
 """
 
 
-def run_claim(*, run_id: str, worker: str = "") -> Claim | None:
-    """Take the run for one attempt, or None: finished, cancelled, held by a live worker, or a RETRY not yet due."""
+def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | None:
+    """Take the run for one attempt, or None: finished, cancelled, held by a live worker, or a RETRY not yet due.
+
+    `in_doubt` names a worker whose claim of this run met a database error: its claim may have
+    committed with the answer lost, so that claim is taken over (not counted twice) once it has
+    missed two heartbeats (a worker really holding the run would have written them)."""
     now = timezone.now()
     rows = _execute(_CLAIM_SQL, {
         "id": run_id, "now": now, "worker": worker[:200], "due_by": now + RETRY_DUE_TOLERANCE,
         "stale_before": now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
+        "in_doubt": in_doubt[:200] or None,
+        "unheld_before": now - timedelta(seconds=2 * settings.RUN_HEARTBEAT_SECONDS),
     })
     if not rows:
         return None

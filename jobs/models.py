@@ -91,9 +91,9 @@ class JobRun(models.Model):
             models.Index(fields=["correlation_id"], name="run_correlation"),
             models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
             models.Index(fields=["created_at"], name="run_undispatched",
-                         condition=models.Q(status__in=["QUEUED", "RETRY"])),
+                         condition=models.Q(status__in=[s.value for s in WAITING_STATUSES])),
             models.Index(fields=["heartbeat_at"], name="run_running_heartbeat",
-                         condition=models.Q(status__in=["STARTED", "PROGRESS"])),
+                         condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
         ]
 
     def __str__(self) -> str:

@@ -139,18 +139,20 @@ class RunContext:
 
 # --- one attempt ----------------------------------------------------------------------------
 
-def run_execute(*, task: Task, spec: JobKind, run_id: str) -> Any:
-    """Run one attempt of `spec` for the run `run_id` (called by the Celery task)."""
+def run_execute(*, task: Task, spec: JobKind, run_id: str, claimed_by: str = "") -> Any:
+    """Run one attempt of `spec` for the run `run_id` (called by the Celery task). `claimed_by`
+    comes with a message redelivered after a claim met a database error (see lifecycle.run_claim)."""
     worker = worker_name()
     try:
-        claim = lifecycle.run_claim(run_id=run_id, worker=worker)
+        claim = lifecycle.run_claim(run_id=run_id, worker=worker, in_doubt=claimed_by)
     except DATABASE_DOWN as exc:
-        # Never acknowledge the message away: publish it again (the broker needs no database).
+        # Never acknowledge the message away: publish it again (the broker needs no database),
+        # saying whose claim may have landed unseen.
         countdown = min(2.0 ** task.request.retries, DATABASE_RETRY_MAX_SECONDS)
         logger.warning("database unreachable at claim; message redelivered",
                        extra={"run_id": run_id, "kind": spec.kind, "countdown": countdown, "cause": type(exc).__name__})
         close_old_connections()
-        raise task.retry(countdown=countdown, exc=exc)
+        raise task.retry(kwargs={"run_id": run_id, "claimed_by": worker}, countdown=countdown, exc=exc)
     if claim is None:
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
         raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
@@ -192,7 +194,7 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
                                          event=event, traceback=trace, worker=ctx.worker):
                 logger.warning("run attempt failed; retrying", extra={
                     **extra, "delay_seconds": round(delay, 3), "cause": error, "elapsed_seconds": elapsed})
-                raise task.retry(countdown=delay, exc=exc)
+                raise task.retry(kwargs={"run_id": run_id}, countdown=delay, exc=exc)
             lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
             raise Ignore()
         lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
@@ -239,7 +241,7 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
     # Released: the new message claims at once. Still held: its heartbeat has stopped, so the next
     # message may claim it once the heartbeat is stale (or the reaper takes it over).
     countdown = 0 if released else settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
-    raise task.retry(countdown=countdown, exc=exc)
+    raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc)
 
 
 # --- registering kinds ------------------------------------------------------------------------
@@ -301,8 +303,8 @@ def tracked_task(
 
         @app.task(bind=True, base=TrackedTask, name=kind, queue=queue,
                   soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
-        def task(self, run_id: str):
-            return run_execute(task=self, spec=spec, run_id=run_id)
+        def task(self, run_id: str, claimed_by: str = ""):
+            return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)
 
         task.spec = spec
         task.__doc__ = description

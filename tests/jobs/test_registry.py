@@ -1,0 +1,34 @@
+"""Retry policies: pure logic, no database."""
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from jobs.errors import PermanentError, TransientError
+from jobs.registry import RetryPolicy
+
+
+def test_fixed_delays_give_the_attempts_and_their_waits():
+    policy = RetryPolicy(delays=(5, 15, 30))
+    assert policy.max_attempts == 4
+    assert [policy.delay_for(TransientError("x"), attempt=n) for n in (1, 2, 3)] == [5.0, 15.0, 30.0]
+    assert not policy.should_retry(TransientError("x"), attempt=4)
+
+
+def test_backoff_with_jitter_stays_under_its_ceiling():
+    policy = RetryPolicy(retries=5, backoff=2.0, backoff_max=10)
+    for attempt in range(1, 6):
+        delays = {policy.delay_for(TransientError("x"), attempt=attempt) for _ in range(50)}
+        assert all(0 <= d <= min(10, 2.0 ** attempt) for d in delays)
+        assert len(delays) > 1  # jittered
+
+
+def test_retry_after_wins_up_to_the_cap_and_the_broker_limit(settings):
+    settings.MAX_RETRY_COUNTDOWN = 100
+    policy = RetryPolicy(delays=(1,), retry_after_cap=60)
+    assert policy.delay_for(TransientError("429", retry_after=30), attempt=1) == 30.0
+    assert policy.delay_for(TransientError("429", retry_after=3600), attempt=1) == 60.0
+
+
+def test_permanent_errors_never_retry_and_a_soft_timeout_follows_the_policy():
+    policy = RetryPolicy(delays=(1, 2))
+    assert not policy.should_retry(PermanentError("bad input"), attempt=1)
+    assert policy.should_retry(SoftTimeLimitExceeded(), attempt=1)

@@ -171,7 +171,7 @@ class JobAdmin(admin.ModelAdmin):
         data = {key: form.cleaned_data[key] for key in ("name", "params", "schedule", "enabled")}
         try:
             if change:
-                definitions.job_update(job=obj, data=data)
+                definitions.job_update(job=obj, data=data, actor=request.user)
             else:
                 created = definitions.job_create(kind=form.cleaned_data["kind"], owner=form.cleaned_data.get("owner"),
                                               **data)

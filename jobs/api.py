@@ -1,4 +1,8 @@
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -23,9 +27,30 @@ def accepted_run(run: JobRun) -> Response:
     return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class StoredDateTimeField(IsoDateTimeField):
+    """An ISO time PostgreSQL can store: UTC offsets beyond ±14:00 are refused with a 400, not a 500."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        offset = parsed.utcoffset() if parsed is not None else None
+        if offset is not None and abs(offset) > timedelta(hours=14):
+            raise ValidationError("Give a time with a UTC offset between -14:00 and +14:00.", code="invalid")
+        return parsed
+
+
+class StoredDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = StoredDateTimeField
+
+
+def _visible_jobs(request):
+    # Another user's job id is answered as an unknown one (400), never as an empty list.
+    return selectors.job_visible_to(user=request.user) if request else Job.objects.none()
+
+
 class RunFilter(filters.FilterSet):
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = StoredDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = StoredDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    job = filters.ModelChoiceFilter(queryset=_visible_jobs)
 
     class Meta:
         model = JobRun
@@ -84,7 +109,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     def partial_update(self, request, pk=None):
         job = self.get_object()
         data = validated_input(JobPatchSerializer, request.data, partial=True)
-        job = definitions.job_update(job=job, data=data)
+        job = definitions.job_update(job=job, data=data, actor=request.user)
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(responses={204: None})

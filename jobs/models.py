@@ -120,7 +120,7 @@ class JobRun(models.Model):
 class Job(models.Model):
     """A named, parameterised kind of work that runs on demand or on a schedule kept in beat."""
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200)
     kind = models.CharField(max_length=100)
     params = models.JSONField(default=dict, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
@@ -135,6 +135,12 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Unique per owner (a name tells nothing about other users' jobs); system jobs have none.
+            models.UniqueConstraint(fields=["owner", "name"], name="job_name_per_owner"),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(owner__isnull=True),
+                                    name="job_name_system"),
+        ]
 
     def __str__(self) -> str:
         return self.name

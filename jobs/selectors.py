@@ -46,6 +46,8 @@ def workers_online(*, timeout: float = 1.0) -> list[str]:
 
 
 def run_stats(*, user) -> dict:
+    """Counts over the runs the user may see. Staff also get the broker's queue depths and the
+    workers' names; a user gets their own waiting runs per queue and how many workers answer."""
     runs = run_visible_to(user=user)
     hour_ago = timezone.now() - timedelta(hours=1)
     by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
@@ -58,8 +60,8 @@ def run_stats(*, user) -> dict:
         "by_status": {status: by_status.get(status, 0) for status in RunStatus.values},
         "by_kind": by_kind,
         "dead": runs.filter(dead=True).count(),
-        "queue_depths": queue_depths(),
-        "workers_online": workers_online(),
+        "queue_depths": queue_depths() if user.is_staff else _own_waiting_by_queue(runs),
+        "workers_online": workers_online() if user.is_staff else len(workers_online()),
         "last_hour": {
             "finished": finished,
             "failed": last_hour["failed"] or 0,
@@ -67,6 +69,14 @@ def run_stats(*, user) -> dict:
             "failure_rate": round((last_hour["failed"] or 0) / finished, 4) if finished else 0.0,
         },
     }
+
+
+def _own_waiting_by_queue(runs: QuerySet[JobRun]) -> dict[str, int]:
+    from project.celery import QUEUES
+
+    waiting = dict(runs.filter(status__in=(RunStatus.QUEUED, RunStatus.RETRY)).values_list("queue")
+                   .annotate(n=Count("id")).order_by())
+    return {queue: waiting.get(queue, 0) for queue in QUEUES}
 
 
 def runs_last_day_by_status() -> dict[str, int]:

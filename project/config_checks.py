@@ -8,8 +8,9 @@ from django.core.exceptions import ImproperlyConfigured
 def check_production_settings(*, secret_key: str, debug: bool, allowed_hosts: list[str]) -> None:
     if not secret_key:
         raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_ENV=production.")
-    if len(secret_key) < 50 or secret_key.startswith("dev-only"):
-        raise ImproperlyConfigured("SECRET_KEY is too weak for production: use at least 50 random characters.")
+    if len(secret_key) < 50 or secret_key.startswith("dev-only") or "change-me" in secret_key:
+        raise ImproperlyConfigured("SECRET_KEY is too weak for production (or the example's): use at least 50 "
+                                   "random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))'.")
     if debug:
         raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production: unset DEBUG or set DEBUG=false.")
     if not allowed_hosts:

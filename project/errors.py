@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HTTP_STATUS_BY_CODE = {"invalid": 400, "not_found": 404, "conflict": 409, "too_large": 413, "unavailable": 503}
+HTTP_STATUS_BY_CODE = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "too_large": 413, "unavailable": 503}
 
 
 class DomainError(Exception):

@@ -49,6 +49,11 @@ def _schedule_validate(schedule: Any) -> dict | None:
     raise JobsError('schedule needs "crontab" or "every_seconds".', field="schedule")
 
 
+def _periodic_name(job: Job) -> str:
+    # Beat's names are unique across everyone; job names only per owner.
+    return f"job {job.id}: {job.name}"[:200]
+
+
 def _periodic_task_sync(*, job: Job) -> None:
     """Mirror the job's schedule into django-celery-beat; beat notices the change on its next tick."""
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -76,12 +81,28 @@ def _periodic_task_sync(*, job: Job) -> None:
         periodic = PeriodicTask.objects.get(id=job.periodic_task_id)
         for key, value in values.items():
             setattr(periodic, key, value)
-        periodic.name = f"job:{job.name}"
+        periodic.name = _periodic_name(job)
         periodic.save()
     else:
-        periodic = PeriodicTask.objects.create(name=f"job:{job.name}", **values)
+        periodic = PeriodicTask.objects.create(name=_periodic_name(job), **values)
         Job.objects.filter(id=job.id).update(periodic_task=periodic)
         job.periodic_task = periodic
+
+
+def _kind_allowed(*, kind: str, user) -> None:
+    """Staff-only kinds (work on everyone's data) are checked for whoever acts, every time: a user
+    demoted from staff can no longer edit or run the job they once defined. None is the system."""
+    spec = kind_get(kind)
+    if spec.staff_only and user is not None and not user.is_staff:
+        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define or run it.",
+                        code="forbidden", field="kind")
+
+
+def _name_free(*, name: str, owner, exclude_id: int | None = None) -> None:
+    # Unique per owner: another user's job names are none of this user's business.
+    taken = Job.objects.filter(name=name, owner=owner).exclude(id=exclude_id)
+    if taken.exists():
+        raise JobsError(f"You already have a job named {name!r}.", field="name")
 
 
 def job_create(*, name: str, kind: str, params: dict | None = None, schedule: dict | None = None,
@@ -89,12 +110,10 @@ def job_create(*, name: str, kind: str, params: dict | None = None, schedule: di
     spec = kind_get(kind)
     if not spec.schedulable:
         raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
-    if spec.staff_only and owner is not None and not owner.is_staff:
-        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define it as a job.", field="kind")
+    _kind_allowed(kind=kind, user=owner)
     params = spec.validate_params(params or {})
     schedule = _schedule_validate(schedule)
-    if Job.objects.filter(name=name).exists():
-        raise JobsError(f"A job named {name!r} already exists.", field="name")
+    _name_free(name=name, owner=owner)
     with transaction.atomic():
         job = Job.objects.create(name=name, kind=kind, params=params, schedule=schedule, enabled=enabled, owner=owner)
         _periodic_task_sync(job=job)
@@ -104,14 +123,15 @@ def job_create(*, name: str, kind: str, params: dict | None = None, schedule: di
 JOB_UPDATABLE_FIELDS = ("name", "params", "schedule", "enabled")
 
 
-def job_update(*, job: Job, data: dict[str, Any]) -> Job:
+def job_update(*, job: Job, data: dict[str, Any], actor=None) -> Job:
     spec = kind_get(job.kind)
+    _kind_allowed(kind=job.kind, user=actor)
     if "params" in data:
         data["params"] = spec.validate_params(data["params"])
     if "schedule" in data:
         data["schedule"] = _schedule_validate(data["schedule"])
-    if "name" in data and Job.objects.filter(name=data["name"]).exclude(id=job.id).exists():
-        raise JobsError(f"A job named {data['name']!r} already exists.", field="name")
+    if "name" in data:
+        _name_free(name=data["name"], owner=job.owner, exclude_id=job.id)
     with transaction.atomic():
         for key in JOB_UPDATABLE_FIELDS:
             if key in data:
@@ -131,7 +151,9 @@ def job_delete(*, job: Job) -> None:
 
 
 def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, owner=None) -> JobRun:
+    """A run of the job now, by `owner` (the acting user; the job's owner when beat fires it)."""
     spec = kind_get(job.kind)
+    _kind_allowed(kind=job.kind, user=owner or job.owner)
     merged = {**job.params, **(params or {})}
     spec.validate_params(merged)
     with transaction.atomic():
@@ -149,7 +171,7 @@ def schedules_seed() -> list[str]:
         if spec.default_schedule is None:
             continue
         name, schedule = spec.default_schedule
-        if Job.objects.filter(name=name).exists():
+        if Job.objects.filter(name=name, owner=None).exists():
             continue
         job_create(name=name, kind=spec.kind, schedule=schedule)
         created.append(name)

@@ -26,6 +26,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"CELERY_ACCEPT_CONTENT": "json,pickle"}, "CELERY_ACCEPT_CONTENT"),
         ({"CELERY_TASK_SOFT_TIME_LIMIT": "900"}, "CELERY_TASK_SOFT_TIME_LIMIT"),
         ({"DJANGO_ENV": "production"}, "SECRET_KEY"),
+        ({"DJANGO_ENV": "production", "ALLOWED_HOSTS": "example.com",
+          "SECRET_KEY": "change-me-to-at-least-50-random-characters-0123456789abcdef"}, "SECRET_KEY"),
         ({"EMBEDDING_BACKEND": "openai", "EMBEDDING_API_URL": "http://127.0.0.1:9", "EMBEDDING_DIMENSIONS": "1536"},
          "EMBEDDING_DIMENSIONS"),
         ({"EMBEDDING_BACKEND": "openai"}, "EMBEDDING_API_URL"),

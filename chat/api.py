@@ -27,6 +27,7 @@ class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     model = ChatSession
     visible_to = staticmethod(selectors.session_visible_to)
+    throttle_scopes = {"messages:POST": "chat", "summarize": "summaries"}
 
     @extend_schema(request=SessionInputSerializer, responses={201: SessionOutputSerializer})
     def create(self, request):
@@ -63,6 +64,8 @@ class ProfileView(APIView):
 
 
 class ProfileSummarizeView(APIView):
+    throttle_scopes = {"POST": "summaries"}
+
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     def post(self, request):
         return accepted_run(services.profile_summarize_enqueue(user=request.user))

@@ -26,6 +26,7 @@ class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     model = Document
     visible_to = staticmethod(selectors.document_visible_to)
+    throttle_scopes = {"create": "uploads", "reprocess": "uploads"}
 
     def get_parsers(self):
         if getattr(self, "action", None) == "create":

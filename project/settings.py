@@ -136,7 +136,22 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "project.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "project.throttling.AnonThrottle", "project.throttling.UserThrottle", "project.throttling.ActionThrottle",
+    ],
+    # "N/second|minute|hour|day" each; uploads, chat messages and summaries start costly work.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="60/minute"),
+        "user": env.str("THROTTLE_USER", default="600/minute"),
+        "uploads": env.str("THROTTLE_UPLOADS", default="30/minute"),
+        "chat": env.str("THROTTLE_CHAT", default="30/minute"),
+        "summaries": env.str("THROTTLE_SUMMARIES", default="20/hour"),
+    },
 }
+# Anonymous /api/health/ answers from a result at most this old (one real probe per process per period).
+HEALTH_ANON_CACHE_SECONDS = env.float("HEALTH_ANON_CACHE_SECONDS", default=5.0)
+# A non-staff user's scheduled job may not run more often than this.
+JOB_MIN_INTERVAL_SECONDS = env.int("JOB_MIN_INTERVAL_SECONDS", default=300)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Background work API",
     "DESCRIPTION": "Documents, chat and jobs run on Celery workers: recorded, observable, cancellable, retryable.",

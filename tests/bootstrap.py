@@ -44,6 +44,15 @@ TEST_ENV = {
     "RUN_MESSAGE_LOST_AFTER_SECONDS": "3",
     "CANCEL_GRACE_SECONDS": "3",
     "WATCHDOG_INTERVAL_SECONDS": "2",
+    # Bursts of test requests are not abuse; the throttle tests set their own rates.
+    "THROTTLE_ANON": "100000/minute",
+    "THROTTLE_USER": "100000/minute",
+    "THROTTLE_UPLOADS": "100000/minute",
+    "THROTTLE_CHAT": "100000/minute",
+    "THROTTLE_SUMMARIES": "100000/minute",
+    "HEALTH_ANON_CACHE_SECONDS": "2",
+    # Beat tests fire every second; the floor for users has its own test.
+    "JOB_MIN_INTERVAL_SECONDS": "1",
     "AI_RETRY_DELAYS": "0.3,0.6,0.9",
     "EMBEDDING_THREADS": "1",
     "DOCUMENT_MAX_BYTES": str(2 * 1024 * 1024),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from jobs.errors import JobsError
@@ -16,7 +17,29 @@ from jobs.services.runs import run_enqueue
 TRIGGER_TASK = "jobs.trigger_job"
 
 
-def _schedule_validate(schedule: Any) -> dict | None:
+def schedule_shortest_interval(schedule: dict) -> float:
+    """Seconds between the two closest firings of a validated schedule (pure: no database)."""
+    if "every_seconds" in schedule:
+        return float(schedule["every_seconds"])
+    from celery.schedules import crontab
+
+    minute, hour, *_ = schedule["crontab"].split()
+    parsed = crontab(minute=minute, hour=hour)
+    fires = sorted(h * 60 + m for h in parsed.hour for m in parsed.minute)
+    gaps = [b - a for a, b in zip(fires, fires[1:])] + [fires[0] + 24 * 60 - fires[-1]]
+    return 60.0 * min(gaps)
+
+
+def _schedule_validate(schedule: Any, *, owner=None) -> dict | None:
+    validated = _schedule_parse(schedule)
+    floor = settings.JOB_MIN_INTERVAL_SECONDS
+    if validated and owner is not None and not owner.is_staff and schedule_shortest_interval(validated) < floor:
+        raise JobsError(f"schedule runs more often than every {floor} s, the shortest interval allowed "
+                        "(JOB_MIN_INTERVAL_SECONDS).", field="schedule")
+    return validated
+
+
+def _schedule_parse(schedule: Any) -> dict | None:
     if schedule in (None, {}):
         return None
     if not isinstance(schedule, dict):
@@ -112,7 +135,7 @@ def job_create(*, name: str, kind: str, params: dict | None = None, schedule: di
         raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
     _kind_allowed(kind=kind, user=owner)
     params = spec.validate_params(params or {})
-    schedule = _schedule_validate(schedule)
+    schedule = _schedule_validate(schedule, owner=owner)
     _name_free(name=name, owner=owner)
     with transaction.atomic():
         job = Job.objects.create(name=name, kind=kind, params=params, schedule=schedule, enabled=enabled, owner=owner)
@@ -129,7 +152,7 @@ def job_update(*, job: Job, data: dict[str, Any], actor=None) -> Job:
     if "params" in data:
         data["params"] = spec.validate_params(data["params"])
     if "schedule" in data:
-        data["schedule"] = _schedule_validate(data["schedule"])
+        data["schedule"] = _schedule_validate(data["schedule"], owner=actor if actor is not None else job.owner)
     if "name" in data:
         _name_free(name=data["name"], owner=job.owner, exclude_id=job.id)
     with transaction.atomic():

@@ -32,7 +32,7 @@ def test_without_an_llm_server_the_reply_is_passages_with_citations(celery_worke
     first_id = api.get(f"/api/chat/sessions/{session_id}/messages/").json()["results"][0]["id"]
     after = api.get(f"/api/chat/sessions/{session_id}/messages/", {"after": first_id}).json()["results"]
     assert [m["id"] for m in after] == [answer["id"]]
-    assert client.get("/api/health/").json()["checks"]["ai_server"]["status"] == "not_configured"
+    assert api.get("/api/health/").json()["checks"]["ai_server"]["status"] == "not_configured"
 
 
 def test_summaries_without_an_llm_are_extractive(celery_worker, api):

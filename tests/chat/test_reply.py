@@ -154,9 +154,12 @@ def test_session_summary_by_the_llm(chat):
     assert session.summary == "A chat about tides." and session.summarized_at
 
 
-def test_health_reports_the_ai_server(chat, client):
+def test_health_reports_the_ai_server(chat):
     from django.test import override_settings
+    from rest_framework.test import APIClient
 
+    client = APIClient()
+    client.force_authenticate(UserFactory())
     with override_settings(AI_SERVER_URL=chat.url):
         assert client.get("/api/health/").json()["checks"]["ai_server"]["status"] == "ok"
         chat.health_status = 503

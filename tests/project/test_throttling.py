@@ -1,0 +1,48 @@
+"""Throttles: over the rate, a 429 with Retry-After in the one error shape, and nothing accepted."""
+
+import pytest
+from django.core.cache import cache
+
+from chat.models import ChatSession, Message
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rates(settings):
+    def set_rates(**rates):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                                   "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+                                                              **rates}}
+    cache.clear()
+    yield set_rates
+    cache.clear()
+
+
+def test_chat_messages_have_their_own_tighter_rate(api, user, rates):
+    rates(chat="2/minute")
+    session = ChatSession.objects.create(owner=user)
+    url = f"/api/chat/sessions/{session.id}/messages/"
+    assert [api.post(url, {"content": f"q{n}"}, format="json").status_code for n in range(2)] == [202, 202]
+    refused = api.post(url, {"content": "one too many"}, format="json")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert Message.objects.filter(session=session).count() == 2
+    assert api.get(url).status_code == 200  # reading is not the expensive part
+
+
+def test_anonymous_callers_are_limited(client, rates):
+    rates(anon="3/minute")
+    codes = [client.get("/api/health/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_each_user_has_their_own_budget(api, rates):
+    rates(user="2/minute")
+    other = UserFactory()
+    from rest_framework.test import APIClient
+
+    other_client = APIClient()
+    other_client.force_authenticate(other)
+    assert [api.get("/api/runs/").status_code for _ in range(3)] == [200, 200, 429]
+    assert other_client.get("/api/runs/").status_code == 200

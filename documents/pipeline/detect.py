@@ -47,6 +47,8 @@ def format_detect(*, data: bytes) -> DocumentFormat:
         raise DocumentsError(f"Unsupported file type: found {_describe_binary(data)}; "
                              "send PDF, DOCX, plain text, Markdown or HTML.", field="file")
     head = text.lstrip()[:1024].lower()
+    if head.startswith("<?xml") and "<html" in head:  # XHTML: an XML declaration, then the page
+        return DocumentFormat.HTML
     if head.startswith("<!doctype html") or head.startswith("<html") or ("<body" in head and "</" in head):
         return DocumentFormat.HTML
     return DocumentFormat.TEXT

@@ -5,9 +5,10 @@ import codecs
 import pytest
 from django.test import override_settings
 
+from documents.pipeline.bounded import text_extract_bounded as text_extract
 from documents.pipeline.chunk import CHUNK_TOKENS, _chunker, text_chunk
 from documents.pipeline.embed import texts_embed
-from documents.pipeline.extract import Page, text_decode, text_extract
+from documents.pipeline.extract import Page, text_decode
 from jobs.errors import PermanentError, TransientError
 from tests.support.fake_llm import FakeLLM, Step
 from tests.support.files import docx_bytes, pdf_bytes
@@ -23,6 +24,20 @@ def test_pdf_pages_are_numbered_and_the_page_limit_holds():
 def test_pdf_without_text_fails_with_a_clear_error():
     with pytest.raises(PermanentError, match="No extractable text"):
         text_extract(data=pdf_bytes([""]), fmt="pdf")
+
+
+def test_ligatures_are_normalised_so_words_stay_whole():
+    [page] = text_extract(data="The \ufb01nal e\ufb00ort, \uff21\uff22\uff23.".encode(), fmt="text")
+    assert page.text == "The final effort, ABC."
+
+
+def test_xhtml_is_read_as_html():
+    from documents.pipeline.detect import format_detect
+
+    data = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+            b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>Tide table</p></body></html>')
+    assert format_detect(data=data) == "html"
+    assert text_extract(data=data, fmt="html")[0].text == "Tide table"
 
 
 def test_docx_keeps_tables_in_document_order():

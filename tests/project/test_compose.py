@@ -11,7 +11,7 @@ SETTINGS_TEXT = "".join((BASE_DIR / path).read_text() for path in (
     "project/settings.py", "project/workers.py", "project/supervisor.py", "start_workers.sh"))
 ENV_EXAMPLE = dict(line.split("=", 1) for line in (BASE_DIR / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD"}
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
 
 
 def app_services():
@@ -56,3 +56,12 @@ def test_redis_is_durable_and_never_evicts_and_services_have_health_checks():
     for name in ("postgres", "redis", "web", "workers"):
         assert "healthcheck" in COMPOSE["services"][name], name
     assert "pgvector" in COMPOSE["services"]["postgres"]["image"]
+
+
+def test_redis_needs_a_password_and_flower_a_login_on_loopback_only():
+    assert "--requirepass" in COMPOSE["services"]["redis"]["command"]
+    assert "${REDIS_PASSWORD" in " ".join(COMPOSE["services"]["redis"]["command"])
+    assert ":${REDIS_PASSWORD" not in ENV_EXAMPLE["REDIS_URL"] and "@redis:" in ENV_EXAMPLE["REDIS_URL"]
+    flower = COMPOSE["services"]["flower"]
+    assert any(arg.startswith("--basic-auth=") for arg in flower["command"])
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])

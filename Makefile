@@ -35,9 +35,17 @@ stop:
 migrate: install
 	$(PY) manage.py migrate
 
+# check --deploy with production settings, then pip-audit of the pinned requirements when its
+# advisory database can be reached (it says so, and does not fail, when it cannot).
 check: install
 	DJANGO_ENV=production SECRET_KEY=$$($(PY) -c "import secrets;print(secrets.token_urlsafe(64))") \
 	  ALLOWED_HOSTS=example.com $(PY) manage.py check --deploy --fail-level WARNING
+	@if $(PY) -c "import urllib.request; urllib.request.urlopen('https://pypi.org/pypi/pip/json', timeout=5)" \
+	    >/dev/null 2>&1; then \
+	  $(VENV)/bin/pip-audit --strict -r requirements.txt; \
+	else \
+	  echo "pip-audit: skipped, the advisory database (pypi.org) is not reachable from this machine."; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from documents.errors import DocumentsError
@@ -52,6 +53,7 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
     existing = Document.objects.filter(owner=owner, sha256=sha256).first()
     if existing:
         return existing, False
+    _quota_check(owner=owner, size=len(data))
 
     document = Document(owner=owner, title=(title or name)[:300], original_name=name[:255], format=fmt,
                         size=len(data), sha256=sha256, status=DocumentStatus.QUEUED)
@@ -69,6 +71,29 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
         default_storage.delete(document.file.name)
         raise
     return document, True
+
+
+IN_FLIGHT_STATUSES = (DocumentStatus.UPLOADED, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
+# How long to suggest waiting when too many documents are in flight.
+IN_FLIGHT_RETRY_AFTER_SECONDS = 30
+
+
+def _quota_check(*, owner, size: int) -> None:
+    """Per-user caps, so one user's batch cannot hold the ingestion of everyone else."""
+    in_flight = Document.objects.filter(owner=owner, status__in=IN_FLIGHT_STATUSES).count()
+    if in_flight >= settings.DOCUMENT_MAX_IN_FLIGHT:
+        raise DocumentsError(f"You have {in_flight} documents still being processed; the limit is "
+                             f"{settings.DOCUMENT_MAX_IN_FLIGHT} (DOCUMENT_MAX_IN_FLIGHT). Upload more when some are ready.",
+                             code="throttled", retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS)
+    since = timezone.now() - timedelta(days=1)
+    recent = Document.objects.filter(owner=owner, created_at__gte=since)
+    uploaded = recent.aggregate(total=Sum("size"))["total"] or 0
+    if uploaded + size > settings.DOCUMENT_MAX_BYTES_PER_DAY:
+        oldest = recent.order_by("created_at").values_list("created_at", flat=True).first() or timezone.now()
+        wait = max(60, int((oldest + timedelta(days=1) - timezone.now()).total_seconds()))
+        raise DocumentsError(f"This upload would bring you to {uploaded + size} bytes in 24 hours; the limit is "
+                             f"{settings.DOCUMENT_MAX_BYTES_PER_DAY} (DOCUMENT_MAX_BYTES_PER_DAY).",
+                             code="throttled", retry_after=wait)
 
 
 def _ingest_enqueue(*, document: Document, triggered_by: str) -> JobRun:

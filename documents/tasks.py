@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from documents import services
 from jobs.errors import PermanentError
 from jobs.registry import RetryPolicy
@@ -9,6 +11,7 @@ INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(
 
 
 @tracked_task(kind=services.INGEST_KIND, queue="documents", retry=INGEST_RETRY, schedulable=False,
+              fair_share=settings.DOCUMENT_FAIR_SHARE,
               soft_time_limit=840, time_limit=900,
               on_final_failure=services.document_mark_failed, on_revoked=services.document_mark_cancelled,
               description="Extracts, chunks, embeds and indexes one document.",

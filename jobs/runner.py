@@ -283,6 +283,7 @@ def tracked_task(
     schedulable: bool = True,
     default_schedule: tuple[str, dict] | None = None,
     staff_only: bool = False,
+    fair_share: int | None = None,
 ):
     """Register `body(ctx, **args)` as a kind and return its Celery task (named after the kind).
 
@@ -298,6 +299,7 @@ def tracked_task(
             retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
             on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
             schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
+            fair_share=fair_share,
         )
         kind_register(spec)
 

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_results",
     "django_celery_beat",
+    "axes",
     "jobs",
     "documents",
     "chat",
@@ -63,7 +64,17 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login lockout (django-axes): this many failures for one user name from one address lock
+# that pair for the cool-off; a success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("LOGIN_LOCKOUT_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "project.urls"
 # The error page masks passwords inside URLs too (DATABASE_URL, REDIS_URL, the cache location).
@@ -229,6 +240,11 @@ BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 # --- Documents -------------------------------------------------------------------
 DOCUMENT_MAX_BYTES = env.int("DOCUMENT_MAX_BYTES", default=25 * 1024 * 1024)
 DOCUMENT_MAX_PAGES = env.int("DOCUMENT_MAX_PAGES", default=500)
+# Per user: documents not yet ready or failed, and bytes uploaded in the last 24 hours (429 beyond).
+DOCUMENT_MAX_IN_FLIGHT = env.int("DOCUMENT_MAX_IN_FLIGHT", default=20)
+DOCUMENT_MAX_BYTES_PER_DAY = env.int("DOCUMENT_MAX_BYTES_PER_DAY", default=500 * 1024 * 1024)
+# Per user: ingestions waiting in the broker at once; the rest follow as those finish.
+DOCUMENT_FAIR_SHARE = env.int("DOCUMENT_FAIR_SHARE", default=2)
 # Extraction runs in a child process bounded by these (documents.pipeline.bounded).
 EXTRACT_MAX_MEMORY_MB = env.int("EXTRACT_MAX_MEMORY_MB", default=512)
 EXTRACT_MAX_SECONDS = env.int("EXTRACT_MAX_SECONDS", default=60)

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from celery import signals
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -15,8 +16,8 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.errors import JobsError
-from jobs.models import RUNNING_STATUSES, Job, JobRun, RunStatus, TriggeredBy
-from jobs.registry import kind_get
+from jobs.models import FINISHED_STATUSES, RUNNING_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunStatus, TriggeredBy
+from jobs.registry import kind_find, kind_get
 from project.logging import correlation_id_get
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,43 @@ def run_enqueue(
         parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
         correlation_id=correlation_id_get() or "",
     )
+    if spec.fair_share and owner is not None and _in_broker(kind=kind, owner_id=owner.pk) > spec.fair_share:
+        # Waits its turn: published when one of this owner's runs of this kind finishes.
+        lifecycle.run_dispatched(run_id=run.id, at=None)
+        return run
     transaction.on_commit(lambda: run_dispatch(run=run))
     return run
+
+
+def _in_broker(*, kind: str, owner_id: int) -> int:
+    """This owner's runs of this kind that were published and have not finished."""
+    return JobRun.objects.filter(kind=kind, owner_id=owner_id, status__in=UNFINISHED_STATUSES,
+                                 dispatched_at__isnull=False).count()
+
+
+def runs_dispatch_held(*, kind: str, owner_id: int) -> int:
+    """Publish this owner's oldest runs that wait their turn, up to the kind's fair share."""
+    spec = kind_find(kind)
+    if spec is None or not spec.fair_share:
+        return 0
+    free = spec.fair_share - _in_broker(kind=kind, owner_id=owner_id)
+    held = list(JobRun.objects.filter(kind=kind, owner_id=owner_id, status=RunStatus.QUEUED, cancel_requested=False,
+                                      dispatched_at__isnull=True).order_by("created_at")[:max(free, 0)])
+    for run in held:
+        lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+        run_dispatch(run=run)
+    return len(held)
+
+
+@signals.task_postrun.connect
+def _next_turn(sender=None, task_id=None, **kwargs):
+    """After a run of a fair-share kind, its owner's next waiting run is published."""
+    spec = kind_find(getattr(sender, "name", ""))
+    if spec is None or not spec.fair_share:
+        return
+    owner_id = JobRun.objects.filter(id=task_id, status__in=FINISHED_STATUSES).values_list("owner_id", flat=True).first()
+    if owner_id is not None:
+        runs_dispatch_held(kind=spec.kind, owner_id=owner_id)
 
 
 class _PublishBreaker:
@@ -174,6 +210,10 @@ def runs_dispatch_pending() -> dict[str, int]:
     published = 0
     for run in candidates:
         never_sent = run.dispatched_at is None
+        spec = kind_find(run.kind)
+        if never_sent and spec and spec.fair_share and run.owner_id is not None \
+                and _in_broker(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
+            continue  # waiting its turn, not lost
         if not never_sent:
             if held is None and run.dispatched_at >= fallback_before:
                 continue  # the broker cannot say; only very old runs are sent again

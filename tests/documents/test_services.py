@@ -92,3 +92,21 @@ def test_cancelling_a_reprocess_keeps_the_earlier_chunks_searchable(celery_worke
     assert Document.objects.get(id=document.id).status == "ready"
     assert Chunk.objects.filter(document=document).count() == count
     assert chunks_search(user=user, query="ferrymen log depths at dawn", k=3)
+
+
+def test_one_users_batch_does_not_hold_up_another_users_upload(celery_worker):
+    alice, bob = UserFactory(), UserFactory()
+    batch = []
+    for n in range(20):
+        with transaction.atomic():
+            document, _ = services.document_upload(owner=alice, upload=upload(
+                f"log-{n}.txt", f"Harbour log {n}: the tide turned at {n} past the hour, calm water.".encode()))
+        batch.append(document.id)
+    with transaction.atomic():
+        bobs, _ = services.document_upload(owner=bob, upload=upload("bob.txt", b"Bob's note on the lighthouse."))
+    wait_until(lambda: Document.objects.get(id=bobs.id).status == "ready", timeout=120, interval=0.2,
+               message="the other user's document")
+    still_waiting = Document.objects.filter(id__in=batch).exclude(status="ready").count()
+    assert still_waiting >= 10, "the other user's upload went through before most of the batch"
+    wait_until(lambda: Document.objects.filter(id__in=batch, status="ready").count() == 20, timeout=180,
+               interval=0.5, message="the whole batch, published turn by turn")

@@ -26,3 +26,25 @@ def test_create_api_token_is_stable_for_an_existing_user(capsys):
 def test_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_admin_login_locks_after_repeated_failures(client, settings):
+    from tests.factories import UserFactory
+
+    settings.AXES_FAILURE_LIMIT = 3
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    admin.set_password("the-right-password-42")
+    admin.save()
+    for _ in range(3):
+        client.post("/admin/login/", {"username": admin.username, "password": "a wrong guess"})
+    locked = client.post("/admin/login/?next=/admin/", {"username": admin.username,
+                                                        "password": "the-right-password-42"})
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # Another user from the same address is not locked out by someone else's guesses.
+    other = UserFactory(is_staff=True)
+    other.set_password("another-right-password-7")
+    other.save()
+    assert client.post("/admin/login/?next=/admin/", {"username": other.username,
+                                                      "password": "another-right-password-7"}).status_code == 302

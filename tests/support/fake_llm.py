@@ -19,6 +19,8 @@ class Step:
     headers: dict = field(default_factory=dict)
     # Seconds between bytes of the answer: a server that never stalls long enough for a read timeout.
     trickle: float = 0.0
+    # An error body that repeats the request's Authorization header, as some gateways do.
+    echo_auth: bool = False
 
 
 class FakeLLM:
@@ -86,7 +88,10 @@ class FakeLLM:
                     step = fake.script.pop(0) if fake.script else fake.default
                 time.sleep(step.delay)
                 if step.status != 200:
-                    self._send(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
+                    said = f"status {step.status}"
+                    if step.echo_auth:
+                        said += f"; you sent Authorization: {self.headers.get('Authorization', '')}"
+                    self._send(step.status, {"error": {"message": said}}, step.headers)
                     return
                 answer = {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
                           "choices": [{"index": 0, "finish_reason": "stop",

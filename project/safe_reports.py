@@ -18,6 +18,6 @@ class SecretsReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
-            return _URL_CREDENTIALS.sub(rf"\g<1>{self.cleansed_substitute}@", cleansed)
+        if isinstance(cleansed, str):  # lazy strings too (they pass isinstance, not the regex)
+            return _URL_CREDENTIALS.sub(rf"\g<1>{self.cleansed_substitute}@", str(cleansed))
         return cleansed

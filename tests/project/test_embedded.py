@@ -1,6 +1,8 @@
-"""The embedded servers' bookkeeping: remembered ports, read-only URLs."""
+"""The embedded servers' bookkeeping: remembered ports, read-only URLs, the Redis password."""
 
 import socket
+
+import pytest
 
 from project import embedded
 
@@ -33,3 +35,43 @@ def test_urls_are_computed_without_writing_anything(tmp_path, monkeypatch):
     assert embedded.postgres_url().endswith(f":{embedded.PREFERRED_PG_PORT}/app")
     assert embedded.redis_url().endswith(f":{embedded.PREFERRED_REDIS_PORT}/0")
     assert not (tmp_path / "missing").exists()
+
+
+def test_the_embedded_redis_starts_with_a_generated_password_and_refuses_commands_without_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    import redis
+
+    env = {**os.environ, "LOCAL_DIR": str(tmp_path)}
+    base = Path(__file__).resolve().parents[2]
+
+    def embedded_call(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", f"from project import embedded; {code}"], cwd=base, env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+    url = urlsplit(embedded_call("embedded.redis_start(); print(embedded.redis_url())"))
+    try:
+        assert url.password and (tmp_path / "redis.password").stat().st_mode & 0o077 == 0
+        assert url.password not in _every_command_line()  # `ps` shows no password
+        with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
+            redis.Redis(host=url.hostname, port=url.port, socket_timeout=2).ping()
+        assert redis.Redis(host=url.hostname, port=url.port, password=url.password, socket_timeout=2).ping()
+    finally:
+        embedded_call("embedded.redis_stop()")
+
+
+def _every_command_line() -> str:
+    import os
+    from pathlib import Path
+
+    lines = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+        except OSError:
+            continue  # ended meanwhile
+    return " ".join(lines)

@@ -32,14 +32,23 @@ def test_a_redelivered_ingestion_leaves_one_set_of_chunks(celery_worker):
     assert list(Chunk.objects.filter(document=document).values_list("chunk_index", flat=True)) == list(range(count))
 
 
-def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
-    user = UserFactory()
-    with transaction.atomic():
-        document, _ = services.document_upload(owner=user, upload=upload("delta.txt", LONG_TEXT))
-    run_id = document.run_id
+def wait_embedding(run_id) -> None:
     wait_until(lambda: JobRun.objects.get(id=run_id).progress_step == "embedding"
                and JobRun.objects.get(id=run_id).progress_current > 0, timeout=120, interval=0.05,
                message="embedding to start")
+
+
+def upload_until_embedding(user=None) -> Document:
+    """A long document, uploaded and caught in the middle of its embedding."""
+    with transaction.atomic():
+        document, _ = services.document_upload(owner=user or UserFactory(), upload=upload("delta.txt", LONG_TEXT))
+    wait_embedding(document.run_id)
+    return document
+
+
+def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
+    document = upload_until_embedding()
+    run_id = document.run_id
     run_cancel(run=JobRun.objects.get(id=run_id))
     wait_until(lambda: Document.objects.get(id=document.id).status == "cancelled", timeout=30, message="cancelled")
     assert JobRun.objects.get(id=run_id).status == "REVOKED"
@@ -50,13 +59,8 @@ def test_a_worker_killed_mid_ingestion_is_taken_over_within_a_minute_with_one_se
     from django.utils import timezone
     from django.utils.dateparse import parse_datetime
 
-    user = UserFactory()
-    with transaction.atomic():
-        document, _ = services.document_upload(owner=user, upload=upload("delta.txt", LONG_TEXT))
+    document = upload_until_embedding()
     run_id = document.run_id
-    wait_until(lambda: JobRun.objects.get(id=run_id).progress_step == "embedding"
-               and JobRun.objects.get(id=run_id).progress_current > 0, timeout=120, interval=0.05,
-               message="embedding to start")
     celery_worker.kill()  # the whole worker, main process and pool, as on a lost machine
     killed = timezone.now()
     celery_worker.start()
@@ -84,9 +88,7 @@ def test_cancelling_a_reprocess_keeps_the_earlier_chunks_searchable(celery_worke
     count = Chunk.objects.filter(document=document).count()
     with transaction.atomic():
         run = services.document_reprocess(document=Document.objects.get(id=document.id))
-    wait_until(lambda: JobRun.objects.get(id=run.id).progress_step == "embedding"
-               and JobRun.objects.get(id=run.id).progress_current > 0, timeout=120, interval=0.05,
-               message="the reprocess to be embedding")
+    wait_embedding(run.id)
     run_cancel(run=JobRun.objects.get(id=run.id))
     wait_until(lambda: JobRun.objects.get(id=run.id).status == "REVOKED", timeout=30, message="revoked")
     assert Document.objects.get(id=document.id).status == "ready"

@@ -66,10 +66,19 @@ class Launcher:
         os.kill(self.proc.pid, signal.SIGINT)
         return self.proc.wait(timeout=90)
 
-    def kill(self) -> None:
+    def kill(self, marker: str) -> None:
+        """After a failed test: stop it as Ctrl-C would, then kill whatever it left running."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.kill(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        for pid in celery_processes_of(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture
@@ -77,6 +86,22 @@ def fake_llm():
     server = FakeLLM()
     yield server
     server.stop()
+
+
+def static_and_docs_are_served_from_the_host(base: str) -> None:
+    """The admin's stylesheet and the docs UI come from this server, nothing from outside."""
+    import re
+
+    login = httpx.get(f"{base}/admin/login/").text
+    stylesheet = re.search(r'href="(/static/admin/css/base(?:\.[0-9a-f]+)?\.css)"', login).group(1)
+    css = httpx.get(base + stylesheet)
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert "#header" in css.text or "--header" in css.text
+    for page in ("/api/docs/", "/api/redoc/"):
+        html = httpx.get(base + page).text
+        assert not re.search(r'(src|href)="(https?:)?//', html), page  # nothing loaded from another host
+        for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+            assert httpx.get(base + asset).status_code == 200, asset
 
 
 def child_named(parent: int, fragment: str) -> int:
@@ -116,6 +141,7 @@ def test_ctrl_c_mid_work_then_restart_resumes_the_ingestion_and_the_reply(celery
     fake_llm.default = Step(delay=6, content="Answered after the restart.")
     try:
         launcher.start()
+        static_and_docs_are_served_from_the_host(f"http://127.0.0.1:{launcher.port}")
         # One worker dies: it is restarted, the rest keep serving, make run keeps running.
         os.kill(child_named(launcher.proc.pid, "default@"), signal.SIGKILL)
         wait_until(lambda: "restarting worker default" in launcher.log_path.read_text(), timeout=30,
@@ -150,4 +176,4 @@ def test_ctrl_c_mid_work_then_restart_resumes_the_ingestion_and_the_reply(celery
         assert launcher.interrupt() == 0
         assert celery_processes_of(marker) == []
     finally:
-        launcher.kill()
+        launcher.kill(marker)

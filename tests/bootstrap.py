@@ -37,6 +37,10 @@ os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
 TEST_MEDIA_ROOT = embedded.LOCAL_DIR / "test-media"
 shutil.rmtree(TEST_MEDIA_ROOT, ignore_errors=True)
 os.environ["MEDIA_ROOT"] = str(TEST_MEDIA_ROOT)
+# Static files are collected for the tests as `make run` collects them (conftest), into their own folder.
+TEST_STATIC_ROOT = embedded.LOCAL_DIR / "test-static"
+shutil.rmtree(TEST_STATIC_ROOT, ignore_errors=True)
+os.environ["STATIC_ROOT"] = str(TEST_STATIC_ROOT)
 
 # Short limits so fault tests finish in seconds; the checks in project.config_checks still hold.
 TEST_ENV = {

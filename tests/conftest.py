@@ -14,6 +14,14 @@ def _flush_test_redis():
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static_files():
+    """Pages name their static files through the manifest, as in production: collect them once."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--no-input", verbosity=0)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the session, consuming every queue, on the test database."""

@@ -38,7 +38,6 @@ from django.utils import timezone
 
 from jobs.errors import RunCancelled
 from jobs.models import (
-    FINISHED_STATUSES,
     RUNNING_STATUSES,
     UNFINISHED_STATUSES,
     WAITING_STATUSES,
@@ -59,7 +58,6 @@ def _in(statuses) -> str:
     return "(" + ", ".join(f"'{RunStatus(s).value}'" for s in statuses) + ")"
 
 
-FINISHED_SQL = _in(FINISHED_STATUSES)
 RUNNING_SQL = _in(RUNNING_STATUSES)
 UNFINISHED_SQL = _in(UNFINISHED_STATUSES)
 
@@ -102,9 +100,9 @@ def _execute(sql: str, params: dict) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
-def _call_hook(name: str, run_id: str) -> None:
-    """Run a kind's hook inside the caller's transaction; a broken hook never blocks the transition."""
-    run = JobRun.objects.get(id=run_id)
+def run_call_hook(name: str, run: JobRun) -> None:
+    """Run a kind's hook (`on_final_failure`, `on_timeout`, `on_revoked`) inside the caller's
+    transaction; a broken hook is logged and never blocks the transition."""
     spec = kind_find(run.kind)
     hook = getattr(spec, name, None)
     if hook is None:
@@ -113,7 +111,7 @@ def _call_hook(name: str, run_id: str) -> None:
         with transaction.atomic():
             hook(run=run, **run.args)
     except Exception:
-        logger.exception("run hook raised", extra={"run_id": str(run_id), "kind": run.kind,
+        logger.exception("run hook raised", extra={"run_id": str(run.id), "kind": run.kind,
                                                    "hook": getattr(hook, "__name__", "hook")})
 
 
@@ -237,7 +235,7 @@ def run_succeed(*, run_id: str, result: Any, attempt: int, worker: str = "") -> 
     rows = _execute(_SUCCEED_SQL, params)
     status = rows[0][0] if rows else None
     if status == RunStatus.REVOKED:
-        _call_hook("on_revoked", run_id)
+        run_call_hook("on_revoked", JobRun.objects.get(id=run_id))
     return status
 
 
@@ -295,7 +293,7 @@ def run_fail(*, run_id: str, error: str, attempt: int | None, traceback: str = "
         if not rows:
             return False
         run = JobRun.objects.get(id=run_id)
-        _call_hook("on_final_failure", run_id)
+        run_call_hook("on_final_failure", run)
     logger.error("run failed for good", extra={
         "run_id": str(run_id), "kind": run.kind, "attempts": run.attempts, "max_attempts": run.max_attempts,
         "error": error, "owner_id": run.owner_id, "correlation_id": run.correlation_id,
@@ -352,19 +350,18 @@ def run_revoke(*, run_id: str, reason: str = "cancelled") -> bool:
     """End the run REVOKED (and call the kind's on_revoked once). True if this call ended it."""
     now = timezone.now()
     with transaction.atomic():
-        current = JobRun.objects.filter(id=run_id).values_list("attempts", "kind").first()
-        if current is None:
+        run = JobRun.objects.filter(id=run_id).first()
+        if run is None:
             return False
-        attempts, kind = current
         rows = _execute(_REVOKE_SQL, {
-            "id": run_id, "entry": _log_entry(attempt=attempts or None, error=reason, delay=None, now=now,
+            "id": run_id, "entry": _log_entry(attempt=run.attempts or None, error=reason, delay=None, now=now,
                                               event="cancelled"),
             **_task_params(run_id=run_id, now=now, result=_exception_payload("TaskRevokedError", reason)),
         })
         if not rows:
             return False
-        _call_hook("on_revoked", run_id)
-    logger.info("run revoked", extra={"run_id": str(run_id), "kind": kind, "reason": reason})
+        run_call_hook("on_revoked", run)
+    logger.info("run revoked", extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
     return True
 
 
@@ -412,7 +409,3 @@ def runs_stale(*, limit: int) -> list[JobRun]:
     stale_before = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
     return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=stale_before)
                 .order_by("heartbeat_at")[:limit])
-
-
-def is_finished(status: str) -> bool:
-    return status in FINISHED_STATUSES

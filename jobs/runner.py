@@ -20,6 +20,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from jobs import lifecycle
 from jobs.errors import RunCancelled
+from jobs.models import JobRun
 from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ class _Heartbeat:
     def __init__(self) -> None:
         self.run_id: str | None = None
         self._pid: int | None = None
-        self._wake = threading.Event()
 
     def hold(self, run_id: str) -> None:
         if self._pid != os.getpid():  # first use in this (possibly forked) process
@@ -63,7 +63,7 @@ class _Heartbeat:
 
     def _loop(self) -> None:
         while True:
-            self._wake.wait(settings.RUN_HEARTBEAT_SECONDS)
+            time.sleep(settings.RUN_HEARTBEAT_SECONDS)
             run_id = self.run_id
             if run_id is None:
                 continue
@@ -184,7 +184,7 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
         elapsed = round(time.monotonic() - started, 3)
         if isinstance(exc, SoftTimeLimitExceeded):
             error, event = f"timed out after {spec.soft_limit} s", "timed out"
-            _timeout_hook(spec=spec, run_id=run_id)
+            lifecycle.run_call_hook("on_timeout", JobRun.objects.get(id=run_id))
         else:
             error, event = f"{type(exc).__name__}: {exc}", "failed"
         trace = traceback_module.format_exc()
@@ -205,18 +205,6 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
     logger.info("run finished", extra={**extra, "status": ctx.outcome,
                                        "elapsed_seconds": round(time.monotonic() - started, 3)})
     return result
-
-
-def _timeout_hook(*, spec: JobKind, run_id: str) -> None:
-    if spec.on_timeout is None:
-        return
-    from jobs.models import JobRun
-
-    try:
-        run = JobRun.objects.get(id=run_id)
-        spec.on_timeout(run=run, **run.args)
-    except Exception:
-        logger.exception("on_timeout hook raised", extra={"run_id": run_id, "kind": spec.kind})
 
 
 def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseException) -> None:

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -20,6 +20,11 @@ from jobs.serializers import RunOutputSerializer
 from project.api import OwnerScopedMixin, paginated, validated_input
 
 
+@extend_schema_view(
+    list=extend_schema(description="List your chat sessions."),
+    retrieve=extend_schema(description="Show one chat session with its summary."),
+    destroy=extend_schema(description="Delete a chat session and its messages."),
+)
 class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet):
     serializer_class = SessionOutputSerializer
@@ -31,13 +36,16 @@ class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     @extend_schema(request=SessionInputSerializer, responses={201: SessionOutputSerializer})
     def create(self, request):
+        """Start a chat session."""
         data = validated_input(SessionInputSerializer, request.data)
         session = services.session_create(owner=request.user, title=data["title"])
         return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(methods=["get"], parameters=[OpenApiParameter("after", int)],
+    @extend_schema(methods=["get"], description="List a session's messages, oldest first; `after` polls for new ones.",
+                   parameters=[OpenApiParameter("after", int, description="Only messages with a larger id.")],
                    responses=MessageOutputSerializer(many=True))
-    @extend_schema(methods=["post"], request=MessageInputSerializer, responses={202: PostedMessageSerializer})
+    @extend_schema(methods=["post"], description="Send a message; the reply is written by a background run.",
+                   request=MessageInputSerializer, responses={202: PostedMessageSerializer})
     @action(detail=True, methods=["get", "post"])
     def messages(self, request, pk=None):
         session = self.get_object()
@@ -53,12 +61,14 @@ class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def summarize(self, request, pk=None):
+        """Summarise a session in the background; answers with the run."""
         return accepted_run(services.session_summarize_enqueue(session=self.get_object()))
 
 
 class ProfileView(APIView):
     @extend_schema(responses=ProfileOutputSerializer)
     def get(self, request):
+        """What the service has summarised of your work across sessions."""
         profile = ProfileSummary.objects.filter(user=request.user).first() or ProfileSummary(user=request.user)
         return Response(ProfileOutputSerializer(profile).data)
 
@@ -68,5 +78,6 @@ class ProfileSummarizeView(APIView):
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     def post(self, request):
+        """Summarise your work across sessions in the background; answers with the run."""
         return accepted_run(services.profile_summarize_enqueue(user=request.user))
 

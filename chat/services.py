@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -96,6 +97,7 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
         return {"reply_id": existing.id, "already_replied": True}
 
     hits = chunks_search(user=message.session.owner, query=message.content, k=CONTEXT_CHUNKS)
+    ctx.log(f"Found {len(hits)} passage(s) in the user's documents.")
     if settings.AI_SERVER_URL:
         # Unhealthy → TransientError → retried later without ever calling the completion endpoint.
         ai_server_health()
@@ -104,9 +106,12 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
         if context:
             messages.append({"role": "system", "content": f"Passages from the user's documents:\n\n{context}"})
         messages += _history(message) + [{"role": "user", "content": message.content}]
+        started = time.monotonic()
         content = chat_complete(messages=messages)
+        ctx.log(f"The LLM server answered in {time.monotonic() - started:.2f} s ({len(content)} characters).")
     else:
         content = _passages_reply(hits)
+        ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
 
     def save() -> dict:
         reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,

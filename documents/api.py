@@ -1,7 +1,8 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,11 +14,19 @@ from documents.serializers import (
     DocumentUploadSerializer,
     SearchHitSerializer,
     SearchInputSerializer,
+    SearchResultsSerializer,
 )
 from jobs.api import accepted_run
+from jobs.serializers import RunOutputSerializer
 from project.api import OwnerScopedMixin, validated_input
+from project.schema import error_response
 
 
+@extend_schema_view(
+    list=extend_schema(description="List your documents, newest first, optionally by status."),
+    retrieve=extend_schema(description="Show one document with its latest ingestion run."),
+    destroy=extend_schema(description="Delete a document, its stored file and its chunks."),
+)
 class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                       viewsets.GenericViewSet):
     serializer_class = DocumentOutputSerializer
@@ -30,12 +39,19 @@ class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     def get_parsers(self):
         if getattr(self, "action", None) == "create":
-            return [MultiPartParser(), FormParser()]
+            return [MultiPartParser()]
         return super().get_parsers()
 
+    def initialize_request(self, request, *args, **kwargs):
+        request = super().initialize_request(request, *args, **kwargs)
+        request.parsers = self.get_parsers()  # again, now that the action is known
+        return request
+
     @extend_schema(request={"multipart/form-data": DocumentUploadSerializer},
-                   responses={202: DocumentOutputSerializer, 200: DocumentOutputSerializer})
+                   responses={202: DocumentOutputSerializer, 200: DocumentOutputSerializer,
+                              413: error_response(413)})
     def create(self, request):
+        """Upload a file (multipart) to be ingested: 202 with the new document, 200 if you already have it."""
         data = validated_input(DocumentUploadSerializer, request.data)
         document, created = services.document_upload(owner=request.user, upload=data["file"], title=data["title"])
         return Response(DocumentOutputSerializer(document).data,
@@ -44,11 +60,13 @@ class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     @extend_schema(responses=DocumentStatusSerializer)
     @action(detail=True, methods=["get"])
     def status(self, request, pk=None):
+        """A document's processing status, stage and progress with ETA, cheap enough to poll."""
         return Response(DocumentStatusSerializer(self.get_object()).data)
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def reprocess(self, request, pk=None):
+        """Ingest a document again (after a failure or a model change); answers with the new run."""
         return accepted_run(services.document_reprocess(document=self.get_object()))
 
     def perform_destroy(self, instance):
@@ -56,10 +74,13 @@ class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
 
 class SearchView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("q", str, required=True), OpenApiParameter("k", int),
-                               OpenApiParameter("document", str)],
-                   responses=SearchHitSerializer(many=True))
+    @extend_schema(parameters=[OpenApiParameter("q", str, required=True, description="What to look for."),
+                               OpenApiParameter("k", int, description="How many passages (1-50, default 5)."),
+                               OpenApiParameter("document", OpenApiTypes.UUID,
+                                                description="Only this document's passages.")],
+                   responses={200: SearchResultsSerializer, 503: error_response(503)})
     def get(self, request):
+        """Find the passages of your ready documents closest in meaning to a query."""
         params = validated_input(SearchInputSerializer, request.query_params)
         hits = selectors.chunks_search(user=request.user, query=params["q"], k=params["k"],
                                        document_id=params.get("document"))

@@ -1,11 +1,13 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from documents.models import Document
-from jobs.serializers import RunOutputSerializer
+from jobs.serializers import RunOutputSerializer, RunProgressSerializer
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
-    run = RunOutputSerializer(read_only=True)
+    run = RunOutputSerializer(read_only=True, allow_null=True,
+                              help_text="The latest ingestion run; null once finished runs were cleaned up.")
 
     class Meta:
         model = Document
@@ -14,14 +16,20 @@ class DocumentOutputSerializer(serializers.ModelSerializer):
                   "ready_at", "run"]
 
 
+class DocumentProgressSerializer(RunProgressSerializer):
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
 class DocumentStatusSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
-    task_id = serializers.UUIDField(source="run_id", read_only=True)
+    task_id = serializers.UUIDField(source="run_id", read_only=True, allow_null=True,
+                                    help_text="The latest ingestion run's id (a run under /api/runs/).")
 
     class Meta:
         model = Document
         fields = ["id", "status", "stage", "progress", "error", "task_id"]
 
+    @extend_schema_field(DocumentProgressSerializer(allow_null=True))
     def get_progress(self, document) -> dict | None:
         run = document.run
         if run is None:
@@ -31,7 +39,8 @@ class DocumentStatusSerializer(serializers.ModelSerializer):
 
 
 class DocumentUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(allow_empty_file=True)
+    file = serializers.FileField(allow_empty_file=True,
+                                 help_text="PDF, DOCX, plain text or HTML; the type is read from the content.")
     title = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
@@ -48,3 +57,7 @@ class SearchHitSerializer(serializers.Serializer):
     page = serializers.IntegerField(allow_null=True)
     text = serializers.CharField()
     score = serializers.FloatField()
+
+
+class SearchResultsSerializer(serializers.Serializer):
+    results = SearchHitSerializer(many=True)

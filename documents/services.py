@@ -144,12 +144,15 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         data = handle.read()
     pages = text_extract_bounded(data=data, fmt=document.format)
     timings["extract"] = time.monotonic() - started
+    ctx.log(f"Extracted {sum(len(p.text) for p in pages)} characters from {len(pages)} page(s) "
+            f"of {document.format} in {timings['extract']:.2f} s.")
 
     started = time.monotonic()
     _stage(document, DocumentStage.CHUNKING)
     ctx.progress(0, None, step=DocumentStage.CHUNKING)
     chunks = text_chunk(pages=pages)
     timings["chunk"] = time.monotonic() - started
+    ctx.log(f"Split into {len(chunks)} chunks.")
 
     started = time.monotonic()
     _stage(document, DocumentStage.EMBEDDING)
@@ -162,6 +165,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         # Also where a cancel is seen: between batches, before anything is indexed.
         ctx.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
     timings["embed"] = time.monotonic() - started
+    ctx.log(f"Embedded {total} chunks in {timings['embed']:.2f} s.")
 
     started = time.monotonic()
     _stage(document, DocumentStage.INDEXING)

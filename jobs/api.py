@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,7 +16,9 @@ from jobs.serializers import (
     JobOutputSerializer,
     JobPatchSerializer,
     KindOutputSerializer,
+    RunLogEntrySerializer,
     RunOutputSerializer,
+    RunStatsSerializer,
     TriggerInputSerializer,
 )
 from jobs.services import definitions, runs
@@ -51,12 +53,22 @@ class RunFilter(filters.FilterSet):
     created_after = StoredDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = StoredDateTimeFilter(field_name="created_at", lookup_expr="lt")
     job = filters.ModelChoiceFilter(queryset=_visible_jobs)
+    dead_letter = filters.BooleanFilter(method="filter_dead_letter",
+                                        label="Dead and not yet retried (the dead-letter queue).")
+
+    def filter_dead_letter(self, queryset, name, value):
+        letters = queryset.dead_letters()
+        return letters if value else queryset.exclude(pk__in=letters.values("pk"))
 
     class Meta:
         model = JobRun
         fields = ["status", "kind", "queue", "dead", "triggered_by", "job"]
 
 
+@extend_schema_view(
+    list=extend_schema(description="List your runs, newest first, filtered by status, kind, queue, job or time."),
+    retrieve=extend_schema(description="Show one run: status, progress with ETA, attempts, error and result."),
+)
 class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RunOutputSerializer
     filterset_class = RunFilter
@@ -69,19 +81,28 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
+        """Cancel a run: a waiting run never starts, a running one stops at its next progress report."""
         return accepted_run(runs.run_cancel(run=self.get_object()))
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
+        """Run a failed or cancelled run again as a new run; asked twice, it answers with the same retry."""
         # Asked again (or concurrently), it answers with the one retry already made.
         run, _ = runs.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
         return accepted_run(run)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=RunStatsSerializer)
     @action(detail=False, methods=["get"])
     def stats(self, request):
-        return Response(selectors.run_stats(user=request.user))
+        """Counts of your runs by status and kind, dead letters, waiting work per queue and workers online."""
+        return Response(RunStatsSerializer(selectors.run_stats(user=request.user)).data)
+
+    @extend_schema(responses=RunLogEntrySerializer(many=True))
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def log(self, request, pk=None):
+        """What the run's body reported as it went: level, message and time, oldest first."""
+        return paginated(self, request, self.get_object().log_entries.all(), RunLogEntrySerializer)
 
 
 class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
@@ -93,20 +114,24 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
 
     @extend_schema(responses=JobOutputSerializer(many=True))
     def list(self, request):
+        """List your job definitions."""
         return paginated(self, request, self.get_queryset(), JobOutputSerializer)
 
     @extend_schema(request=JobInputSerializer, responses={201: JobOutputSerializer})
     def create(self, request):
+        """Define a job: a kind, its params and optionally a schedule (crontab or interval)."""
         data = validated_input(JobInputSerializer, request.data)
         job = definitions.job_create(owner=request.user, **data)
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=JobOutputSerializer)
     def retrieve(self, request, pk=None):
+        """Show one job definition."""
         return Response(JobOutputSerializer(self.get_object()).data)
 
     @extend_schema(request=JobPatchSerializer, responses=JobOutputSerializer)
     def partial_update(self, request, pk=None):
+        """Change a job's name, params, schedule or enabled flag; the schedule follows at once."""
         job = self.get_object()
         data = validated_input(JobPatchSerializer, request.data, partial=True)
         job = definitions.job_update(job=job, data=data, actor=request.user)
@@ -114,12 +139,14 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
+        """Delete a job and its schedule; its past runs stay."""
         definitions.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=TriggerInputSerializer, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def trigger(self, request, pk=None):
+        """Run a job now, with its params or the ones given here."""
         job = self.get_object()
         data = validated_input(TriggerInputSerializer, request.data)
         run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
@@ -129,13 +156,15 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     @extend_schema(responses=RunOutputSerializer(many=True))
     @action(detail=True, methods=["get"])
     def runs(self, request, pk=None):
+        """List the runs of one job, newest first."""
         job = self.get_object()
         runs = selectors.run_visible_to(user=request.user).filter(job=job).order_by("-created_at")
         return paginated(self, request, runs, RunOutputSerializer)
 
     @extend_schema(responses=KindOutputSerializer(many=True))
-    @action(detail=False, methods=["get"])
+    @action(detail=False, methods=["get"], pagination_class=None)
     def kinds(self, request):
+        """The kinds of work you may define jobs for, with the JSON Schema of their params."""
         kinds = [
             {"kind": k.kind, "description": k.description, "queue": k.queue, "params_schema": k.params_schema}
             for k in kinds_for(user=request.user)

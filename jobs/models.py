@@ -31,6 +31,12 @@ class TriggeredBy(models.TextChoices):
     SYSTEM = "system"
 
 
+class JobRunQuerySet(models.QuerySet):
+    def dead_letters(self) -> "JobRunQuerySet":
+        """Dead runs nobody has retried yet: what an operator still has to look at."""
+        return self.filter(dead=True).exclude(models.Exists(JobRun.objects.filter(retry_of=models.OuterRef("pk"))))
+
+
 class JobRun(models.Model):
     """Every tracked execution, from the moment it is accepted. Its id is the Celery task id."""
 
@@ -76,6 +82,8 @@ class JobRun(models.Model):
     correlation_id = models.CharField(max_length=128, blank=True, default="")
     time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds.")
 
+    objects = JobRunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         # Every status change rewrites a run's entry in each index that is not partial: few indexes,
@@ -110,11 +118,53 @@ class JobRun(models.Model):
         return round(100.0 * min(self.progress_current, self.progress_total) / self.progress_total, 1)
 
     @property
+    def stalled(self) -> bool:
+        """Running, but its worker has stopped reporting (no heartbeat within the allowed time) or it
+        has outlived its kind's hard time limit: the watchdog will take it over, an operator may
+        force-fail it first."""
+        if self.status not in RUNNING_STATUSES:
+            return False
+        now = timezone.now()
+        beat = self.heartbeat_at or self.started_at
+        if beat and (now - beat).total_seconds() > settings.RUN_HEARTBEAT_TIMEOUT_SECONDS:
+            return True
+        return bool(self.time_limit and self.started_at
+                    and (now - self.started_at).total_seconds() > self.time_limit + settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]
+
+    @property
     def elapsed_seconds(self) -> float | None:
         if not self.started_at:
             return None
         end = self.finished_at or timezone.now()
         return round((end - self.started_at).total_seconds(), 3)
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class JobRunLogEntry(models.Model):
+    """What a run's body reported as it went (one row per line), shown beside the run."""
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="log_entries")
+    level = models.CharField(max_length=10, choices=LogLevel.choices, default=LogLevel.INFO)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["run", "created_at"], name="runlog_run_created")]
+        verbose_name_plural = "job run log entries"
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"
 
 
 class Job(models.Model):

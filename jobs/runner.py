@@ -20,7 +20,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from jobs import lifecycle
 from jobs.errors import RunCancelled
-from jobs.models import JobRun
+from jobs.models import JobRun, JobRunLogEntry, LogLevel
 from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 # At most about two progress writes a second per run: enough for a live bar, cheap for the database.
 PROGRESS_MIN_INTERVAL = 0.5
+# A body that logs in a loop cannot fill the table: lines past these bounds are dropped.
+RUN_LOG_MAX_ENTRIES = 200
+RUN_LOG_MESSAGE_CHARS = 2000
 # Errors that say the database is unreachable rather than that the work is wrong.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # Redelivery of a message whose claim met a database outage: 1, 2, 4, 8, then every 10 s.
@@ -94,6 +97,7 @@ class RunContext:
     _last_write: float = 0.0
     _rate_origin: tuple[float, int] | None = None
     _last_step: str = ""
+    _log_lines: int = 0
 
     @property
     def is_last_attempt(self) -> bool:
@@ -124,6 +128,14 @@ class RunContext:
         self._last_step = step
         if not go_on:
             raise RunCancelled(self.id)
+
+    def log(self, message: str, *, level: str = LogLevel.INFO) -> None:
+        """Record a line of what the body did, shown with the run in the admin and the API."""
+        if self._log_lines >= RUN_LOG_MAX_ENTRIES:
+            return
+        self._log_lines += 1
+        JobRunLogEntry.objects.create(run_id=self.id, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
+        logger.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.id})
 
     def commit(self, write: Callable[[], T]) -> T:
         """Make the body's final writes and end the run SUCCESS, in one transaction, only if no

@@ -56,12 +56,14 @@ def run_stats(*, user) -> dict:
         finished=Count("id"), failed=Count("id", filter=Q(status=RunStatus.FAILURE)),
     )
     finished = last_hour["finished"] or 0
+    workers = workers_online()
     return {
         "by_status": {status: by_status.get(status, 0) for status in RunStatus.values},
         "by_kind": by_kind,
-        "dead": runs.filter(dead=True).count(),
+        "dead": runs.dead_letters().count(),
         "queue_depths": queue_depths() if user.is_staff else _own_waiting_by_queue(runs),
-        "workers_online": workers_online() if user.is_staff else len(workers_online()),
+        "workers_online": len(workers),
+        "workers": workers if user.is_staff else [],
         "last_hour": {
             "finished": finished,
             "failed": last_hour["failed"] or 0,
@@ -86,5 +88,5 @@ def runs_last_day_by_status() -> dict[str, int]:
 
 
 def runs_dead_latest(*, limit: int = 10) -> QuerySet[JobRun]:
-    return JobRun.objects.filter(dead=True).order_by("-finished_at")[:limit]
+    return JobRun.objects.dead_letters().order_by("-finished_at")[:limit]
 

@@ -1,13 +1,33 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import Job, JobRun
+from jobs.models import Job, JobRun, JobRunLogEntry
+
+
+class RunProgressSerializer(serializers.Serializer):
+    current = serializers.IntegerField()
+    total = serializers.IntegerField(allow_null=True)
+    percent = serializers.FloatField(allow_null=True)
+    step = serializers.CharField()
+    message = serializers.CharField()
+
+
+class AttemptSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(allow_null=True)
+    event = serializers.CharField(help_text="failed, timeout, cancelled, lost, …")
+    error = serializers.CharField(allow_blank=True)
+    delay = serializers.FloatField(allow_null=True, help_text="Seconds until the next attempt, when one was planned.")
+    at = serializers.DateTimeField(help_text="When the attempt ended.")
 
 
 class RunOutputSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
-    elapsed_seconds = serializers.FloatField(read_only=True)
+    elapsed_seconds = serializers.FloatField(read_only=True, allow_null=True)
     eta_seconds = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    attempt_log = AttemptSerializer(many=True, read_only=True)
+    stalled = serializers.BooleanField(read_only=True,
+                                       help_text="Running, but its worker has not reported for longer than allowed.")
 
     class Meta:
         model = JobRun
@@ -15,9 +35,10 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "queue", "attempts", "max_attempts", "progress", "elapsed_seconds",
             "eta_seconds", "created_at", "started_at", "finished_at", "due_at", "error", "result", "dead",
             "cancel_requested", "retry_of", "parent", "job", "correlation_id", "triggered_by", "args",
-            "attempt_log",
+            "attempt_log", "stalled",
         ]
 
+    @extend_schema_field(RunProgressSerializer)
     def get_progress(self, run: JobRun) -> dict:
         return {
             "current": run.progress_current,
@@ -57,6 +78,29 @@ class JobPatchSerializer(serializers.Serializer):
 
 class TriggerInputSerializer(serializers.Serializer):
     params = serializers.JSONField(required=False, default=dict)
+
+
+class RunLogEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobRunLogEntry
+        fields = ["id", "level", "message", "created_at"]
+
+
+class LastHourSerializer(serializers.Serializer):
+    finished = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    throughput_per_minute = serializers.FloatField()
+    failure_rate = serializers.FloatField()
+
+
+class RunStatsSerializer(serializers.Serializer):
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_kind = serializers.DictField(child=serializers.IntegerField())
+    dead = serializers.IntegerField(help_text="Dead runs not yet retried.")
+    queue_depths = serializers.DictField(child=serializers.IntegerField())
+    workers_online = serializers.IntegerField()
+    workers = serializers.ListField(child=serializers.CharField(), help_text="Worker names (staff only).")
+    last_hour = LastHourSerializer()
 
 
 class KindOutputSerializer(serializers.Serializer):

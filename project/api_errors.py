@@ -1,18 +1,90 @@
+"""Every API error in one shape: {"error": {"code", "message", "fields"}}.
+
+`code` is stable and machine-readable ("invalid", "not_found", "throttled", …), `message` is one
+sentence for a person, `fields` maps each input field at fault to its messages (empty otherwise).
+The schema documents this shape on every operation (project.schema), so clients handle one thing.
+"""
+
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from project.errors import DomainError
 
+# A field key DRF uses for errors that belong to no one field.
+NON_FIELD_KEYS = {"non_field_errors", "detail"}
+
+CODE_BY_STATUS = {400: "invalid", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
+                  405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "too_large",
+                  415: "unsupported_media_type", 429: "throttled", 503: "unavailable"}
+
+
+def error_body(*, code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def _messages(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [m for item in value for m in _messages(item)]
+    if isinstance(value, dict):
+        return [f"{key}: {m}" for key, item in value.items() for m in _messages(item)]
+    return [str(value)]
+
+
+def _validation_body(detail) -> dict:
+    if not isinstance(detail, dict):
+        return error_body(code="invalid", message=" ".join(_messages(detail)) or "The request is invalid.")
+    fields = {key: _messages(value) for key, value in detail.items() if key not in NON_FIELD_KEYS}
+    general = [m for key in NON_FIELD_KEYS if key in detail for m in _messages(detail[key])]
+    if general:
+        message = " ".join(general)
+    else:
+        first_field, first_messages = next(iter(fields.items()))
+        message = f"{first_field}: {first_messages[0]}" if first_messages else "The request is invalid."
+    return error_body(code="invalid", message=message, fields=fields)
+
 
 def exception_handler(exc, context):
-    """Domain and model validation errors become 4xx answers naming what to change, never 500s."""
+    """Domain, model and DRF errors become 4xx answers in the one shape, naming what to change."""
     if isinstance(exc, DomainError):
-        body = {exc.field: [exc.message]} if exc.code == "invalid" and exc.field else {"detail": exc.message}
+        fields = {exc.field: [exc.message]} if exc.field else {}
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return Response(body, status=exc.http_status, headers=headers)
+        return Response(error_body(code=exc.code, message=exc.message, fields=fields), status=exc.http_status,
+                        headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = _validation_body(exc.detail)
+    else:
+        detail = getattr(exc, "detail", None) if not isinstance(exc, Http404) else None
+        message = " ".join(_messages(detail)) if detail else "Not found."
+        code = CODE_BY_STATUS.get(response.status_code, "error")
+        response.data = error_body(code=code, message=message)
+    return response
+
+
+@csrf_exempt  # it changes nothing: a POST to an unknown address is a 404, not a CSRF failure
+def api_not_found(request, exception=None):
+    """A URL under /api/ that names nothing answers in the API's shape; elsewhere Django's page stays."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(code="not_found", message=f"No API endpoint at {request.path}."),
+                            status=status.HTTP_404_NOT_FOUND)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def api_server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(code="server_error", message="The server failed; the error is logged."),
+                            status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -16,6 +16,8 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from project.schema import error_response
+
 BROKER_TIMEOUT_SECONDS = 2.0
 # Celery collects ping replies until the timeout, so this is also the endpoint's floor latency.
 WORKER_PING_TIMEOUT_SECONDS = 1.0
@@ -103,7 +105,8 @@ class _AnonymousMemo:
 _anonymous = _AnonymousMemo()
 
 
-@extend_schema(responses={200: dict, 503: dict})
+@extend_schema(description='Whether the service works ("ok" or "degraded"); with credentials, each check.',
+               responses={200: dict, 503: dict, 429: error_response(429)})
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def health(request):

@@ -152,7 +152,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "project.schema.AutoSchema",
+    # JSON bodies are JSON only; the one upload endpoint takes multipart itself.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's test client sends what the API accepts.
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "EXCEPTION_HANDLER": "project.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "project.throttling.AnonThrottle", "project.throttling.UserThrottle", "project.throttling.ActionThrottle",
@@ -175,6 +179,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Documents, chat and jobs run on Celery workers: recorded, observable, cancellable, retryable.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components apart: an upload's file is binary going in, a name coming out.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI and ReDoc from the app (drf-spectacular-sidecar): no page loads anything from outside.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

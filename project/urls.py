@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -8,6 +8,7 @@ from chat.urls import urlpatterns as chat_urls
 from documents.urls import router as documents_router
 from documents.urls import urlpatterns as documents_urls
 from jobs.api import JobViewSet, RunViewSet
+from project.api_errors import api_not_found
 from project.health import health
 
 router = DefaultRouter()
@@ -25,4 +26,9 @@ urlpatterns = [
     path("api/", include(documents_urls)),
     path("api/", include(chat_urls)),
     path("api/", include(router.urls)),
+    # Any other /api/…/ address answers in the API's error shape (also with DEBUG on); addresses
+    # without the slash still get CommonMiddleware's redirect first.
+    re_path(r"^api/.*/$", api_not_found),
 ]
+handler404 = "project.api_errors.api_not_found"
+handler500 = "project.api_errors.api_server_error"

@@ -300,7 +300,7 @@ def runs_retry_failed(*, kind: str | None = None, since=None, dry_run: bool = Fa
                       triggered_by: str = TriggeredBy.SHELL) -> list[JobRun]:
     """Retry every dead run (optionally of one kind, since a time) that has not been retried yet.
     Returns the new runs (or, with dry_run, the dead ones)."""
-    runs = JobRun.objects.filter(status=RunStatus.FAILURE, dead=True, retries__isnull=True)
+    runs = JobRun.objects.dead_letters().filter(status=RunStatus.FAILURE)
     if kind:
         runs = runs.filter(kind=kind)
     if since:

@@ -169,10 +169,10 @@ def test_per_user_caps_answer_429_with_retry_after_and_keep_nothing(api, setting
     settings.DOCUMENT_MAX_IN_FLIGHT = 1
     assert api.post("/api/documents/", {"file": upload("one.txt", b"First note.")}, format="multipart").status_code == 202
     refused = api.post("/api/documents/", {"file": upload("two.txt", b"Second note.")}, format="multipart")
-    assert refused.status_code == 429 and "DOCUMENT_MAX_IN_FLIGHT" in refused.json()["detail"]
+    assert refused.status_code == 429 and "DOCUMENT_MAX_IN_FLIGHT" in refused.json()["error"]["message"]
     assert int(refused["Retry-After"]) > 0
     settings.DOCUMENT_MAX_IN_FLIGHT = 10
     settings.DOCUMENT_MAX_BYTES_PER_DAY = 20
     refused = api.post("/api/documents/", {"file": upload("three.txt", b"Third note, too long.")}, format="multipart")
-    assert refused.status_code == 429 and "DOCUMENT_MAX_BYTES_PER_DAY" in refused.json()["detail"]
+    assert refused.status_code == 429 and "DOCUMENT_MAX_BYTES_PER_DAY" in refused.json()["error"]["message"]
     assert Document.objects.count() == 1

@@ -90,3 +90,16 @@ def stubborn(ctx, key: str, seconds: float = 60.0):
 def committing(ctx, key: str, seconds: float = 0.0):
     time.sleep(seconds)
     return ctx.commit(lambda: effect_record(key) or {"key": key})
+
+
+@tracked_task(kind="tests.countdown", queue="jobs", description="Counts down, reporting progress each step.",
+              params_schema={"type": "object", "properties": {"steps": {"type": "integer", "minimum": 1},
+                                                              "interval": {"type": "number", "minimum": 0}},
+                             "additionalProperties": False})
+def countdown(ctx, steps: int = 20, interval: float = 0.5):
+    """A schedulable kind a user may define jobs of, slow enough to watch, cancel and retry."""
+    for done in range(1, steps + 1):
+        time.sleep(interval)
+        ctx.progress(done, steps, step="counting down", message=f"{steps - done} left")
+    ctx.log(f"Counted down {steps} steps.")
+    return {"steps": steps}

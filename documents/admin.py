@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from documents import services
 from documents.models import Chunk, Document
-from jobs.admin import apply_each, progress_bar, status_badge
+from jobs.admin import LIVE_MEDIA, apply_each, run_live_cell
 from jobs.models import TriggeredBy
 
 
@@ -29,27 +29,24 @@ def reprocess(modeladmin, request, queryset):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("title", "status", "stage", "progress", "chunk_count", "format", "owner", "created_at")
+    list_display = ("title", "status", "progress", "chunk_count", "format", "owner", "created_at")
     list_filter = ("status", "format", "created_at")
     search_fields = ("title", "original_name", "=sha256", "=id")
     list_select_related = ("owner", "run")
     actions = (reprocess,)
     inlines = (ChunkInline,)
-    readonly_fields = [f.name for f in Document._meta.fields] + ["progress", "run_status"]
+    readonly_fields = [f.name for f in Document._meta.fields] + ["progress"]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="progress")
-    def progress(self, document):
-        run = document.run
-        if run is None:
-            return "—"
-        return progress_bar(run.percent, f"{run.progress_step} {run.progress_message}")
+    @property
+    def media(self):
+        return super().media + LIVE_MEDIA
 
-    @admin.display(description="run")
-    def run_status(self, document):
-        return status_badge(document.run.status, document.run.dead) if document.run else "—"
+    @admin.display(description="ingestion run")
+    def progress(self, document):
+        return run_live_cell(document.run)
 
     def delete_model(self, request, obj):
         services.document_delete(document=obj)

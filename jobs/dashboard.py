@@ -1,6 +1,7 @@
 """What the admin index shows above the app list."""
 
 from jobs import selectors
+from jobs.models import JobRun
 
 
 def dashboard_context(request) -> dict:
@@ -12,5 +13,6 @@ def dashboard_context(request) -> dict:
             "queue_depths": selectors.queue_depths(),
             "workers": selectors.workers_online(timeout=0.5),
             "dead": selectors.runs_dead_latest(limit=10),
+            "stalled": JobRun.objects.stalled().count(),
         }
     }

@@ -36,6 +36,21 @@ class JobRunQuerySet(models.QuerySet):
         """Dead runs nobody has retried yet: what an operator still has to look at."""
         return self.filter(dead=True).exclude(models.Exists(JobRun.objects.filter(retry_of=models.OuterRef("pk"))))
 
+    def stalled(self) -> "JobRunQuerySet":
+        """Running runs that JobRun.stalled flags, in SQL."""
+        from datetime import timedelta
+
+        from django.db.models.expressions import RawSQL
+
+        grace = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+        now = timezone.now()
+        return self.filter(status__in=RUNNING_STATUSES).alias(
+            hard_deadline=RawSQL("started_at + make_interval(secs => time_limit)", [],
+                                 output_field=models.DateTimeField()),
+        ).filter(models.Q(heartbeat_at__lt=now - grace)
+                 | models.Q(heartbeat_at__isnull=True, started_at__lt=now - grace)
+                 | models.Q(time_limit__gt=0, hard_deadline__lt=now - grace))
+
 
 class JobRun(models.Model):
     """Every tracked execution, from the moment it is accepted. Its id is the Celery task id."""

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import CharField, Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from jobs.models import Job, JobRun, RunStatus
+
+# The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
+SHORT_ID = re.compile(r"[0-9a-f]{4,8}(-[0-9a-f-]{0,28})?")
+FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def run_visible_to(*, user) -> QuerySet[JobRun]:
     runs = JobRun.objects.all()
     return runs if user.is_staff else runs.filter(owner=user)
+
+
+def runs_matching_id(*, prefix: str, runs: QuerySet[JobRun] | None = None) -> QuerySet[JobRun] | None:
+    """Runs whose id starts with `prefix`: the short id the admin shows, or a whole id. None when
+    `prefix` cannot be the start of an id (too short to mean one run, or not hexadecimal)."""
+    cleaned = prefix.strip().lower()
+    if not SHORT_ID.fullmatch(cleaned):
+        return None
+    runs = runs if runs is not None else JobRun.objects.all()
+    return runs.annotate(id_text=Cast("id", output_field=CharField())).filter(id_text__startswith=cleaned)
+
+
+def runs_by_ids(*, ids: list[str]) -> list[JobRun]:
+    valid = [i for i in ids if FULL_ID.fullmatch(i.strip().lower())]
+    return list(JobRun.objects.filter(id__in=valid).prefetch_related(
+        Prefetch("retries", queryset=JobRun.objects.order_by("created_at"), to_attr="prefetched_retries")))
 
 
 def job_visible_to(*, user) -> QuerySet[Job]:

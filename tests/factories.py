@@ -1,7 +1,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from jobs.models import Job, JobRun
+from jobs.models import Job, JobRun, JobRunLogEntry
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -19,6 +19,14 @@ class JobRunFactory(factory.django.DjangoModelFactory):
     kind = "jobs.ping"
     queue = "jobs"
     owner = factory.SubFactory(UserFactory)
+
+
+class JobRunLogEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = JobRunLogEntry
+
+    run = factory.SubFactory(JobRunFactory)
+    message = factory.Sequence(lambda n: f"step {n} done")
 
 
 class JobFactory(factory.django.DjangoModelFactory):

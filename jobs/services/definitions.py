@@ -128,17 +128,27 @@ def _name_free(*, name: str, owner, exclude_id: int | None = None) -> None:
         raise JobsError(f"You already have a job named {name!r}.", field="name")
 
 
-def job_create(*, name: str, kind: str, params: dict | None = None, schedule: dict | None = None,
-               enabled: bool = True, owner=None) -> Job:
+def job_validate(*, name: str, kind: str, params: Any, schedule: Any, owner, actor=None,
+                 job: Job | None = None) -> dict:
+    """Check a definition as saving it would (the admin's form shows each refusal on its field):
+    the kind may be a job and `actor` may use it, params fit its schema, the schedule parses and is
+    not too frequent, the name is free. Returns the cleaned params and schedule."""
+    actor = actor if actor is not None else owner
     spec = kind_get(kind)
     if not spec.schedulable:
         raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
-    _kind_allowed(kind=kind, user=owner)
-    params = spec.validate_params(params or {})
-    schedule = _schedule_validate(schedule, owner=owner)
-    _name_free(name=name, owner=owner)
+    _kind_allowed(kind=kind, user=actor)
+    cleaned = {"params": spec.validate_params(params if params is not None else {}),
+               "schedule": _schedule_validate(schedule, owner=actor)}
+    _name_free(name=name, owner=owner, exclude_id=job.id if job else None)
+    return cleaned
+
+
+def job_create(*, name: str, kind: str, params: dict | None = None, schedule: dict | None = None,
+               enabled: bool = True, owner=None, actor=None) -> Job:
+    cleaned = job_validate(name=name, kind=kind, params=params, schedule=schedule, owner=owner, actor=actor)
     with transaction.atomic():
-        job = Job.objects.create(name=name, kind=kind, params=params, schedule=schedule, enabled=enabled, owner=owner)
+        job = Job.objects.create(name=name, kind=kind, enabled=enabled, owner=owner, **cleaned)
         _periodic_task_sync(job=job)
     return job
 

@@ -279,6 +279,24 @@ def runs_enforce_cancel(*, run_id: str | None = None) -> int:
     return terminated
 
 
+def run_force_fail(*, run: JobRun, actor) -> JobRun:
+    """End a stalled run FAILURE (dead) now, instead of waiting for the watchdog to take it over;
+    its worker process, if it still lives, is terminated so it cannot write after the fact."""
+    run.refresh_from_db()
+    if not run.stalled:
+        raise JobsError(f"Run {run.id} is {run.status} and not stalled; cancel it instead.", code="conflict")
+    from project.celery import app
+
+    try:
+        app.control.revoke(str(run.id), terminate=True, signal="SIGTERM")
+    except Exception as exc:
+        logger.warning("terminate broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
+    lifecycle.run_fail(run_id=str(run.id), error=f"force-failed by {actor} while stalled", attempt=run.attempts,
+                       event="force-failed", only_if_heartbeat=run.heartbeat_at)
+    run.refresh_from_db()
+    return run
+
+
 def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bool]:
     """A new run with the same kind and args, linked by retry_of. Exactly one however often and
     however concurrently it is asked: later askers get that run back. Returns (run, created)."""

@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from jobs.models import JobRun
-from tests.factories import JobFactory, JobRunFactory
+from tests.factories import JobFactory, JobRunFactory, JobRunLogEntryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +53,134 @@ def test_task_result_admin_retries_tracked_tasks(admin_client):
     admin_client.post("/admin/django_celery_results/taskresult/",
                       {"action": "retry_task_results", "_selected_action": [result.pk]})
     assert JobRun.objects.filter(retry_of=failed).count() == 1
+
+
+def test_run_page_shows_traceback_attempts_log_links_and_buttons(admin_client):
+    from documents.models import Document  # noqa: F401 (the admin page it links to exists)
+
+    run = JobRunFactory(status="FAILURE", dead=True, error="ValueError: no", traceback="Traceback (most recent)\n  x",
+                        args={"document_id": "3f1e2d4c-0000-4000-8000-000000000001", "echo": "a"},
+                        attempt_log=[{"attempt": 1, "event": "failed", "error": "ValueError: no", "delay": 5.0,
+                                      "at": "2026-11-23T10:11:12.123456+00:00"}])
+    JobRunLogEntryFactory(run=run, message="Extracted 12 pages.")
+    page = admin_client.get(f"/admin/jobs/jobrun/{run.id}/change/").content.decode()
+    assert '<pre class="run-pre">Traceback (most recent)' in page
+    assert "<td>failed</td><td>ValueError: no</td><td>5.0 s</td><td>2026-11-23 10:11:12</td>" in page
+    assert "Extracted 12 pages." in page
+    assert "/admin/documents/document/3f1e2d4c-0000-4000-8000-000000000001/change/" in page
+    assert 'id="run-retry"' in page and 'id="run-cancel"' not in page
+
+
+def test_retry_button_marks_the_dead_letter_and_records_who(admin_client):
+    from django.contrib.admin.models import LogEntry
+
+    dead = JobRunFactory(status="FAILURE", dead=True, error="timeout talking to the LLM")
+    assert admin_client.get("/admin/jobs/jobrun/?attention=dead_letter").context["cl"].result_count == 1
+    response = admin_client.post(f"/admin/jobs/jobrun/{dead.id}/retry/")
+    retry = JobRun.objects.get(retry_of=dead)
+    assert response.status_code == 302 and response["Location"].endswith(f"/admin/jobs/jobrun/{retry.id}/change/")
+    page = admin_client.get(f"/admin/jobs/jobrun/{dead.id}/change/").content.decode()
+    assert f"retried → <a href=\"/admin/jobs/jobrun/{retry.id}/change/\">{retry.short_id}</a>" in page
+    assert admin_client.get("/admin/jobs/jobrun/?attention=dead_letter").context["cl"].result_count == 0
+    assert "timeout talking" not in admin_client.get("/admin/").content.decode()  # off the dashboard
+    entry = LogEntry.objects.get(object_id=str(dead.id))
+    assert entry.user.username == "root" and "Retried" in entry.get_change_message()
+
+
+def test_search_by_short_id_and_error_text(admin_client):
+    wanted = JobRunFactory(status="FAILURE", error="ConnectionRefusedError: embeddings server")
+    JobRunFactory(status="SUCCESS")
+
+    def found(term):
+        return list(admin_client.get("/admin/jobs/jobrun/", {"q": term}).context["cl"].result_list)
+
+    assert found(wanted.short_id) == [wanted]
+    assert found(str(wanted.id)) == [wanted]
+    assert found("embeddings server") == [wanted]
+
+
+def test_live_endpoint_answers_each_runs_current_cell(admin_client):
+    run = JobRunFactory(status="PROGRESS", progress_current=3, progress_total=4, progress_step="embedding",
+                        progress_message="3/4 chunks", eta_seconds=75)
+    body = admin_client.get("/admin/jobs/jobrun/live/", {"ids": f"{run.id},not-an-id"}).json()
+    cell = body["runs"][str(run.id)]
+    assert not cell["finished"] and "75%" in cell["html"] and "embedding · 3/4 chunks · ETA 1 min 15 s" in cell["html"]
+
+
+def test_stalled_run_is_flagged_and_can_be_force_failed(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(minutes=10)
+    stalled = JobRunFactory(status="STARTED", started_at=long_ago, heartbeat_at=long_ago, attempts=1)
+    healthy = JobRunFactory(status="STARTED", started_at=timezone.now(), heartbeat_at=timezone.now())
+    listed = admin_client.get("/admin/jobs/jobrun/?attention=stalled").context["cl"].result_list
+    assert list(listed) == [stalled]
+    assert 'id="run-force-fail"' in admin_client.get(f"/admin/jobs/jobrun/{stalled.id}/change/").content.decode()
+    admin_client.post(f"/admin/jobs/jobrun/{healthy.id}/force-fail/")
+    admin_client.post(f"/admin/jobs/jobrun/{stalled.id}/force-fail/")
+    assert JobRun.objects.get(id=healthy.id).status == "STARTED"
+    failed = JobRun.objects.get(id=stalled.id)
+    assert failed.status == "FAILURE" and failed.dead and "force-failed by root" in failed.error
+
+
+def _job_form(**fields):
+    data = {"name": "Nightly", "kind": "tests.countdown", "owner": "", "enabled": "on", "schedule_type": "none",
+            "crontab": "", "timezone": "UTC", "every_seconds": "", "params_json": "", "param__steps": "3",
+            "param__interval": ""}
+    data.update(fields)
+    return data
+
+
+def test_job_form_turns_every_bad_input_into_a_form_error(admin_client):
+    from jobs.models import Job
+
+    cases = {
+        "crontab": _job_form(schedule_type="crontab", crontab="61 * * * *"),
+        "kind": _job_form(kind="no.such.kind"),
+        "param__steps": _job_form(param__steps="0"),
+        "params_json": _job_form(params_json="{broken"),
+        "every_seconds": _job_form(schedule_type="interval", every_seconds=""),
+    }
+    for field, data in cases.items():
+        response = admin_client.post("/admin/jobs/job/add/?kind=tests.countdown", data)
+        assert response.status_code == 200, field
+        assert response.context["adminform"].form.errors.get(field), (field, response.context["adminform"].form.errors)
+    assert Job.objects.count() == 0
+
+
+def test_job_form_builds_params_and_schedule_and_runs_now(admin_client):
+    from jobs.models import Job
+
+    form = admin_client.get("/admin/jobs/job/add/?kind=tests.countdown").content.decode()
+    assert 'name="param__steps"' in form and 'name="param__interval"' in form and "jobs.ping" in form
+    response = admin_client.post("/admin/jobs/job/add/?kind=tests.countdown",
+                                 _job_form(schedule_type="crontab", crontab="0 3 * * *", timezone="Europe/Paris"))
+    assert response.status_code == 302
+    job = Job.objects.get(name="Nightly")
+    assert job.params == {"steps": 3} and job.schedule == {"crontab": "0 3 * * *", "timezone": "Europe/Paris"}
+    assert job.periodic_task.crontab.timezone.key == "Europe/Paris"
+    response = admin_client.post(f"/admin/jobs/job/{job.id}/change/",
+                                 {**_job_form(schedule_type="interval", every_seconds="600"), "_run_now": "1"},
+                                 follow=True)
+    run = JobRun.objects.get(job=job)
+    assert f"/admin/jobs/jobrun/{run.id}/change/" in response.content.decode()
+    assert Job.objects.get(id=job.id).schedule == {"every_seconds": 600}
+
+
+def test_a_jobs_beat_entry_is_read_only_in_beat_admin(admin_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from jobs.services.definitions import job_create
+
+    job = job_create(name="Hourly ping", kind="jobs.ping", schedule={"every_seconds": 3600})
+    task = job.periodic_task
+    page = admin_client.get(f"/admin/django_celery_beat/periodictask/{task.id}/change/").content.decode()
+    assert f"/admin/jobs/job/{job.id}/change/" in page and 'name="_save"' not in page
+    response = admin_client.post(f"/admin/django_celery_beat/periodictask/{task.id}/change/",
+                                 {"name": task.name, "enabled": ""})
+    assert response.status_code == 403
+    admin_client.post("/admin/django_celery_beat/periodictask/",
+                      {"action": "disable_tasks", "_selected_action": [task.id]})
+    assert PeriodicTask.objects.get(id=task.id).enabled

@@ -67,7 +67,8 @@ def test_bad_params_are_a_400_naming_the_field(api, user):
 
 
 def test_maintenance_kinds_are_for_staff_only(api, user):
-    assert {k["kind"] for k in api.get("/api/jobs/kinds/").json()} == {"jobs.ping"}
+    kinds = {k["kind"] for k in api.get("/api/jobs/kinds/").json()}
+    assert {k for k in kinds if not k.startswith("tests.")} == {"jobs.ping"}
     response = api.post("/api/jobs/", {"name": "wipe", "kind": "jobs.cleanup_runs"}, format="json")
     assert response.status_code == 403 and "staff" in str(response.json())
     assert Job.objects.count() == 0

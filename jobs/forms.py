@@ -1,0 +1,160 @@
+"""The admin's job form: kind as a choice, params as fields generated from the kind's JSON Schema
+(with raw JSON as a fallback), the schedule as crontab or interval fields. Every check of
+`definitions.job_validate` lands on its field as a form error."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+
+from jobs.errors import JobsError
+from jobs.models import Job
+from jobs.registry import JobKind, kind_find, kinds_for
+from jobs.services import definitions
+
+PARAM_PREFIX = "param__"
+ON_DEMAND, CRONTAB, INTERVAL = "none", "crontab", "interval"
+SCHEDULE_CHOICES = [(ON_DEMAND, "On demand only"), (CRONTAB, "Crontab"), (INTERVAL, "Every N seconds")]
+
+
+def _param_field(schema: dict, *, required: bool) -> forms.Field:
+    """A form field for one property of a params schema; anything richer is edited as JSON."""
+    kind = schema.get("type")
+    common = {"required": required, "help_text": schema.get("description", "")}
+    if "enum" in schema:
+        choices = [("", "—")] * (not required) + [(str(v), str(v)) for v in schema["enum"]]
+        return forms.TypedChoiceField(choices=choices, coerce=type(schema["enum"][0]), **common)
+    if kind == "integer":
+        return forms.IntegerField(min_value=schema.get("minimum"), max_value=schema.get("maximum"), **common)
+    if kind == "number":
+        return forms.FloatField(min_value=schema.get("minimum"), max_value=schema.get("maximum"), **common)
+    if kind == "boolean":
+        return forms.BooleanField(required=False, help_text=common["help_text"])
+    if kind == "string":
+        return forms.CharField(max_length=schema.get("maxLength"), **common)
+    return forms.JSONField(**common)
+
+
+def _schedule_fields(schedule: dict | None) -> dict:
+    if not schedule:
+        return {"schedule_type": ON_DEMAND}
+    if "crontab" in schedule:
+        return {"schedule_type": CRONTAB, "crontab": schedule["crontab"], "timezone": schedule.get("timezone", "UTC")}
+    return {"schedule_type": INTERVAL, "every_seconds": schedule.get("every_seconds")}
+
+
+class JobAdminForm(forms.ModelForm):
+    schedule_type = forms.ChoiceField(choices=SCHEDULE_CHOICES, initial=ON_DEMAND, label="Schedule")
+    crontab = forms.CharField(required=False, help_text='minute hour day-of-month month day-of-week, e.g. "0 3 * * *"')
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in sorted(zoneinfo.available_timezones())],
+                                 initial="UTC", required=False)
+    every_seconds = forms.IntegerField(required=False, min_value=1, label="Every (seconds)")
+    params_json = forms.JSONField(required=False, label="Params (JSON)",
+                                  help_text="Used as it is when the kind's params have no fields above; "
+                                            "otherwise keys given here are added to theirs.")
+
+    # Set by `job_admin_form`: the kind the param fields were made for, and who is editing.
+    spec: JobKind | None = None
+    actor = None
+
+    class Meta:
+        model = Job
+        fields = ["name", "kind", "owner", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        job = self.instance
+        if job.pk:
+            self.fields["kind"].disabled = True
+            self.initial.update(_schedule_fields(job.schedule))
+            params = dict(job.params or {})
+            for name in self._param_names():
+                if name in params:
+                    self.initial[PARAM_PREFIX + name] = params.pop(name)
+            self.initial["params_json"] = params or None
+
+    def _param_names(self) -> list[str]:
+        return [name[len(PARAM_PREFIX):] for name in self.fields if name.startswith(PARAM_PREFIX)]
+
+    def _schedule(self) -> dict | None:
+        data = self.cleaned_data
+        if data.get("schedule_type") == CRONTAB:
+            if not data.get("crontab"):
+                self.add_error("crontab", "Give a crontab, or choose another schedule.")
+            return {"crontab": data.get("crontab") or "", "timezone": data.get("timezone") or "UTC"}
+        if data.get("schedule_type") == INTERVAL:
+            if not data.get("every_seconds"):
+                self.add_error("every_seconds", "Give the interval in seconds, or choose another schedule.")
+            return {"every_seconds": data.get("every_seconds") or 0}
+        return None
+
+    def _params(self) -> dict:
+        params = {}
+        for name in self._param_names():
+            value = self.cleaned_data.get(PARAM_PREFIX + name)
+            if value not in (None, ""):
+                params[name] = value
+        extra = self.cleaned_data.get("params_json")
+        if extra not in (None, ""):
+            if not isinstance(extra, dict):
+                self.add_error("params_json", "Params must be a JSON object.")
+            else:
+                params.update(extra)
+        return params
+
+    def clean(self):
+        cleaned = super().clean()
+        schedule = self._schedule()
+        params = self._params()
+        if self.errors or not cleaned.get("kind"):
+            return cleaned
+        try:
+            checked = definitions.job_validate(
+                name=cleaned.get("name", ""), kind=cleaned["kind"], params=params, schedule=schedule,
+                owner=cleaned.get("owner"), actor=self.actor, job=self.instance if self.instance.pk else None)
+        except JobsError as exc:
+            self.add_error(self._field_for(exc.field), exc.message)
+            return cleaned
+        cleaned["params"], cleaned["schedule"] = checked["params"], checked["schedule"]
+        return cleaned
+
+    def _field_for(self, error_field: str | None) -> str | None:
+        """The form field a service error names ("params.steps" → the steps field, "schedule" → the
+        field of the chosen schedule type)."""
+        if error_field == "schedule":
+            return {CRONTAB: "crontab", INTERVAL: "every_seconds"}.get(self.cleaned_data.get("schedule_type"))
+        if error_field and error_field.startswith("params"):
+            name = error_field.partition(".")[2]
+            return PARAM_PREFIX + name if PARAM_PREFIX + name in self.fields else "params_json"
+        return error_field if error_field in self.fields else None
+
+
+def job_admin_form(*, kind: str | None, actor) -> type[JobAdminForm]:
+    """The form for a job of `kind` (None: not chosen yet, the params come as JSON)."""
+    allowed = kinds_for(user=actor)
+    spec = kind_find(kind) if kind else None
+    attrs: dict = {"spec": spec, "actor": actor}
+    attrs["kind"] = forms.ChoiceField(
+        choices=[("", "— choose a kind —")] + [(k.kind, f"{k.kind}: {k.description}") for k in allowed],
+        initial=kind,
+        # Choosing a kind reloads the page with the fields for its params.
+        widget=forms.Select(attrs={"onchange": "if(this.value){var u=new URL(location.href);"
+                                               "u.searchParams.set('kind',this.value);location.href=u}"}),
+    )
+    if spec is not None:
+        schema = spec.params_schema or {}
+        required = set(schema.get("required", []))
+        for name, prop in (schema.get("properties") or {}).items():
+            attrs[PARAM_PREFIX + name] = _param_field(prop, required=name in required)
+            attrs[PARAM_PREFIX + name].label = f"Param: {name}"
+    return type("JobAdminFormFor", (JobAdminForm,), attrs)
+
+
+def schedule_summary(schedule: dict | None) -> str:
+    if not schedule:
+        return "on demand"
+    if "crontab" in schedule:
+        return f"cron {schedule['crontab']} ({schedule.get('timezone', 'UTC')})"
+    return f"every {schedule['every_seconds']} s"
+

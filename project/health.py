@@ -23,6 +23,10 @@ BROKER_TIMEOUT_SECONDS = 2.0
 WORKER_PING_TIMEOUT_SECONDS = 1.0
 
 
+class CheckFailed(Exception):
+    """A check's own finding, worded here, so safe to show (unlike a library's exception text)."""
+
+
 def _timed(check):
     started = time.monotonic()
     try:
@@ -30,7 +34,7 @@ def _timed(check):
         status = "ok"
     except Exception as exc:  # each check reports its own failure instead of failing the endpoint
         # The type says what went wrong; the message may carry host names, ports or credentials.
-        detail, status = f"{type(exc).__name__}", "error"
+        detail, status = (str(exc) if isinstance(exc, CheckFailed) else type(exc).__name__), "error"
     return {"status": status, "detail": detail, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
@@ -59,7 +63,7 @@ def _workers():
         replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
     names = sorted(name for reply in replies for name in reply)
     if not names:
-        raise RuntimeError("no worker answered a ping")
+        raise CheckFailed("no worker answered a ping")
     return names
 
 

@@ -172,6 +172,11 @@ REST_FRAMEWORK = {
         "summaries": env.str("THROTTLE_SUMMARIES", default="20/hour"),
     },
 }
+# /metrics (Prometheus): with METRICS_TOKEN set, only "Authorization: Bearer <token>" may read it;
+# without it, only clients on this host's loopback. Histograms cover the last METRICS_WINDOW_SECONDS.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=3600)
+METRICS_PING_SECONDS = env.float("METRICS_PING_SECONDS", default=0.5)
 # Anonymous /api/health/ answers from a result at most this old (one real probe per process per period).
 HEALTH_ANON_CACHE_SECONDS = env.float("HEALTH_ANON_CACHE_SECONDS", default=5.0)
 # A non-staff user's scheduled job may not run more often than this.

@@ -8,6 +8,7 @@ from chat.urls import urlpatterns as chat_urls
 from documents.urls import router as documents_router
 from documents.urls import urlpatterns as documents_urls
 from jobs.api import JobViewSet, RunViewSet
+from jobs.metrics import metrics_view
 from project.api_errors import api_not_found
 from project.health import health
 
@@ -20,6 +21,7 @@ router.registry.extend(chat_router.registry)
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

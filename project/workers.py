@@ -36,9 +36,24 @@ def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]
     if beat:
         programs.append(Program("beat", [*celery, "beat", "-l", loglevel, "--pidfile="]))
     if flower:
+        address = os.environ.get("FLOWER_ADDRESS", "127.0.0.1")
+        # Flower can terminate tasks and shows their arguments: beyond loopback only behind a login
+        # (Flower reads FLOWER_BASIC_AUTH, "user:password[,user2:password2]", from the environment).
+        if not _is_loopback(address) and not os.environ.get("FLOWER_BASIC_AUTH"):
+            raise SystemExit(f"Flower on {address} needs FLOWER_BASIC_AUTH=user:password; "
+                             "or leave FLOWER_ADDRESS at 127.0.0.1.")
         programs.append(Program("flower", [*celery, "flower", f"--port={os.environ.get('FLOWER_PORT', '5555')}",
-                                           f"--address={os.environ.get('FLOWER_ADDRESS', '127.0.0.1')}"]))
+                                           f"--address={address}"]))
     return programs
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def worker_env(env: dict[str, str]) -> dict[str, str]:

@@ -27,6 +27,8 @@ DISPATCH_BATCH_SIZE = 500
 # A queue longer than this is not read message by message; its runs count as published.
 BROKER_SCAN_MAX_MESSAGES = 20_000
 CANCEL_ENFORCE_TASK = "jobs.enforce_cancel"
+# Flower shows a task's kwargs as this text; ids and small params fit, a long param is cut.
+KWARGS_REPR_CHARS = 300
 
 
 # --- accepting and publishing ---------------------------------------------------------------
@@ -113,6 +115,12 @@ class _PublishBreaker:
 publish_breaker = _PublishBreaker()
 
 
+def task_kwargs_repr(run: JobRun) -> str:
+    about = {"run_id": str(run.id), **({"job_id": run.job_id} if run.job_id else {}), **(run.args or {})}
+    text = repr(about)
+    return text if len(text) <= KWARGS_REPR_CHARS else text[:KWARGS_REPR_CHARS - 1] + "…"
+
+
 def run_dispatch(*, run: JobRun, force: bool = False) -> bool:
     """Publish the run's message. False (and the run marked undispatched) if the broker is
     unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
@@ -128,6 +136,8 @@ def run_dispatch(*, run: JobRun, force: bool = False) -> bool:
             task_id=str(run.id),
             queue=run.queue,
             headers={CORRELATION_HEADER: run.correlation_id} if run.correlation_id else None,
+            # What Flower and `celery inspect` show: the document / message / job the task is about.
+            kwargsrepr=task_kwargs_repr(run),
             retry=False,
         )
     except Exception as exc:  # kombu raises several types for an unreachable broker

@@ -1,3 +1,5 @@
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -16,6 +18,12 @@ def test_cancel_run_revokes_a_queued_run(capsys):
         call_command("cancel_run", str(run.id))
     with pytest.raises(CommandError, match="no run"):
         call_command("cancel_run", "not-a-run")
+
+
+def test_cancel_run_takes_the_short_id_the_admin_shows(capsys):
+    run = JobRunFactory(status="QUEUED")
+    call_command("cancel_run", run.short_id)
+    assert JobRun.objects.get(id=run.id).status == "REVOKED"
 
 
 def test_retry_failed_dry_run_changes_nothing_then_retries_each_dead_run_once(capsys):
@@ -60,3 +68,24 @@ def test_run_job_waits_and_prints_progress(celery_worker, capsys):
     assert JobRun.objects.get().triggered_by == "shell"
     with pytest.raises(CommandError, match="not JSON"):
         call_command("run_job", "echo", "--params", "{nope")
+
+
+class TerminalOutput(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_job_redraws_its_bar_in_place_on_a_terminal(celery_worker):
+    from jobs.services.definitions import job_create
+    from jobs.watch import CLEAR_LINE
+
+    job_create(name="countdown", kind="tests.countdown", params={"steps": 6, "interval": 0.4})
+    terminal = TerminalOutput()
+    call_command("run_job", "countdown", "--wait", stdout=terminal)
+    queued, _, drawn = terminal.getvalue().partition("\n")
+    assert "queued (tests.countdown on jobs)" in queued
+    bar, _, after = drawn.partition("\n")
+    draws = bar.split(CLEAR_LINE)[1:]
+    assert len(draws) >= 3 and "100.0% SUCCESS" in draws[-1]  # one line, redrawn as the run went
+    assert "0 left" in draws[-1]

@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(f"{prefix}: document {document.id} {'queued' if created else 'already uploaded'}")
             if wait and created and document.run_id:
-                run = run_watch(run_id=document.run_id, write=lambda line: self.stdout.write(f"    {line}"))
+                run = run_watch(run_id=document.run_id, out=self.stdout, prefix="    ")
                 failed += run.status != "SUCCESS"
         if failed:
             raise CommandError(f"{failed} of {len(paths)} file(s) failed")

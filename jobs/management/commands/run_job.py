@@ -28,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message)
         self.stdout.write(f"run {run.id} queued ({run.kind} on {run.queue})")
         if wait:
-            run = run_watch(run_id=run.id, write=self.stdout.write)
+            run = run_watch(run_id=run.id, out=self.stdout)
             if run.status != "SUCCESS":
                 raise CommandError(f"run {run.id} ended {run.status}: {run.error}")
             self.stdout.write(f"result: {json.dumps(run.result)}")

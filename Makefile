@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop migrate check lint bench clean
+.PHONY: run test test-browser install services stop migrate check lint bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -24,7 +24,12 @@ run: install
 # tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits.
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
+# Headless Chromium against a live `make run` stack: needs Debian's chromium and chromium-driver
+# (`.ci/run` installs them with apt-get). Screenshots land in .local/screenshots/.
+test-browser: install
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 services: install
 	$(PY) -m project.embedded start

@@ -421,7 +421,10 @@ class JobAdmin(admin.ModelAdmin):
 
     @property
     def media(self):
-        return super().media + LIVE_MEDIA
+        return super().media + LIVE_MEDIA + forms.Media(js=["jobs/job_form.js"])
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kind = obj.kind if obj is not None else (request.POST.get("kind") or request.GET.get("kind"))

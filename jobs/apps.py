@@ -7,4 +7,12 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Registering the kinds makes them known to the API, the admin and the worker alike.
+        import importlib
+
+        from django.conf import settings
+
         from jobs import tasks  # noqa: F401
+
+        # Kinds defined outside the apps (a team's own module, the tests' kinds) register the same way.
+        for module in settings.TASK_MODULES_EXTRA:
+            importlib.import_module(module)

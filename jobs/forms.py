@@ -44,13 +44,20 @@ def _schedule_fields(schedule: dict | None) -> dict:
     return {"schedule_type": INTERVAL, "every_seconds": schedule.get("every_seconds")}
 
 
+class OptionalJSONField(forms.JSONField):
+    """Empty when there is nothing, rather than the text "null"."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 class JobAdminForm(forms.ModelForm):
     schedule_type = forms.ChoiceField(choices=SCHEDULE_CHOICES, initial=ON_DEMAND, label="Schedule")
     crontab = forms.CharField(required=False, help_text='minute hour day-of-month month day-of-week, e.g. "0 3 * * *"')
     timezone = forms.ChoiceField(choices=[(tz, tz) for tz in sorted(zoneinfo.available_timezones())],
                                  initial="UTC", required=False)
     every_seconds = forms.IntegerField(required=False, min_value=1, label="Every (seconds)")
-    params_json = forms.JSONField(required=False, label="Params (JSON)",
+    params_json = OptionalJSONField(required=False, label="Params (JSON)",
                                   help_text="Used as it is when the kind's params have no fields above; "
                                             "otherwise keys given here are added to theirs.")
 
@@ -138,9 +145,7 @@ def job_admin_form(*, kind: str | None, actor) -> type[JobAdminForm]:
     attrs["kind"] = forms.ChoiceField(
         choices=[("", "— choose a kind —")] + [(k.kind, f"{k.kind}: {k.description}") for k in allowed],
         initial=kind,
-        # Choosing a kind reloads the page with the fields for its params.
-        widget=forms.Select(attrs={"onchange": "if(this.value){var u=new URL(location.href);"
-                                               "u.searchParams.set('kind',this.value);location.href=u}"}),
+        help_text="Choosing a kind shows the fields of its params (jobs/job_form.js).",
     )
     if spec is not None:
         schema = spec.params_schema or {}

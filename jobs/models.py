@@ -120,7 +120,7 @@ class JobRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.id} [{self.status}]"
+        return f"{self.kind} {self.id}"
 
     @property
     def is_finished(self) -> bool:

@@ -22,3 +22,20 @@ class RequestIdMiddleware:
             correlation_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Every page may load from this host only (CONTENT_SECURITY_POLICY): the browser itself refuses
+    anything else, such as the logo ReDoc's bundle fetches from its vendor's CDN."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.policy = settings.CONTENT_SECURITY_POLICY
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if self.policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.policy
+        return response

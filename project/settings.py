@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "project.middleware.ContentSecurityPolicyMiddleware",
     # Static files from the app itself (gunicorn, compose): compressed, and cached for good once hashed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,6 +71,15 @@ MIDDLEWARE = [
     # Last, as django-axes asks: it answers a locked-out login before the view runs.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Pages load scripts, styles, images and fonts from this host only. Inline scripts and styles are
+# allowed because the admin and the docs UIs use them; blob: workers are ReDoc's search.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+)
 
 # Admin login lockout (django-axes): this many failures for one user name from one address lock
 # that pair for the cool-off; a success resets the count.
@@ -172,6 +182,8 @@ REST_FRAMEWORK = {
         "summaries": env.str("THROTTLE_SUMMARIES", default="20/hour"),
     },
 }
+# Modules of more tracked kinds to register in every process (web, workers, beat), comma-separated.
+TASK_MODULES_EXTRA = env.list("TASK_MODULES_EXTRA", default=[])
 # /metrics (Prometheus): with METRICS_TOKEN set, only "Authorization: Bearer <token>" may read it;
 # without it, only clients on this host's loopback. Histograms cover the last METRICS_WINDOW_SECONDS.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -191,7 +203,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI and ReDoc from the app (drf-spectacular-sidecar): no page loads anything from outside.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    # ReDoc's bundle from the sidecar, served by project.docs without its remote logo.
+    "REDOC_DIST": "/api/redoc/assets",
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "jobs.models.RunStatus",
         "DocumentStatusEnum": "documents.models.DocumentStatus",

@@ -10,6 +10,7 @@ from documents.urls import urlpatterns as documents_urls
 from jobs.api import JobViewSet, RunViewSet
 from jobs.metrics import metrics_view
 from project.api_errors import api_not_found
+from project.docs import redoc_bundle
 from project.health import health
 
 router = DefaultRouter()
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/redoc/assets/bundles/redoc.standalone.js", redoc_bundle, name="redoc-bundle"),
     path("api/", include(documents_urls)),
     path("api/", include(chat_urls)),
     path("api/", include(router.urls)),

@@ -2,9 +2,6 @@
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,65 +17,15 @@ from jobs.models import JobRun
 from tests.factories import UserFactory
 from tests.support.fake_llm import FakeLLM, Step
 from tests.support.files import upload
-from tests.support.worker import LOG_DIR, child_env, wait_until
+from tests.support.launcher import Launcher, celery_processes_of
+from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 LONG_TEXT = "\n\n".join(
     f"Section {i}: the lighthouse keeper logs the wind, the swell and every ship that passes the point, "
     f"with the time of each sighting and the state of the lamp at marker {i}." for i in range(900)
 ).encode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Launcher:
-    """`python -m project.launcher` on the test database, logging to a file."""
-
-    def __init__(self, tmp_path: Path, **env: str):
-        self.port = _free_port()
-        self.env = child_env(LOCAL_DIR=str(tmp_path / "local"), PORT=str(self.port), **env)
-        self.log_path = LOG_DIR / "launcher.log"
-        self.log_path.write_bytes(b"")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "project.launcher"], cwd=BASE_DIR, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._serving, timeout=120, interval=0.5, message="make run to serve")
-
-    def _serving(self) -> bool:
-        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-        try:
-            body = httpx.get(f"http://127.0.0.1:{self.port}/api/health/", timeout=3).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        return body.get("status") == "ok"
-
-    def interrupt(self) -> int:
-        """Ctrl-C, as a user does; returns the exit code."""
-        os.kill(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(timeout=90)
-
-    def kill(self, marker: str) -> None:
-        """After a failed test: stop it as Ctrl-C would, then kill whatever it left running."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        for pid in celery_processes_of(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture
@@ -116,20 +63,6 @@ def child_named(parent: int, fragment: str) -> int:
             if int(stat.rsplit(")", 1)[1].split()[1]) == parent and fragment in cmdline:
                 return int(proc.name)
     raise AssertionError(f"no child of {parent} runs {fragment!r}")
-
-
-def celery_processes_of(env_marker: str) -> list[int]:
-    """Pids of processes whose environment carries the marker: what this launcher started."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if env_marker.encode() in (proc / "environ").read_bytes():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
 
 
 def test_ctrl_c_mid_work_then_restart_resumes_the_ingestion_and_the_reply(celery_worker, fake_llm, tmp_path):

@@ -1,0 +1,122 @@
+"""The operator's console in a real browser: styled, live, and every action a click away."""
+
+import time
+
+import pytest
+from django.db import transaction
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from jobs.models import Job, JobRun
+from tests.factories import JobRunFactory
+
+SAME_ORIGIN_ONLY = """
+const base = location.origin;
+return performance.getEntriesByType('resource').map(e => e.name).filter(url => !url.startsWith(base));
+"""
+
+
+def wait(browser, seconds=30):
+    return WebDriverWait(browser, seconds, poll_frequency=0.2)
+
+
+def test_admin_is_styled_and_loads_nothing_from_elsewhere(logged_in):
+    browser = logged_in
+    header = browser.find_element(By.ID, "header")
+    # Django's stylesheet paints the header; unstyled HTML leaves it transparent.
+    assert header.value_of_css_property("background-color") not in ("rgba(0, 0, 0, 0)", "transparent")
+    assert browser.execute_script("return getComputedStyle(document.body).fontFamily") != "\"Times New Roman\""
+    browser.get(browser.base + "/admin/jobs/jobrun/")
+    browser.shot("runs-list")
+    assert browser.execute_script(SAME_ORIGIN_ONLY) == []
+
+
+def test_progress_bar_moves_without_reload(logged_in, operator):
+    from jobs.services.definitions import job_create, job_trigger
+
+    browser = logged_in
+    job = job_create(name=f"Countdown {operator.username}", kind="tests.countdown",
+                     params={"steps": 16, "interval": 0.5}, owner=operator)
+    with transaction.atomic():
+        run = job_trigger(job=job, triggered_by="admin", owner=operator)
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{run.id}/change/")
+    browser.execute_script("window.notReloaded = true")
+    cell = f".run-live[data-run='{run.id}'] .run-bar"
+    seen = []
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        value = browser.execute_script(f"var b=document.querySelector(\"{cell}\");"
+                                       "return b ? b.getAttribute('aria-valuenow') : null")
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+            if len(seen) == 3:
+                browser.shot("progress-moving")
+        if value == "100":
+            break
+        time.sleep(0.2)
+    assert len(seen) >= 4 and [int(v) for v in seen] == sorted(int(v) for v in seen), seen
+    assert seen[-1] == "100"
+    text = browser.find_element(By.CSS_SELECTOR, f".run-live[data-run='{run.id}']").text
+    assert "SUCCESS" in text and "counting down" in text  # step and message shown, not in a tooltip
+    assert browser.execute_script("return window.notReloaded") is True
+    browser.shot("progress-done")
+
+
+def test_retry_a_dead_run_from_its_page(logged_in, operator):
+    browser = logged_in
+    dead = JobRunFactory(kind="jobs.ping", queue="jobs", status="FAILURE", dead=True, owner=operator,
+                         error="ConnectionError: the upstream went away", traceback="Traceback (most recent call)")
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{dead.id}/change/")
+    browser.shot("dead-run")
+    browser.find_element(By.ID, "run-retry").click()
+    wait(browser).until(lambda b: JobRun.objects.filter(retry_of=dead).exists())
+    retry = JobRun.objects.get(retry_of=dead)
+    wait(browser).until(EC.url_contains(f"/admin/jobs/jobrun/{retry.id}/change/"))
+    # The new run finishes on a real worker, and its page shows it without a reload.
+    wait(browser, 60).until(EC.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, f".run-live[data-run='{retry.id}']"), "SUCCESS"))
+    browser.shot("retried-run")
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{dead.id}/change/")
+    assert f"retried → {retry.short_id}" in browser.find_element(By.CSS_SELECTOR, ".run-live").text
+    browser.get(f"{browser.base}/admin/jobs/jobrun/?attention=dead_letter&q={dead.short_id}")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+
+
+def test_create_a_scheduled_job_through_the_form(logged_in, operator):
+    browser = logged_in
+    name = f"Nightly countdown {operator.username}"
+    browser.get(browser.base + "/admin/jobs/job/add/")
+    Select(browser.find_element(By.NAME, "kind")).select_by_value("tests.countdown")
+    # Choosing the kind brings its params as fields.
+    wait(browser).until(EC.presence_of_element_located((By.NAME, "param__steps")))
+    browser.find_element(By.NAME, "name").send_keys(name)
+    browser.find_element(By.NAME, "param__steps").send_keys("5")
+    Select(browser.find_element(By.NAME, "schedule_type")).select_by_value("crontab")
+    browser.find_element(By.NAME, "crontab").send_keys("61 * * * *")
+    browser.find_element(By.NAME, "_save").click()
+    error = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".field-crontab .errorlist")))
+    assert "crontab" in error.text.lower()
+    browser.shot("bad-crontab")
+    assert not Job.objects.filter(name=name).exists()
+    crontab = browser.find_element(By.NAME, "crontab")
+    crontab.clear()
+    crontab.send_keys("0 3 * * *")
+    browser.find_element(By.NAME, "_save").click()
+    wait(browser).until(EC.url_to_be(browser.base + "/admin/jobs/job/"))
+    job = Job.objects.get(name=name)
+    assert job.params == {"steps": 5} and job.schedule == {"crontab": "0 3 * * *", "timezone": "UTC"}
+    assert job.periodic_task is not None and job.periodic_task.enabled
+    browser.shot("job-saved")
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_render_every_operation_from_the_host(browser, page):
+    browser.get(browser.base + page)
+    if page == "/api/docs/":
+        wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock")) >= 30)
+        assert "Upload a file" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui").text
+    else:
+        wait(browser).until(lambda b: "Upload a file" in b.find_element(By.TAG_NAME, "body").text)
+    browser.shot("docs")
+    assert browser.execute_script(SAME_ORIGIN_ONLY) == []

@@ -75,3 +75,16 @@ def test_retrying_through_the_api_twice_answers_with_the_same_run(api, user):
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
     assert JobRun.objects.filter(retry_of=dead).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_published_message_says_what_the_task_is_about(celery_worker):
+    import json
+
+    celery_worker.stop()  # the message stays in the queue to be read
+    with transaction.atomic():
+        waiting = runs.run_enqueue(kind="tests.effect", args={"key": "about-" + "x" * 400})
+    raw = redis.Redis.from_url(settings.REDIS_URL).lindex("jobs", 0)
+    shown = json.loads(raw)["headers"]["kwargsrepr"]  # what Flower and `celery inspect` display
+    assert shown.startswith(f"{{'run_id': '{waiting.id}', 'key': 'about-xxx")
+    assert len(shown) == runs.KWARGS_REPR_CHARS and shown.endswith("…")

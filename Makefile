@@ -61,6 +61,7 @@ bench: install
 	$(PY) bench/task_overhead.py
 	$(PY) bench/ingest.py
 	$(PY) bench/chat_overhead.py
+	$(PY) bench/retrieval.py
 
 clean:
 	rm -rf .local

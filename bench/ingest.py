@@ -27,14 +27,13 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from bench.support import ingest_here  # noqa: E402
 from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
 from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E402
 from documents.pipeline.extract import Page  # noqa: E402
 from documents.selectors import chunks_nearest  # noqa: E402
-from documents.services import document_ingest, document_upload  # noqa: E402
-from jobs.lifecycle import run_claim  # noqa: E402
-from jobs.runner import RunContext  # noqa: E402
+from documents.services import document_upload  # noqa: E402
 
 DIMENSIONS = 384
 # Rows per COPY / bulk_create batch in the insert comparison (the pipeline's INDEX_BATCH_SIZE).
@@ -62,13 +61,8 @@ def bench_pipeline(user, chunks_wanted: int) -> dict:
     model.encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False)
     raw = len(texts) / (time.perf_counter() - started)
 
-    with transaction.atomic():
-        document, _ = document_upload(owner=user, upload=SimpleUploadedFile("bench.txt", text.encode()))
-    claim = run_claim(run_id=str(document.run_id))
-    context = RunContext(id=str(document.run_id), attempt=claim.attempt, max_attempts=claim.max_attempts,
-                         correlation_id=claim.correlation_id, args=claim.args)
     started = time.perf_counter()
-    result = document_ingest(document_id=str(document.id), ctx=context)
+    _, result = ingest_here(owner=user, name="bench.txt", data=text.encode())
     pipeline = result["chunks"] / (time.perf_counter() - started)
     return {"chunks": len(texts), "raw": raw, "pipeline": pipeline}
 
@@ -129,8 +123,8 @@ def bench_search(user, document, sizes: list[int], queries: int) -> tuple[list[d
             approximate = chunks_nearest(user=user, vector=vector, k=10)
             latencies.append((time.perf_counter() - started) * 1000)
             exact = chunks_nearest(user=user, vector=vector, k=10, exact=True)
-            truth = {h.chunk_index for h in exact}
-            recalls.append(len(truth & {h.chunk_index for h in approximate}) / max(1, len(truth)))
+            truth = {key for key, _ in exact}
+            recalls.append(len(truth & {key for key, _ in approximate}) / max(1, len(truth)))
         latencies.sort()
         results.append({"size": size, "p50": statistics.median(latencies),
                         "p99": latencies[int(len(latencies) * 0.99) - 1], "recall": statistics.mean(recalls)})

@@ -28,3 +28,21 @@ def start_worker(*, queues: str, concurrency: int, include: str, name: str = "be
 def stop_worker(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(30)
+
+
+def ingest_here(*, owner, name: str, data: bytes, title: str = ""):
+    """Upload and run the real ingestion pipeline in this process (no worker): returns the
+    document and the pipeline's result."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import transaction
+
+    from documents.services import document_ingest, document_upload
+    from jobs.lifecycle import run_claim
+    from jobs.runner import RunContext
+
+    with transaction.atomic():
+        document, _ = document_upload(owner=owner, upload=SimpleUploadedFile(name, data), title=title or name)
+    claim = run_claim(run_id=str(document.run_id))
+    context = RunContext(id=str(document.run_id), attempt=claim.attempt, max_attempts=claim.max_attempts,
+                         correlation_id=claim.correlation_id, args=claim.args)
+    return document, document_ingest(document_id=str(document.id), ctx=context)

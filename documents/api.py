@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from documents import selectors, services
 from documents.models import Document
+from documents.retrieval import SearchMode
 from documents.serializers import (
     DocumentOutputSerializer,
     DocumentStatusSerializer,
@@ -77,11 +78,14 @@ class SearchView(APIView):
     @extend_schema(parameters=[OpenApiParameter("q", str, required=True, description="What to look for."),
                                OpenApiParameter("k", int, description="How many passages (1-50, default 5)."),
                                OpenApiParameter("document", OpenApiTypes.UUID,
-                                                description="Only this document's passages.")],
+                                                description="Only this document's passages."),
+                               OpenApiParameter("mode", str, enum=SearchMode.values,
+                                                description="hybrid (default): both rankings fused; vector: "
+                                                            "by meaning; keyword: by words.")],
                    responses={200: SearchResultsSerializer, 503: error_response(503)})
     def get(self, request):
-        """Find the passages of your ready documents closest in meaning to a query."""
+        """Find the passages of your ready documents that answer a query, by meaning and by words."""
         params = validated_input(SearchInputSerializer, request.query_params)
         hits = selectors.chunks_search(user=request.user, query=params["q"], k=params["k"],
-                                       document_id=params.get("document"))
+                                       document_id=params.get("document"), mode=params["mode"])
         return Response({"results": SearchHitSerializer(hits, many=True).data})

@@ -3,11 +3,15 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 384
+# The text search configuration of the keyword index and of every query against it.
+SEARCH_CONFIG = "english"
 
 
 class DocumentStatus(models.TextChoices):
@@ -77,6 +81,9 @@ class Chunk(models.Model):
     char_end = models.PositiveIntegerField()
     text = models.TextField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Kept by PostgreSQL with the text, in the same statement: the keyword index can never lag the chunks.
+    search_vector = models.GeneratedField(expression=SearchVector("text", config=SEARCH_CONFIG),
+                                          output_field=SearchVectorField(), db_persist=True)
 
     class Meta:
         ordering = ["document", "chunk_index"]
@@ -84,4 +91,21 @@ class Chunk(models.Model):
         indexes = [
             HnswIndex(name="chunk_embedding_hnsw", fields=["embedding"], m=16, ef_construction=64,
                       opclasses=["vector_cosine_ops"]),
+            GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
         ]
+
+
+class LexemeStat(models.Model):
+    """In how many of an owner's chunks each word (lexeme) occurs: the document frequency that
+    keyword search weighs words by (rare words count, common ones hardly). Kept by the ingestion in
+    the same transaction as the chunks, and by deletion."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    lexeme = models.TextField()
+    chunks = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "lexeme"], name="lexemestat_owner_lexeme")]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme}: {self.chunks}"

@@ -2,6 +2,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from documents.models import Document
+from documents.retrieval import SearchMode
+from documents.selectors import SEARCH_MAX_K
 from jobs.serializers import RunOutputSerializer, RunProgressSerializer
 
 
@@ -46,8 +48,9 @@ class DocumentUploadSerializer(serializers.Serializer):
 
 class SearchInputSerializer(serializers.Serializer):
     q = serializers.CharField(max_length=2000)
-    k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=50)
+    k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=SEARCH_MAX_K)
     document = serializers.UUIDField(required=False)
+    mode = serializers.ChoiceField(choices=SearchMode.choices, required=False, default=SearchMode.HYBRID)
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -56,7 +59,16 @@ class SearchHitSerializer(serializers.Serializer):
     chunk_index = serializers.IntegerField()
     page = serializers.IntegerField(allow_null=True)
     text = serializers.CharField()
-    score = serializers.FloatField()
+    snippet = serializers.CharField(help_text="15-35 words around the matched terms, as HTML: the matches in "
+                                              "<mark>, everything else escaped.")
+    score = serializers.FloatField(help_text="The mode's score: fused reciprocal rank (hybrid), cosine similarity "
+                                             "(vector) or ts_rank (keyword). Higher is better.")
+    found_by = serializers.ListField(child=serializers.ChoiceField(choices=["vector", "keyword"]),
+                                     help_text="The rankings that found this passage.")
+    vector_rank = serializers.IntegerField(allow_null=True)
+    vector_score = serializers.FloatField(allow_null=True, help_text="Cosine similarity of query and passage.")
+    keyword_rank = serializers.IntegerField(allow_null=True)
+    keyword_score = serializers.FloatField(allow_null=True, help_text="PostgreSQL ts_rank of the query's words.")
 
 
 class SearchResultsSerializer(serializers.Serializer):

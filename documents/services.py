@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -20,6 +20,7 @@ from documents.pipeline.bounded import text_extract_bounded
 from documents.pipeline.chunk import text_chunk
 from documents.pipeline.detect import format_detect, name_check
 from documents.pipeline.embed import embed_batch_size, texts_embed
+from documents.vector_store import vector_store
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.runner import RunContext
 from jobs.services.runs import run_cancel, run_enqueue
@@ -116,9 +117,41 @@ def document_delete(*, document: Document) -> None:
     """Cancel a run in flight, then remove the chunks, the row and the stored file."""
     if document.run and document.run.status not in FINISHED_STATUSES:
         run_cancel(run=document.run)
-    key = document.file.name
+    key, document_id, chunk_count = document.file.name, str(document.id), document.chunk_count or 0
+    lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=-1)
     document.delete()
     transaction.on_commit(lambda: default_storage.delete(key))
+    transaction.on_commit(lambda: _vectors_delete(document_id=document_id, chunk_count=chunk_count))
+
+
+def _vectors_delete(*, document_id: str, chunk_count: int) -> None:
+    # A vector left behind by a failed delete is harmless: search joins hits to chunk rows.
+    try:
+        vector_store().document_delete(document_id=document_id, chunk_count=chunk_count)
+    except Exception as exc:
+        logger.warning("vectors of a deleted document not removed", extra={"document_id": document_id,
+                                                                          "cause": str(exc)})
+
+
+_LEXEME_STATS_SQL = """
+WITH counted AS (
+    SELECT word, ndoc FROM ts_stat(format('SELECT search_vector FROM documents_chunk WHERE document_id = %%L',
+                                          %(document)s::uuid))
+)
+INSERT INTO documents_lexemestat (owner_id, lexeme, chunks)
+SELECT %(owner)s, word, ndoc FROM counted WHERE %(sign)s > 0
+ON CONFLICT (owner_id, lexeme) DO UPDATE SET chunks = documents_lexemestat.chunks + EXCLUDED.chunks;
+UPDATE documents_lexemestat s SET chunks = greatest(s.chunks - c.ndoc, 0)
+  FROM ts_stat(format('SELECT search_vector FROM documents_chunk WHERE document_id = %%L', %(document)s::uuid)) c
+ WHERE %(sign)s < 0 AND s.owner_id = %(owner)s AND s.lexeme = c.word;
+DELETE FROM documents_lexemestat WHERE %(sign)s < 0 AND owner_id = %(owner)s AND chunks = 0;
+"""
+
+
+def lexeme_stats_apply(*, document_id, owner_id: int, sign: int) -> None:
+    """Add (+1) or take away (-1) the document's current chunks in its owner's word counts."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LEXEME_STATS_SQL, {"document": str(document_id), "owner": owner_id, "sign": sign})
 
 
 def _stage(document: Document, stage: str) -> None:
@@ -174,9 +207,18 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
                   char_end=c.char_end, text=c.text, embedding=v) for c, v in zip(chunks, vectors)]
     page_count = len(pages) if document.format == "pdf" else None
 
+    # An outside vector store (Pinecone) gets the vectors first; its ids come from document and
+    # chunk, so a retry, a redelivery or a cancelled attempt leaves nothing that a later success does
+    # not overwrite. Its outages are TransientError: retried like any other hiccup.
+    vector_store().document_replace(document_id=str(document.id), owner_id=document.owner_id,
+                                    chunks=[(c.index, c.page) for c in chunks], vectors=vectors,
+                                    previous_count=max(document.chunk_count or 0, len(chunks)))
+
     def index() -> dict:
+        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=-1)
         Chunk.objects.filter(document_id=document.id).delete()
         Chunk.objects.bulk_create(rows, batch_size=INDEX_BATCH_SIZE)
+        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=+1)
         Document.objects.filter(id=document.id).update(
             status=DocumentStatus.READY, stage="", chunk_count=len(rows), pages=page_count, ready_at=timezone.now())
         return {"chunks": len(rows), "pages": page_count}

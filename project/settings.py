@@ -294,6 +294,18 @@ EMBEDDING_API_URL = env.str("EMBEDDING_API_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=1)
+# Where the vector half of search looks: "pgvector" (the chunk rows; needs nothing) or "pinecone"
+# (PINECONE_API_KEY, PINECONE_INDEX_HOST and PINECONE_NAMESPACE; keyword search stays in PostgreSQL).
+VECTOR_STORE = env.str("VECTOR_STORE", default="pgvector")
+if VECTOR_STORE not in ("pgvector", "pinecone"):
+    raise ImproperlyConfigured(f"VECTOR_STORE must be 'pgvector' or 'pinecone', not {VECTOR_STORE!r}.")
+PINECONE_API_KEY = env.str("PINECONE_API_KEY", default="")
+PINECONE_INDEX_HOST = env.str("PINECONE_INDEX_HOST", default="")
+PINECONE_NAMESPACE = env.str("PINECONE_NAMESPACE", default="documents")
+PINECONE_TIMEOUT = env.float("PINECONE_TIMEOUT", default=10.0)
+if VECTOR_STORE == "pinecone" and not (PINECONE_API_KEY and PINECONE_INDEX_HOST):
+    raise ImproperlyConfigured("VECTOR_STORE=pinecone needs PINECONE_API_KEY and PINECONE_INDEX_HOST "
+                               "(the index's data plane host, from the Pinecone console).")
 
 # --- LLM server ----------------------------------------------------------------------
 AI_SERVER_URL = env.str("AI_SERVER_URL", default="").rstrip("/")

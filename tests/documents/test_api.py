@@ -129,7 +129,9 @@ def test_another_user_sees_nothing(celery_worker, api, other_api):
     assert other_api.get(f"/api/documents/{document_id}/").status_code == 404
     assert other_api.get(f"/api/documents/{document_id}/status/").status_code == 404
     assert other_api.delete(f"/api/documents/{document_id}/").status_code == 404
-    assert other_api.get("/api/search/", {"q": "vault combination"}).json()["results"] == []
+    for mode in ("hybrid", "vector", "keyword"):
+        assert api.get("/api/search/", {"q": "vault combination", "mode": mode}).json()["results"], mode
+        assert other_api.get("/api/search/", {"q": "vault combination", "mode": mode}).json()["results"] == [], mode
     assert other_api.get("/api/documents/").json()["count"] == 0
 
 

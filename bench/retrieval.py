@@ -1,0 +1,263 @@
+"""Retrieval quality and speed, each search mode side by side, on documents any Debian machine (or
+this project's own dependencies) carries: PostgreSQL's sample configuration files (shipped in the
+pgserver package) and three licences from /usr/share/common-licenses. Questions are in a user's own
+words; each names the document that answers it and a short phrase the answering passage contains.
+
+    python bench/retrieval.py [--filler 100000] [--http-queries 100]
+
+Prints, for hybrid, vector and keyword: right document at rank 1, answer passage in the top 5,
+MRR (top 10), p50/p99 latency in process on the corpus and with --filler synthetic chunks added
+(latency only), and p50/p99 of GET /api/search/ over HTTP against gunicorn on the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from bench.support import ingest_here  # noqa: E402
+from documents.models import Document, LexemeStat  # noqa: E402
+from documents.retrieval import SearchMode  # noqa: E402
+from documents.selectors import chunks_search  # noqa: E402
+from documents.services import lexeme_stats_apply  # noqa: E402
+
+PG_SHARE = Path(sys.prefix) / "lib/python3.11/site-packages/pgserver/pginstall/share/postgresql"
+LICENSES = Path("/usr/share/common-licenses")
+CORPUS = {
+    "postgresql.conf": PG_SHARE / "postgresql.conf.sample",
+    "pg_hba.conf": PG_SHARE / "pg_hba.conf.sample",
+    "GPL-3": LICENSES / "GPL-3",
+    "Apache-2.0": LICENSES / "Apache-2.0",
+    "MPL-2.0": LICENSES / "MPL-2.0",
+}
+# (question as a user asks it, the document that answers it, a phrase the answering passage contains)
+QUESTIONS = [
+    ("how much memory does postgres give its shared buffer cache by default", "postgresql.conf",
+     "shared_buffers = 128MB"),
+    ("default memory a sort can use before it spills to disk", "postgresql.conf", "work_mem = 4MB"),
+    ("how many clients can connect at once out of the box", "postgresql.conf", "max_connections = 100"),
+    ("how often does an automatic checkpoint happen", "postgresql.conf", "checkpoint_timeout = 5min"),
+    ("I want slow queries written to the log, which setting?", "postgresql.conf", "log_min_duration_statement"),
+    ("setting that aborts any query running too long", "postgresql.conf", "statement_timeout"),
+    ("kill sessions that sit idle in an open transaction", "postgresql.conf", "idle_in_transaction_session_timeout"),
+    ("which wal_level do I need for logical replication", "postgresql.conf", "minimal, replica, or logical"),
+    ("what hash is used to store passwords", "postgresql.conf", "password_encryption = scram-sha-256"),
+    ("how long to wait on a lock before checking for deadlock", "postgresql.conf", "deadlock_timeout = 1s"),
+    ("how often does autovacuum wake up", "postgresql.conf", "autovacuum_naptime = 1min"),
+    ("planner cost of reading a page non-sequentially", "postgresql.conf", "random_page_cost = 4.0"),
+    ("which network address does the server listen on by default", "postgresql.conf",
+     "listen_addresses = 'localhost'"),
+    ("how large can the write-ahead log grow before a checkpoint is forced", "postgresql.conf", "max_wal_size = 1GB"),
+    ("turn off just-in-time compilation of queries", "postgresql.conf", "jit = on"),
+    ("collect timing for disk block reads in the statistics", "postgresql.conf", "track_io_timing"),
+    ("memory used by vacuum and create index", "postgresql.conf", "maintenance_work_mem = 64MB"),
+    ("how often are server log files rotated", "postgresql.conf", "log_rotation_age = 1d"),
+    ("which connection type is a unix domain socket", "pg_hba.conf", '"local" is a Unix-domain socket'),
+    ("does the all database keyword cover replication connections", "pg_hba.conf",
+     'The "all" keyword does not match'),
+    ("which authentication method sends the password unencrypted", "pg_hba.conf",
+     '"password" sends passwords in clear text'),
+    ("match any address on the networks the server is attached to", "pg_hba.conf", '"samenet" to match any address'),
+    ("require TLS encryption for TCP connections", "pg_hba.conf", '"hostssl" is a TCP/IP socket that is SSL-encrypted'),
+    ("which files in an included directory get loaded", "pg_hba.conf", "will be loaded if suffixed"),
+    ("how long must my written offer to provide source code stay valid", "GPL-3", "for at least three years"),
+    ("can I sell copies of the program for money", "GPL-3", "charge any price or no price"),
+    ("if I stop violating the license when do I get my rights back for good", "GPL-3",
+     "prior to 60 days after the cessation"),
+    ("do I have to give buyers of a consumer device the keys to install modified software", "GPL-3",
+     "Installation Information"),
+    ("can this code be linked with software under the Affero license", "GPL-3", "GNU Affero General Public License"),
+    ("does the software count as a DRM measure under anti-circumvention law", "GPL-3",
+     "effective technological measure"),
+    ("what happens to my patent license if I sue claiming the work infringes a patent", "Apache-2.0",
+     "terminate as of the date such litigation is filed"),
+    ("must I mark files that I changed when I redistribute", "Apache-2.0",
+     "carry prominent notices stating that You changed the files"),
+    ("what do I do with the NOTICE file when redistributing", "Apache-2.0", 'a "NOTICE" text file as part of its'),
+    ("am I allowed to use the project's trademarks", "Apache-2.0", "does not grant permission to use the trade names"),
+    ("under which terms are the contributions I submit licensed", "Apache-2.0",
+     "intentionally submitted for inclusion in the Work by You"),
+    ("which licenses count as secondary licenses", "MPL-2.0", "GNU Lesser General Public License, Version 2.1"),
+    ("how much can I charge for the source code of an executable I ship", "MPL-2.0", "no more than the cost of"),
+    ("where can lawsuits about this license be filed", "MPL-2.0", "principal place of business"),
+    ("who is allowed to publish new versions of the license", "MPL-2.0", "Mozilla Foundation is the license steward"),
+    ("do my patent rights end if I start patent litigation", "MPL-2.0", "asserting a patent infringement claim"),
+]
+MODES = [SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.KEYWORD]
+# Words of the filler chunks: technical-looking, but answering none of the questions.
+FILLER_WORDS = ("cluster replica segment buffer index tuple vacuum planner cursor lease token shard quorum "
+                "snapshot journal partition ledger socket thread mutex cache heap page block extent").split()
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[\s#]+", " ", text).strip().lower()
+
+
+def evaluate(user, documents: dict[str, str], mode: str) -> dict:
+    rank1 = top5 = 0
+    reciprocal = []
+    latencies = []
+    for question, answer_document, phrase in QUESTIONS:
+        started = time.perf_counter()
+        hits = chunks_search(user=user, query=question, k=10, mode=mode)
+        latencies.append((time.perf_counter() - started) * 1000)
+        rank1 += bool(hits) and hits[0].document_id == documents[answer_document]
+        found = [rank for rank, hit in enumerate(hits, start=1) if _normal(phrase) in _normal(hit.text)
+                 and hit.document_id == documents[answer_document]]
+        top5 += bool(found) and found[0] <= 5
+        reciprocal.append(1.0 / found[0] if found else 0.0)
+    n = len(QUESTIONS)
+    return {"rank1": rank1 / n, "top5": top5 / n, "mrr": statistics.mean(reciprocal), **_percentiles(latencies)}
+
+
+def _percentiles(latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    return {"p50": statistics.median(ordered), "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)]}
+
+
+def latency_only(user, mode: str, rounds: int = 3) -> dict:
+    latencies = []
+    for _ in range(rounds):
+        for question, _, _ in QUESTIONS:
+            started = time.perf_counter()
+            chunks_search(user=user, query=question, k=10, mode=mode)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return _percentiles(latencies)
+
+
+def add_filler(user, count: int) -> None:
+    """`count` synthetic chunks in one ready document of the same owner (latency only): clustered
+    unit vectors and word salad, written with COPY; PostgreSQL fills the keyword column itself."""
+    holder = Document.objects.create(owner=user, title="filler", original_name="filler", format="text", size=0,
+                                     sha256="e" * 64, file="none", status="ready")
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(64, 384)).astype(np.float32)
+    batch = 5000
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        vectors = centres[rng.integers(0, 64, size)] + rng.normal(scale=0.35, size=(size, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        lines = []
+        for i, vector in enumerate(vectors):
+            words = " ".join(FILLER_WORDS[j] for j in rng.integers(0, len(FILLER_WORDS), 40))
+            literal = "[" + ",".join(f"{x:.5f}" for x in vector) + "]"
+            lines.append(f"{holder.id}\t{start + i}\t0\t10\t{words}\t{literal}\n")
+        with connection.cursor() as cursor:
+            with cursor.copy("COPY documents_chunk (document_id, chunk_index, char_start, char_end, text, embedding) "
+                             "FROM STDIN") as copy:
+                copy.write("".join(lines))
+        print(f"  filler {start + size}/{count} chunks", flush=True)
+    Document.objects.filter(id=holder.id).update(chunk_count=count)
+    lexeme_stats_apply(document_id=holder.id, owner_id=user.id, sign=+1)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE documents_chunk")
+
+
+def http_latencies(user, queries: int) -> dict[str, dict]:
+    """GET /api/search/ against gunicorn (as `make run` serves it), query embedding included."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bindir = Path(sys.executable).parent
+    log = open(BASE_DIR / ".local" / "bench-retrieval-web.log", "ab")
+    web = subprocess.Popen([str(bindir / "gunicorn"), "project.wsgi:application", "--config",
+                            "project/gunicorn_conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+                           cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, "THROTTLE_USER": "100000/minute"})
+    token = Token.objects.get_or_create(user=user)[0].key
+    results = {}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"},
+                          timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get("/api/search/", params={"q": "warm up"}).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("gunicorn did not answer; see .local/bench-retrieval-web.log")
+                    time.sleep(0.3)
+            for mode in MODES:
+                latencies = []
+                for i in range(queries):
+                    question = QUESTIONS[i % len(QUESTIONS)][0]
+                    started = time.perf_counter()
+                    client.get("/api/search/", params={"q": question, "mode": mode, "k": 5}).raise_for_status()
+                    latencies.append((time.perf_counter() - started) * 1000)
+                results[mode] = _percentiles(latencies)
+    finally:
+        web.terminate()
+        web.wait(30)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--filler", type=int, default=100_000)
+    parser.add_argument("--http-queries", type=int, default=100)
+    options = parser.parse_args()
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-retrieval")
+    _forget(user)
+    try:
+        documents = {}
+        for name, path in CORPUS.items():
+            document, result = ingest_here(owner=user, name=f"{name}.txt", data=path.read_bytes(), title=name)
+            documents[name] = str(document.id)
+            print(f"ingested {name}: {result['chunks']} chunks", flush=True)
+        chunks_search(user=user, query="warm up the model", k=5)
+        quality = {mode: evaluate(user, documents, mode) for mode in MODES}
+        http = http_latencies(user, options.http_queries)
+        add_filler(user, options.filler)
+        at_scale = {mode: latency_only(user, mode) for mode in MODES}
+        corpus_chunks = sum(Document.objects.filter(id__in=documents.values()).values_list("chunk_count", flat=True))
+        print(f"\n{len(QUESTIONS)} questions over {len(CORPUS)} documents ({corpus_chunks} chunks); "
+              f"latency also with {options.filler} filler chunks of the same owner\n")
+        header = (f"{'mode':<8} {'doc@1':>6} {'top-5':>6} {'MRR':>6} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'p50 @fill':>10} {'p99 @fill':>10} {'HTTP p50':>9} {'HTTP p99':>9}")
+        print(header)
+        for mode in MODES:
+            q, s, h = quality[mode], at_scale[mode], http[mode]
+            print(f"{mode:<8} {q['rank1']:>6.2f} {q['top5']:>6.2f} {q['mrr']:>6.3f} {q['p50']:>8.1f} {q['p99']:>8.1f} "
+                  f"{s['p50']:>10.1f} {s['p99']:>10.1f} {h['p50']:>9.1f} {h['p99']:>9.1f}")
+        best_single = max(quality[SearchMode.VECTOR]["top5"], quality[SearchMode.KEYWORD]["top5"])
+        print(f"\nhybrid top-5 {quality[SearchMode.HYBRID]['top5']:.2f} vs best single mode {best_single:.2f} "
+              f"(ratio {quality[SearchMode.HYBRID]['top5'] / best_single:.2f}); targets: hybrid top-5 >= 0.80, "
+              "p50 <= 20 ms at 100k chunks in process, HTTP p50 <= 30 ms")
+    finally:
+        _forget(user)
+
+
+def _forget(user) -> None:
+    Document.objects.filter(owner=user).delete()
+    LexemeStat.objects.filter(owner=user).delete()
+    # The filler's dead rows would stay in the HNSW graph until autovacuum, costing later searches
+    # their candidates (and other benchmarks their recall).
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE documents_chunk")
+
+
+if __name__ == "__main__":
+    main()

@@ -132,7 +132,8 @@ def _word_weights(*, owner_id: int, query: str) -> dict[str, float]:
     the words too common to tell passages apart (the rarest is kept if all are)."""
     with connection.cursor() as cursor:
         cursor.execute(_LEXEMES_SQL, {"config": SEARCH_CONFIG, "q": query})
-        lexemes = [row[0] for row in cursor.fetchall()]
+        # quote_literal writes a backslash as E'…' syntax, which tsquery input does not read.
+        lexemes = [row[0] for row in cursor.fetchall() if "\\" not in row[0]]
         if not lexemes:
             return {}
         cursor.execute(_WORD_COUNTS_SQL, {"owner": owner_id, "ready": DocumentStatus.READY, "lexemes": lexemes})

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
+from documents.models import EMBEDDING_DIMENSIONS
 from jobs.errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,17 @@ class PineconeStore:
             raise TransientError(f"Pinecone {what} failed: {type(exc).__name__}") from exc
         except Exception as exc:
             raise PermanentError(f"Pinecone {what} refused: {type(exc).__name__}: {exc}") from exc
+
+    def health(self) -> str:
+        """The index answers and holds vectors of our dimension (describe_index_stats)."""
+        from project.health import CheckFailed
+
+        stats = self._call("describe_index_stats", self.index.describe_index_stats)
+        if stats.dimension is not None and stats.dimension != EMBEDDING_DIMENSIONS:
+            raise CheckFailed(f"the index holds {stats.dimension}-dimension vectors; the embedding model makes "
+                              f"{EMBEDDING_DIMENSIONS}")
+        namespace = stats.namespaces.get(self.namespace or "__default__")
+        return f"reachable; {namespace.vector_count if namespace else 0} vectors in {self.namespace!r}"
 
     def document_replace(self, *, document_id, owner_id, chunks, vectors, previous_count):
         records = []

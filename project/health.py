@@ -80,11 +80,16 @@ def health_report() -> tuple[dict, int]:
     else:
         checks["ai_server"] = {"status": "not_configured", "detail": "AI_SERVER_URL is not set", "ms": 0.0}
 
+    if settings.VECTOR_STORE == "pinecone":
+        from documents.vector_store import vector_store
+
+        checks["vector_store"] = _timed(lambda: vector_store().health())
     # Database and broker are required: without them nothing is accepted. Missing workers or
     # an unhealthy AI server delay work but lose nothing, so they only degrade.
     if any(checks[name]["status"] != "ok" for name in ("database", "broker")):
         overall = "down"
-    elif checks["workers"]["status"] != "ok" or checks["ai_server"]["status"] == "error":
+    elif (checks["workers"]["status"] != "ok" or checks["ai_server"]["status"] == "error"
+          or checks.get("vector_store", {}).get("status") == "error"):
         overall = "degraded"
     else:
         overall = "ok"

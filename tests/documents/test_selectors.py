@@ -83,7 +83,7 @@ def test_word_counts_follow_ingestion_reprocessing_and_deletion(celery_worker):
 
     assert tomato_chunks() == 2
     with transaction.atomic():
-        document_reprocess(document=garden)
+        document_reprocess(document=Document.objects.get(id=garden.id))
     wait_until(lambda: Document.objects.get(id=garden.id).run.status == "SUCCESS", timeout=120,
                message="reprocessed")
     assert tomato_chunks() == 2  # replaced, not added again

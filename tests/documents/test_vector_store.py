@@ -107,3 +107,15 @@ def test_pinecone_errors_become_transient_or_permanent(pinecone_server):
         wrong_key.nearest(owner_id=1, vector=[0.1] * 384, n=3)
     with pytest.raises(PermanentError):  # the index's dimension is not ours
         store.document_replace(document_id="d", owner_id=1, chunks=[(0, None)], vectors=[[0.1] * 3], previous_count=0)
+
+
+def test_health_reports_the_pinecone_index(pinecone_server, pinecone_settings):
+    from project.health import health_report
+
+    report, _ = health_report()
+    assert report["checks"]["vector_store"]["status"] == "ok"
+    assert "0 vectors in 'tests'" in report["checks"]["vector_store"]["detail"]
+    pinecone_server.dimension = 768  # an index made for another model
+    report, _ = health_report()
+    assert report["checks"]["vector_store"]["status"] == "error" and report["status"] != "ok"
+    assert "768-dimension" in report["checks"]["vector_store"]["detail"]

@@ -8,7 +8,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.support.loopback import JsonHandler
 
 
 @dataclass
@@ -37,50 +39,33 @@ class FakeLLM:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: dict, headers: dict | None = None):
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                try:
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 with fake._lock:
                     fake.health_requests += 1
                 if self.path == "/v1/models":
                     body = ({"object": "list", "data": [{"id": "test-model", "object": "model"}]}
                             if fake.health_status == 200 else {"error": {"message": "unavailable"}})
-                    self._send(fake.health_status, body)
+                    self.send_json(fake.health_status, body)
                 else:
-                    self._send(404, {"error": "not found"})
+                    self.send_json(404, {"error": "not found"})
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.read_json()
                 if self.path == "/v1/embeddings":
                     with fake._lock:
                         fake.embedding_requests.append(body)
                         step = fake.embedding_script.pop(0) if fake.embedding_script else Step()
                     if step.status != 200:
-                        self._send(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
+                        self.send_json(step.status, {"error": {"message": f"status {step.status}"}}, step.headers)
                         return
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     data = [{"object": "embedding", "index": i, "embedding": fake.embedding_vector(text)}
                             for i, text in reversed(list(enumerate(inputs)))]
-                    self._send(200, {"object": "list", "data": data, "model": body.get("model")})
+                    self.send_json(200, {"object": "list", "data": data, "model": body.get("model")})
                     return
                 if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": "not found"})
+                    self.send_json(404, {"error": "not found"})
                     return
                 with fake._lock:
                     fake.requests.append(body)
@@ -91,7 +76,7 @@ class FakeLLM:
                     said = f"status {step.status}"
                     if step.echo_auth:
                         said += f"; you sent Authorization: {self.headers.get('Authorization', '')}"
-                    self._send(step.status, {"error": {"message": said}}, step.headers)
+                    self.send_json(step.status, {"error": {"message": said}}, step.headers)
                     return
                 answer = {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
                           "choices": [{"index": 0, "finish_reason": "stop",
@@ -99,7 +84,7 @@ class FakeLLM:
                 if step.trickle:
                     self._trickle(answer, step.trickle)
                     return
-                self._send(200, answer)
+                self.send_json(200, answer)
 
             def _trickle(self, body: dict, seconds_per_byte: float):
                 payload = json.dumps(body).encode()

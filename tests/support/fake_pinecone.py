@@ -4,11 +4,12 @@ real service it wants an Api-Key header and can answer 429 with Retry-After, 5xx
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.support.loopback import JsonHandler
 
 
 @dataclass
@@ -47,44 +48,32 @@ class FakePinecone:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, payload: bytes, headers: dict | None = None):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JsonHandler):
             def do_GET(self):
-                self._send(404, b'{"error": {"code": "NOT_FOUND", "message": "no such route"}}')
+                self.send_json(404, b'{"error": {"code": "NOT_FOUND", "message": "no such route"}}')
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.read_json()
                 if self.headers.get("Api-Key") != fake.api_key:
-                    self._send(401, b'{"error": {"code": "UNAUTHENTICATED", "message": "Invalid API Key"}}')
+                    self.send_json(401, b'{"error": {"code": "UNAUTHENTICATED", "message": "Invalid API Key"}}')
                     return
                 with fake._lock:
                     fake.requests.append((self.path, body))
                     failure = fake.failures.pop(0) if fake.failures else None
                 if failure is not None:
                     headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
-                    self._send(failure.status, failure.body, headers)
+                    self.send_json(failure.status, failure.body, headers)
                     return
                 handler = {"/vectors/upsert": fake._upsert, "/query": fake._query, "/vectors/delete": fake._delete,
                            "/describe_index_stats": fake._stats}.get(self.path)
                 if handler is None:
-                    self._send(404, b'{"error": {"code": "NOT_FOUND", "message": "no such route"}}')
+                    self.send_json(404, b'{"error": {"code": "NOT_FOUND", "message": "no such route"}}')
                     return
                 status, answer = handler(body)
-                self._send(status, json.dumps(answer).encode())
+                self.send_json(status, answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -19,6 +19,19 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker):
+    """The test database, made as pytest-django makes it. Its own fixture only makes it for tests
+    marked django_db, and these are not: their writes must commit for the live stack to see them."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     """web + workers + beat as `make run` starts them, with the tests' kinds registered."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
@@ -26,6 +39,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         pytest.fail(f"{', '.join(missing)} missing: install Debian's chromium and chromium-driver "
                     "(`.ci/run` does, with apt-get)", pytrace=False)
     marker = f"BROWSER_STACK_MARK={time.time_ns()}"
+    # Never a developer's own database: the stack and the tests write to it.
+    assert connection.settings_dict["NAME"].startswith("test_"), connection.settings_dict["NAME"]
     with django_db_blocker.unblock():
         with connection.cursor() as cursor:
             cursor.execute(EFFECTS_DDL)

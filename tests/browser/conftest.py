@@ -106,10 +106,14 @@ def operator(committed):
 @pytest.fixture
 def logged_in(browser, operator):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(browser.base + "/admin/login/")
     browser.find_element(By.NAME, "username").send_keys(operator.username)
     browser.find_element(By.NAME, "password").send_keys(operator.plain_password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert browser.find_element(By.ID, "user-tools").text.upper().startswith("WELCOME")
+    # The click returns before the next page has loaded: wait for the logged-in header.
+    tools = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "user-tools")))
+    assert tools.text.upper().startswith("WELCOME")
     return browser

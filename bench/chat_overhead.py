@@ -31,17 +31,12 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
-from bench.support import start_worker, stop_worker  # noqa: E402
+from bench.support import percentile, start_worker, stop_worker  # noqa: E402
 from chat.models import ChatSession, Message  # noqa: E402
 from chat.services import message_post  # noqa: E402
 from project.celery import app  # noqa: E402
 
 BENCH_QUEUE = "chat"
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 def tracked_latencies(n: int, delay: float) -> list[float]:

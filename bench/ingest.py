@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from bench.support import ingest_here  # noqa: E402
+from bench.support import ingest_here, percentile  # noqa: E402
 from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
 from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E402
@@ -125,9 +125,8 @@ def bench_search(user, document, sizes: list[int], queries: int) -> tuple[list[d
             exact = chunks_nearest(user=user, vector=vector, k=10, exact=True)
             truth = {key for key, _ in exact}
             recalls.append(len(truth & {key for key, _ in approximate}) / max(1, len(truth)))
-        latencies.sort()
-        results.append({"size": size, "p50": statistics.median(latencies),
-                        "p99": latencies[int(len(latencies) * 0.99) - 1], "recall": statistics.mean(recalls)})
+        results.append({"size": size, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
+                        "recall": statistics.mean(recalls)})
     return results, {k: statistics.mean(v) for k, v in insert_rates.items()}
 
 

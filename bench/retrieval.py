@@ -36,7 +36,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from bench.support import ingest_here  # noqa: E402
+from bench.support import ingest_here, percentile  # noqa: E402
 from documents.models import Document, LexemeStat  # noqa: E402
 from documents.retrieval import SearchMode  # noqa: E402
 from documents.selectors import chunks_search  # noqa: E402
@@ -132,8 +132,7 @@ def evaluate(user, documents: dict[str, str], mode: str) -> dict:
 
 
 def _percentiles(latencies: list[float]) -> dict:
-    ordered = sorted(latencies)
-    return {"p50": statistics.median(ordered), "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)]}
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}
 
 
 def latency_only(user, mode: str, rounds: int = 3) -> dict:

@@ -7,6 +7,12 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def percentile(values: list[float], share: float) -> float:
+    """The value below which `share` of `values` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
 def start_worker(*, queues: str, concurrency: int, include: str, name: str = "bench",
                  extra_args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.Popen:
     from tests.support.worker import wait_for_worker

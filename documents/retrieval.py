@@ -10,7 +10,7 @@ from django.db import models
 
 # Weighted reciprocal rank fusion: score = Σ weight / (RRF_K + rank). Chosen on bench/retrieval.py's
 # 40 questions (answer in the top 5): RRF_K 10 with keyword at half weight 0.925, against 0.875 for
-# vector alone, 0.75 for keyword alone and 0.875-0.90 for equal weights with RRF_K 20-100. A small
+# vector alone, 0.75 for keyword alone and 0.85-0.875 for equal weights with RRF_K 5-100. A small
 # RRF_K lets the first few ranks decide; the half weight keeps exact-word matches from pushing out
 # passages that answer in other words.
 RRF_K = 10

@@ -30,12 +30,14 @@ SEARCH_MAX_K = 50
 # the chunk, normalised by 1 + log(length)). Words in more than COMMON_WORD_SHARE of the owner's
 # chunks say little and would make every chunk a candidate: they are dropped, unless all are.
 COMMON_WORD_SHARE = 0.2
-# The query's words as PostgreSQL stems them (stop words gone): no user text reaches query syntax.
-_LEXEMES_SQL = "SELECT unnest(tsvector_to_array(to_tsvector(%(config)s::regconfig, %(q)s)))"
+# The query's words as PostgreSQL stems them (stop words gone), with their counts: no user text
+# reaches query syntax.
 _WORD_COUNTS_SQL = """
 SELECT s.lexeme, s.chunks,
        (SELECT coalesce(sum(chunk_count), 0) FROM documents_document WHERE owner_id = %(owner)s AND status = %(ready)s)
-  FROM documents_lexemestat s WHERE s.owner_id = %(owner)s AND s.lexeme = ANY(%(lexemes)s)"""
+  FROM documents_lexemestat s
+ WHERE s.owner_id = %(owner)s
+   AND s.lexeme = ANY(tsvector_to_array(to_tsvector(%(config)s::regconfig, %(q)s)))"""
 _KEYWORD_SQL = """
 WITH words AS (SELECT quote_literal(w)::tsquery AS q, weight FROM unnest(%(words)s::text[], %(weights)s::float8[])
                                                                   AS t(w, weight)),
@@ -131,13 +133,10 @@ def _word_weights(*, owner_id: int, query: str) -> dict[str, float]:
     """Inverse document frequency of each word of the query found in the owner's chunks, without
     the words too common to tell passages apart (the rarest is kept if all are)."""
     with connection.cursor() as cursor:
-        cursor.execute(_LEXEMES_SQL, {"config": SEARCH_CONFIG, "q": query})
+        cursor.execute(_WORD_COUNTS_SQL, {"config": SEARCH_CONFIG, "q": query, "owner": owner_id,
+                                          "ready": DocumentStatus.READY})
         # quote_literal writes a backslash as E'…' syntax, which tsquery input does not read.
-        lexemes = [row[0] for row in cursor.fetchall() if "\\" not in row[0]]
-        if not lexemes:
-            return {}
-        cursor.execute(_WORD_COUNTS_SQL, {"owner": owner_id, "ready": DocumentStatus.READY, "lexemes": lexemes})
-        counts = cursor.fetchall()
+        counts = [row for row in cursor.fetchall() if "\\" not in row[0]]
     if not counts:
         return {}
     total = max(max(int(row[2]) for row in counts), max(row[1] for row in counts))

@@ -133,25 +133,28 @@ def _vectors_delete(*, document_id: str, chunk_count: int) -> None:
                                                                           "cause": str(exc)})
 
 
-_LEXEME_STATS_SQL = """
-WITH counted AS (
-    SELECT word, ndoc FROM ts_stat(format('SELECT search_vector FROM documents_chunk WHERE document_id = %%L',
-                                          %(document)s::uuid))
-)
+# ts_stat counts, for each word, the document's chunks that contain it.
+_DOCUMENT_WORDS = "ts_stat(format('SELECT search_vector FROM documents_chunk WHERE document_id = %%L', %(document)s::uuid))"
+_LEXEME_STATS_ADD_SQL = f"""
 INSERT INTO documents_lexemestat (owner_id, lexeme, chunks)
-SELECT %(owner)s, word, ndoc FROM counted WHERE %(sign)s > 0
-ON CONFLICT (owner_id, lexeme) DO UPDATE SET chunks = documents_lexemestat.chunks + EXCLUDED.chunks;
+SELECT %(owner)s, word, ndoc FROM {_DOCUMENT_WORDS}
+ON CONFLICT (owner_id, lexeme) DO UPDATE SET chunks = documents_lexemestat.chunks + EXCLUDED.chunks"""
+_LEXEME_STATS_SUBTRACT_SQL = f"""
 UPDATE documents_lexemestat s SET chunks = greatest(s.chunks - c.ndoc, 0)
-  FROM ts_stat(format('SELECT search_vector FROM documents_chunk WHERE document_id = %%L', %(document)s::uuid)) c
- WHERE %(sign)s < 0 AND s.owner_id = %(owner)s AND s.lexeme = c.word;
-DELETE FROM documents_lexemestat WHERE %(sign)s < 0 AND owner_id = %(owner)s AND chunks = 0;
-"""
+  FROM {_DOCUMENT_WORDS} c
+ WHERE s.owner_id = %(owner)s AND s.lexeme = c.word"""
+_LEXEME_STATS_FORGET_SQL = "DELETE FROM documents_lexemestat WHERE owner_id = %(owner)s AND chunks = 0"
 
 
 def lexeme_stats_apply(*, document_id, owner_id: int, sign: int) -> None:
     """Add (+1) or take away (-1) the document's current chunks in its owner's word counts."""
+    params = {"document": str(document_id), "owner": owner_id}
     with connection.cursor() as cursor:
-        cursor.execute(_LEXEME_STATS_SQL, {"document": str(document_id), "owner": owner_id, "sign": sign})
+        if sign > 0:
+            cursor.execute(_LEXEME_STATS_ADD_SQL, params)
+        else:
+            cursor.execute(_LEXEME_STATS_SUBTRACT_SQL, params)
+            cursor.execute(_LEXEME_STATS_FORGET_SQL, params)
 
 
 def _stage(document: Document, stage: str) -> None:
@@ -212,7 +215,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
     # not overwrite. Its outages are TransientError: retried like any other hiccup.
     vector_store().document_replace(document_id=str(document.id), owner_id=document.owner_id,
                                     chunks=[(c.index, c.page) for c in chunks], vectors=vectors,
-                                    previous_count=max(document.chunk_count or 0, len(chunks)))
+                                    previous_count=document.chunk_count or 0)
 
     def index() -> dict:
         lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=-1)

@@ -36,6 +36,12 @@ class JobRunQuerySet(models.QuerySet):
         """Dead runs nobody has retried yet: what an operator still has to look at."""
         return self.filter(dead=True).exclude(models.Exists(JobRun.objects.filter(retry_of=models.OuterRef("pk"))))
 
+    def with_retries(self) -> "JobRunQuerySet":
+        """Each run's retries (oldest first) fetched with it, as `prefetched_retries`: one query for a
+        whole page of runs instead of one per dead run."""
+        return self.prefetch_related(models.Prefetch("retries", queryset=JobRun.objects.order_by("created_at"),
+                                                     to_attr="prefetched_retries"))
+
     def stalled(self) -> "JobRunQuerySet":
         """Running runs that JobRun.stalled flags, in SQL."""
         from datetime import timedelta

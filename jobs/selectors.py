@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from django.db.models import CharField, Count, Prefetch, Q, QuerySet
+from django.db.models import CharField, Count, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -33,8 +33,7 @@ def runs_matching_id(*, prefix: str, runs: QuerySet[JobRun] | None = None) -> Qu
 
 def runs_by_ids(*, ids: list[str]) -> list[JobRun]:
     valid = [i for i in ids if FULL_ID.fullmatch(i.strip().lower())]
-    return list(JobRun.objects.filter(id__in=valid).prefetch_related(
-        Prefetch("retries", queryset=JobRun.objects.order_by("created_at"), to_attr="prefetched_retries")))
+    return list(JobRun.objects.filter(id__in=valid).with_retries())
 
 
 def job_visible_to(*, user) -> QuerySet[Job]:

@@ -13,14 +13,14 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from project.errors import DomainError
+from project.errors import HTTP_STATUS_BY_CODE, DomainError
 
 # A field key DRF uses for errors that belong to no one field.
 NON_FIELD_KEYS = {"non_field_errors", "detail"}
 
-CODE_BY_STATUS = {400: "invalid", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
-                  405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "too_large",
-                  415: "unsupported_media_type", 429: "throttled", 503: "unavailable"}
+# The domain's codes, and those only DRF itself answers with.
+CODE_BY_STATUS = {status: code for code, status in HTTP_STATUS_BY_CODE.items()} | {
+    401: "not_authenticated", 405: "method_not_allowed", 406: "not_acceptable", 415: "unsupported_media_type"}
 
 
 def error_body(*, code: str, message: str, fields: dict | None = None) -> dict:

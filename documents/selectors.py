@@ -25,6 +25,10 @@ from documents.vector_store import vector_store
 from jobs.errors import PermanentError, TransientError
 
 SEARCH_MAX_K = 50
+# Documents are ranked by their passages: this many candidate passages per wanted document reach
+# the fusion, at most what one HNSW search returns (pgvector's ef_search caps at 1000).
+RELEVANT_CHUNKS_PER_DOCUMENT = 20
+RELEVANT_MAX_CHUNKS = 1000
 # Keyword search is BM25-like: a chunk scores the sum, over the query's words it contains, of each
 # word's inverse document frequency (from LexemeStat) times ts_rank of that word (its frequency in
 # the chunk, normalised by 1 + log(length)). Words in more than COMMON_WORD_SHARE of the owner's
@@ -93,6 +97,23 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None,
     else:
         chosen = (vector_ranking or keyword_ranking)[:k]
     return _hits(owner_id=user.id, query=query, chosen=chosen, vector=vector_ranking, keyword=keyword_ranking)
+
+
+def documents_relevant(*, user, query: str, limit: int, among: set[str] | None = None) -> list[str]:
+    """Ids of the user's ready documents most relevant to `query`, best first: the hybrid search's
+    two rankings over passages, fused, each document placed by its best passage. Only documents
+    in `among` (ids) when given; a document neither ranking found is not relevant."""
+    n = min(limit * RELEVANT_CHUNKS_PER_DOCUMENT, RELEVANT_MAX_CHUNKS)
+    embedding = _embedder().submit(texts_embed, [query])
+    keyword = chunks_keyword_ranked(owner_id=user.id, query=query, n=n)
+    vector = _vector_ranked(user=user, embedding=embedding, n=n, document_id=None)
+    ranked: list[str] = []
+    for (document_id, _index), _score in ranks_fuse(vector=vector, keyword=keyword, k=len(vector) + len(keyword)):
+        if document_id not in ranked and (among is None or document_id in among):
+            ranked.append(document_id)
+            if len(ranked) == limit:
+                break
+    return ranked
 
 
 def _vector_ranked(*, user, embedding: Future, n: int, document_id) -> list:

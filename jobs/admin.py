@@ -42,6 +42,8 @@ LIVE_MAX_RUNS = 200
 ARG_LINKS = {"document_id": "admin:documents_document_change", "message_id": "admin:chat_message_change",
              "session_id": "admin:chat_chatsession_change", "user_id": "admin:auth_user_change"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A run page lists this many of its children; the counts by status cover them all.
+CHILDREN_SHOWN = 200
 
 
 def _seconds(value) -> str:
@@ -294,7 +296,7 @@ class JobRunAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context.update({
-                "can_retry": obj.status in (RunStatus.FAILURE, RunStatus.REVOKED) and not obj.retries.exists(),
+                "can_retry": obj.is_retryable and not obj.retries.exists(),
                 "can_cancel": not obj.is_finished, "can_force_fail": obj.stalled,
             })
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
@@ -390,7 +392,20 @@ class JobRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="children")
     def children_runs(self, run):
-        return format_html_join(", ", "{}", ((run_link(r),) for r in run.children.all())) or "—"
+        """The run tree below this run: each child with what it works on and its live status."""
+        children = list(run.children.order_by("created_at").with_retries()[:CHILDREN_SHOWN])
+        if not children:
+            return "—"
+        counts = runs.run_children_counts(parent_id=run.pk)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        rows = ((format_html('<a href="{}">{}</a>', reverse("admin:jobs_jobrun_change", args=[child.pk]),
+                             child.short_id), child.kind, self.args_links(child),
+                 f"{child.attempts}/{child.max_attempts}", run_live_cell(child)) for child in children)
+        more = sum(counts.values()) - len(children)
+        return format_html(
+            '<p>{}{}</p><table class="run-table run-tree"><tr><th>run</th><th>kind</th><th>args</th><th>attempts</th>'
+            '<th>status</th></tr>{}</table>', summary, f" (the first {len(children)} shown)" if more > 0 else "",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
 
     @admin.display(description="retries")
     def retry_runs_links(self, run):
@@ -417,7 +432,7 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name",)
     actions = (run_now,)
-    readonly_fields = ("beat_entry", "created_at", "updated_at")
+    readonly_fields = ("latest_output", "beat_entry", "created_at", "updated_at")
     change_form_template = "admin/jobs/job/change_form.html"
 
     @property
@@ -441,6 +456,15 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="last run")
     def last_run(self, job):
         return run_live_cell(job.runs.order_by("-created_at").first())
+
+    @admin.display(description="latest output")
+    def latest_output(self, job):
+        output = selectors.job_output(job=job)
+        if not output:
+            return "—"
+        link = output.get("admin_url")
+        label = output.get("label") or "output"
+        return format_html('<a href="{}">{}</a>', link, label) if link else label
 
     @admin.display(description="beat entry")
     def beat_entry(self, job):

@@ -44,15 +44,21 @@ class StoredDateTimeFilter(filters.IsoDateTimeFilter):
     field_class = StoredDateTimeField
 
 
-def _visible_jobs(request):
+def visible_jobs(request):
     # Another user's job id is answered as an unknown one (400), never as an empty list.
     return selectors.job_visible_to(user=request.user) if request else Job.objects.none()
+
+
+def _visible_runs(request):
+    # Another user's run id is answered as an unknown one (400), never as an empty list.
+    return selectors.run_visible_to(user=request.user) if request else JobRun.objects.none()
 
 
 class RunFilter(filters.FilterSet):
     created_after = StoredDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = StoredDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    job = filters.ModelChoiceFilter(queryset=_visible_jobs)
+    job = filters.ModelChoiceFilter(queryset=visible_jobs)
+    parent = filters.ModelChoiceFilter(queryset=_visible_runs, label="The children of this run (its fan-out).")
     dead_letter = filters.BooleanFilter(method="filter_dead_letter",
                                         label="Dead and not yet retried (the dead-letter queue).")
 
@@ -62,11 +68,12 @@ class RunFilter(filters.FilterSet):
 
     class Meta:
         model = JobRun
-        fields = ["status", "kind", "queue", "dead", "triggered_by", "job"]
+        fields = ["status", "kind", "queue", "dead", "triggered_by", "job", "parent"]
 
 
 @extend_schema_view(
-    list=extend_schema(description="List your runs, newest first, filtered by status, kind, queue, job or time."),
+    list=extend_schema(description="List your runs, newest first, filtered by status, kind, queue, job, parent "
+                                "or time."),
     retrieve=extend_schema(description="Show one run: status, progress with ETA, attempts, error and result."),
 )
 class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
@@ -78,6 +85,9 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     model = JobRun
     visible_to = staticmethod(selectors.run_visible_to)
 
+    def get_queryset(self):
+        return super().get_queryset().with_children_counts()
+
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -87,7 +97,7 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
-        """Run a failed or cancelled run again as a new run; asked twice, it answers with the same retry."""
+        """Run a failed, cancelled or partial run again as a new run; asked twice, it answers with the same retry."""
         # Asked again (or concurrently), it answers with the one retry already made.
         run, _ = runs.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
         return accepted_run(run)
@@ -158,7 +168,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     def runs(self, request, pk=None):
         """List the runs of one job, newest first."""
         job = self.get_object()
-        runs = selectors.run_visible_to(user=request.user).filter(job=job).order_by("-created_at")
+        runs = selectors.run_visible_to(user=request.user).filter(job=job).order_by("-created_at").with_children_counts()
         return paginated(self, request, runs, RunOutputSerializer)
 
     @extend_schema(responses=KindOutputSerializer(many=True))

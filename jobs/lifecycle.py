@@ -11,17 +11,25 @@ statement, so both always agree and an outcome costs one round trip and one comm
 | claim          | QUEUED; RETRY once due; held with a     | STARTED                       | runner, a message arrives    |
 |                | stale heartbeat; never once cancelled   |                               |                              |
 | progress       | STARTED, PROGRESS                       | PROGRESS                      | ctx.progress in a body       |
+| await children | STARTED, PROGRESS, not cancelled        | PROGRESS, awaiting, no worker | ctx.fan_out in a body        |
+| roll up        | PROGRESS, awaiting                      | (same; children's progress)   | a child ends                 |
+| children done  | PROGRESS, awaiting, no child unfinished | QUEUED for its final step     | the last child to end        |
 | heartbeat      | STARTED, PROGRESS                       | (same; heartbeat_at)          | runner's heartbeat thread    |
 | retry          | STARTED, PROGRESS, not cancelled        | RETRY, due_at set             | runner, attempts left        |
 | succeed        | STARTED, PROGRESS, not cancelled        | SUCCESS                       | runner, or ctx.commit        |
 | succeed        | STARTED, PROGRESS, cancelled            | REVOKED                       | runner (cancel ignored)      |
 | fail           | any unfinished                          | FAILURE, dead                 | runner, reaper               |
-| request cancel | any unfinished                          | flag; QUEUED, RETRY → REVOKED | services.runs.run_cancel     |
+| request cancel | any unfinished                          | flag; waiting or awaiting     | services.runs.run_cancel     |
+|                |                                         | children → REVOKED            |                              |
 | revoke         | any unfinished                          | REVOKED                       | runner, grace, task_revoked  |
 | release        | STARTED, PROGRESS                       | QUEUED, attempt not counted   | worker stop, database outage |
 | reap           | STARTED, PROGRESS, heartbeat stale      | QUEUED, or FAILURE when last  | watchdog (maintenance)       |
 
 QUEUED and RETRY runs are (re)published by services.runs; publishing changes no status.
+
+A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
+parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
+an owner's next turn) is published by services.runs in answer.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from jobs.errors import RunCancelled
@@ -61,14 +70,19 @@ def _in(statuses) -> str:
 RUNNING_SQL = _in(RUNNING_STATUSES)
 UNFINISHED_SQL = _in(UNFINISHED_STATUSES)
 
+# Sent (run_id, parent_id, owner_id, kind, status) after the transaction that ended a run commits.
+run_ended = Signal()
+
 # Celery's shape for a stored exception, so AsyncResult(...).result decodes it.
 def _exception_payload(kind: str, message: str, module: str = "celery.exceptions") -> str:
     return json.dumps({"exc_type": kind, "exc_message": [message], "exc_module": module})
 
 
-# Appended to a transition that RETURNING (id, kind, status, started_at) rows: the TaskResult row
-# follows in the same statement.
-_TASK_RESULT_UPSERT = """
+# Appended to a transition whose `changed` CTE returns (id, kind, status, started_at, parent_id,
+# owner_id): the TaskResult row follows in the same statement, which returns (status, parent_id,
+# owner_id, kind) of the run it ended.
+_ENDED_COLUMNS = "id, kind, status, started_at, parent_id, owner_id"
+_TASK_RESULT_UPSERT = """, stored AS (
 INSERT INTO django_celery_results_taskresult
        (task_id, task_name, task_args, task_kwargs, status, worker, content_type, content_encoding,
         result, date_created, date_started, date_done, traceback, meta, periodic_task_name)
@@ -81,6 +95,8 @@ SELECT changed.id::text, changed.kind, '()', %(task_kwargs)s, changed.status, %(
        traceback = EXCLUDED.traceback, worker = COALESCE(NULLIF(EXCLUDED.worker, ''),
        django_celery_results_taskresult.worker), date_started = EXCLUDED.date_started
 RETURNING status
+)
+SELECT stored.status, changed.parent_id, changed.owner_id, changed.kind FROM stored CROSS JOIN changed
 """
 
 
@@ -98,6 +114,18 @@ def _execute(sql: str, params: dict) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def _announce_end(run_id, rows: list[tuple]) -> None:
+    """After commit, tell services.runs that a run with a parent, or of a fair-share kind, ended."""
+    if not rows:
+        return
+    status, parent_id, owner_id, kind = rows[0]
+    spec = kind_find(kind)
+    if parent_id is None and not (spec and spec.fair_share):
+        return
+    transaction.on_commit(lambda: run_ended.send(sender=JobRun, run_id=str(run_id), parent_id=parent_id,
+                                                 owner_id=owner_id, kind=kind, status=status))
 
 
 def run_call_hook(name: str, run: JobRun) -> None:
@@ -145,7 +173,8 @@ UPDATE jobs_jobrun
  WHERE id = %(id)s AND NOT cancel_requested
    AND (status = 'QUEUED'
         OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
-        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts)
+        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts
+            AND NOT awaiting_children)
         OR (status = 'STARTED' AND worker = %(in_doubt)s AND heartbeat_at < %(unheld_before)s))
 RETURNING args, attempts, max_attempts, correlation_id
 """
@@ -194,6 +223,42 @@ def run_heartbeat(*, run_id: str) -> None:
     JobRun.objects.filter(id=run_id, status__in=RUNNING_STATUSES).update(heartbeat_at=timezone.now())
 
 
+# --- fan-out: a parent awaiting its children ---------------------------------------------------
+
+def run_await_children(*, run_id: str, total: int, step: str, message: str) -> bool:
+    """Inside the transaction that created the run's children: the body ends its attempt without
+    ending the run, which waits (held by no worker, never reaped) for its children. False if the
+    run is no longer held or was cancelled."""
+    return bool(JobRun.objects.filter(id=run_id, status__in=RUNNING_STATUSES, cancel_requested=False).update(
+        status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=timezone.now(),
+        progress_current=0, progress_total=total, progress_step=step[:50], progress_message=message[:255],
+        eta_seconds=None))
+
+
+def run_roll_up(*, run_id: str, current: int, total: int, eta: float | None) -> None:
+    """A parent's progress is its children's: how many have ended, and the ETA at their rate."""
+    JobRun.objects.filter(id=run_id, awaiting_children=True, status__in=RUNNING_STATUSES).update(
+        progress_current=current, progress_total=total, eta_seconds=eta, heartbeat_at=timezone.now())
+
+
+_CHILDREN_DONE_SQL = f"""
+UPDATE jobs_jobrun
+   SET status = 'QUEUED', awaiting_children = false, attempts = GREATEST(attempts - 1, 0), worker = '',
+       dispatched_at = %(now)s, eta_seconds = NULL
+ WHERE id = %(id)s AND awaiting_children AND status IN {RUNNING_SQL} AND NOT cancel_requested
+   AND NOT EXISTS (SELECT 1 FROM jobs_jobrun child
+                    WHERE child.parent_id = %(id)s AND child.status IN {UNFINISHED_SQL})
+RETURNING id
+"""
+
+
+def run_children_done(*, run_id: str) -> bool:
+    """QUEUED again for its final step once no child is unfinished; the handing over is not counted
+    as an attempt. One conditional statement: when children end at the same moment, or an end is
+    announced twice, exactly one caller gets True and publishes the parent."""
+    return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id, "now": timezone.now()}))
+
+
 def run_lock_for_commit(*, run_id: str) -> None:
     """Inside the transaction of a body's final writes: hold the run's row until commit, and refuse
     if a cancel came first. A cancel arriving meanwhile waits for the lock, then finds the run finished."""
@@ -216,7 +281,7 @@ WITH changed AS (
            attempt_log = CASE WHEN cancel_requested THEN attempt_log || %(cancel_entry)s::jsonb
                               ELSE attempt_log END
      WHERE id = %(id)s AND status IN {RUNNING_SQL}
-    RETURNING id, kind, status, started_at
+    RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT.replace("%(task_result)s",
                                   "CASE WHEN changed.status = 'SUCCESS' THEN %(task_result)s ELSE %(revoked)s END")
@@ -236,6 +301,7 @@ def run_succeed(*, run_id: str, result: Any, attempt: int, worker: str = "") -> 
     status = rows[0][0] if rows else None
     if status == RunStatus.REVOKED:
         run_call_hook("on_revoked", JobRun.objects.get(id=run_id))
+    _announce_end(run_id, rows)
     return status
 
 
@@ -245,7 +311,7 @@ WITH changed AS (
        SET status = 'RETRY', error = %(error)s, heartbeat_at = %(now)s, due_at = %(due_at)s,
            dispatched_at = %(now)s, attempt_log = attempt_log || %(entry)s::jsonb
      WHERE id = %(id)s AND status IN {RUNNING_SQL} AND NOT cancel_requested
-    RETURNING id, kind, status, started_at
+    RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
@@ -271,7 +337,7 @@ WITH changed AS (
            finished_at = %(now)s, heartbeat_at = %(now)s, eta_seconds = NULL, due_at = NULL,
            attempt_log = attempt_log || %(entry)s::jsonb
      WHERE id = %(id)s AND status IN {UNFINISHED_SQL} {{extra}}
-    RETURNING id, kind, status, started_at
+    RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
@@ -294,6 +360,7 @@ def run_fail(*, run_id: str, error: str, attempt: int | None, traceback: str = "
             return False
         run = JobRun.objects.get(id=run_id)
         run_call_hook("on_final_failure", run)
+        _announce_end(run_id, rows)
     logger.error("run failed for good", extra={
         "run_id": str(run_id), "kind": run.kind, "attempts": run.attempts, "max_attempts": run.max_attempts,
         "error": error, "owner_id": run.owner_id, "correlation_id": run.correlation_id,
@@ -319,17 +386,19 @@ def _report_to_sentry(*, run: JobRun, error: str, exc: BaseException | None) -> 
 # --- cancel and revoke ----------------------------------------------------------------------
 
 def run_request_cancel(*, run_id: str) -> str | None:
-    """Flag the run cancelled (durable: a message arriving later finds the flag). A waiting run is
-    revoked at once. Returns the status the run has now, or None if it had already finished."""
+    """Flag the run cancelled (durable: a message arriving later finds the flag). A waiting run, and
+    one awaiting its children (no worker holds it), is revoked at once. Returns the status the run
+    has now, or None if it had already finished."""
     now = timezone.now()
     with transaction.atomic():
         flagged = (JobRun.objects.filter(id=run_id, status__in=UNFINISHED_STATUSES)
                    .update(cancel_requested=True, cancel_requested_at=now))
         if not flagged:
             return None
-        status = JobRun.objects.values_list("status", flat=True).get(id=run_id)
-        if status in WAITING_STATUSES:
-            run_revoke(run_id=run_id, reason="cancelled before it started")
+        status, awaiting = JobRun.objects.values_list("status", "awaiting_children").get(id=run_id)
+        if status in WAITING_STATUSES or awaiting:
+            run_revoke(run_id=run_id, reason="cancelled before it started" if not awaiting
+                       else "cancelled while its children ran")
             return RunStatus.REVOKED
     return status
 
@@ -339,9 +408,10 @@ WITH changed AS (
     UPDATE jobs_jobrun
        SET status = 'REVOKED', cancel_requested = true,
            cancel_requested_at = COALESCE(cancel_requested_at, %(now)s), finished_at = %(now)s,
-           eta_seconds = NULL, due_at = NULL, attempt_log = attempt_log || %(entry)s::jsonb
+           eta_seconds = NULL, due_at = NULL, attempt_log = attempt_log || %(entry)s::jsonb,
+           awaiting_children = false
      WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
-    RETURNING id, kind, status, started_at
+    RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
@@ -361,6 +431,7 @@ def run_revoke(*, run_id: str, reason: str = "cancelled") -> bool:
         if not rows:
             return False
         run_call_hook("on_revoked", run)
+        _announce_end(run_id, rows)
     logger.info("run revoked", extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
     return True
 
@@ -405,7 +476,9 @@ def run_reap(*, run: JobRun) -> str | None:
 
 
 def runs_stale(*, limit: int) -> list[JobRun]:
-    """Held runs with no heartbeat for RUN_HEARTBEAT_TIMEOUT_SECONDS, oldest first."""
+    """Held runs with no heartbeat for RUN_HEARTBEAT_TIMEOUT_SECONDS, oldest first (a run awaiting
+    its children is held by no worker, and never stale)."""
     stale_before = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=stale_before)
+    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=stale_before,
+                                      awaiting_children=False)
                 .order_by("heartbeat_at")[:limit])

@@ -42,6 +42,16 @@ class JobRunQuerySet(models.QuerySet):
         return self.prefetch_related(models.Prefetch("retries", queryset=JobRun.objects.order_by("created_at"),
                                                      to_attr="prefetched_retries"))
 
+    def with_children_counts(self) -> "JobRunQuerySet":
+        """Each run's children counted by status, as `children_counts` ({} without children), in the
+        same query (one small indexed subquery per run shown)."""
+        from django.db.models.expressions import RawSQL
+
+        return self.annotate(children_counts=RawSQL(
+            "SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (SELECT status, count(*) AS n "
+            "FROM jobs_jobrun child WHERE child.parent_id = jobs_jobrun.id GROUP BY status) counted", [],
+            output_field=models.JSONField()))
+
     def stalled(self) -> "JobRunQuerySet":
         """Running runs that JobRun.stalled flags, in SQL."""
         from datetime import timedelta
@@ -50,7 +60,7 @@ class JobRunQuerySet(models.QuerySet):
 
         grace = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
         now = timezone.now()
-        return self.filter(status__in=RUNNING_STATUSES).alias(
+        return self.filter(status__in=RUNNING_STATUSES, awaiting_children=False).alias(
             hard_deadline=RawSQL("started_at + make_interval(secs => time_limit)", [],
                                  output_field=models.DateTimeField()),
         ).filter(models.Q(heartbeat_at__lt=now - grace)
@@ -100,6 +110,9 @@ class JobRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     dead = models.BooleanField(default=False)
+    awaiting_children = models.BooleanField(
+        default=False, help_text="Its body handed the work to its child runs and holds no worker; the last child "
+                                 "to finish queues it again for its final step.")
     correlation_id = models.CharField(max_length=128, blank=True, default="")
     time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds.")
 
@@ -123,6 +136,8 @@ class JobRun(models.Model):
                          condition=models.Q(status__in=[s.value for s in WAITING_STATUSES])),
             models.Index(fields=["heartbeat_at"], name="run_running_heartbeat",
                          condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
+            models.Index(fields=["created_at"], name="run_awaiting_children",
+                         condition=models.Q(awaiting_children=True)),
         ]
 
     def __str__(self) -> str:
@@ -131,6 +146,12 @@ class JobRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def is_retryable(self) -> bool:
+        """FAILURE or REVOKED, or a SUCCESS that says it is partial (some of its children failed)."""
+        partial = self.status == RunStatus.SUCCESS and isinstance(self.result, dict) and self.result.get("partial")
+        return self.status in (RunStatus.FAILURE, RunStatus.REVOKED) or bool(partial)
 
     @property
     def percent(self) -> float | None:
@@ -143,7 +164,7 @@ class JobRun(models.Model):
         """Running, but its worker has stopped reporting (no heartbeat within the allowed time) or it
         has outlived its kind's hard time limit: the watchdog will take it over, an operator may
         force-fail it first."""
-        if self.status not in RUNNING_STATUSES:
+        if self.status not in RUNNING_STATUSES or self.awaiting_children:
             return False
         now = timezone.now()
         beat = self.heartbeat_at or self.started_at

@@ -19,6 +19,7 @@ import jsonschema
 from django.conf import settings
 
 from jobs.errors import JobsError, PermanentError
+from project.errors import DomainError
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ class JobKind:
     # At most this many of one owner's runs of this kind wait in the broker at once; the rest are
     # published as those finish, so one user's batch does not queue everyone else behind it.
     fair_share: int | None = None
+    # At most this many of one parent's children of this kind wait in the broker at once; the rest
+    # are published as those end, so one large fan-out does not take the whole queue from others.
+    parent_share: int | None = None
+    # What a job of this kind last produced, shown with the job (API and admin): `job_output(job)`
+    # returns a small JSON object, or None while there is nothing yet.
+    job_output: Callable[..., dict | None] | None = None
+    # Checks of params that JSON Schema cannot express (`params_check(params)` raises a DomainError).
+    params_check: Callable[[dict], None] | None = None
 
     @property
     def hard_limit(self) -> int:
@@ -103,6 +112,11 @@ class JobKind:
         except jsonschema.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path) or "params"
             raise JobsError(f"{where}: {exc.message}", field=f"params.{where}" if exc.absolute_path else "params")
+        if self.params_check is not None:
+            try:
+                self.params_check(params)
+            except DomainError as exc:
+                raise JobsError(exc.message, field=exc.field or "params")
         return params
 
 

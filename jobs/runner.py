@@ -32,6 +32,8 @@ PROGRESS_MIN_INTERVAL = 0.5
 # A body that logs in a loop cannot fill the table: lines past these bounds are dropped.
 RUN_LOG_MAX_ENTRIES = 200
 RUN_LOG_MESSAGE_CHARS = 2000
+# RunContext.outcome of an attempt that handed its run over to child runs.
+AWAITING_CHILDREN = "AWAITING_CHILDREN"
 # Errors that say the database is unreachable rather than that the work is wrong.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # Redelivery of a message whose claim met a database outage: 1, 2, 4, 8, then every 10 s.
@@ -137,6 +139,26 @@ class RunContext:
         JobRunLogEntry.objects.create(run_id=self.id, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
         logger.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.id})
 
+    @property
+    def awaiting_children(self) -> bool:
+        return self.outcome == AWAITING_CHILDREN
+
+    def fan_out(self, create_children: Callable[[], int], *, step: str, message: str) -> int:
+        """Create the run's children and hand the work over to them, in one transaction, only if no
+        cancel came first (else RunCancelled, and no child is kept). `create_children` enqueues them
+        (services.runs.run_enqueue with `parent`) and returns how many.
+
+        With children made, the body returns at once: the run stays PROGRESS, held by no worker,
+        its progress their roll-up; the last child to end queues it again, and the body is called
+        once more (with no child unfinished) for its final step. With none made it goes on now."""
+        with transaction.atomic():
+            lifecycle.run_lock_for_commit(run_id=self.id)
+            total = create_children()
+            if total:
+                lifecycle.run_await_children(run_id=self.id, total=total, step=step, message=message)
+                self.outcome = AWAITING_CHILDREN
+        return total
+
     def commit(self, write: Callable[[], T]) -> T:
         """Make the body's final writes and end the run SUCCESS, in one transaction, only if no
         cancel came first (else RunCancelled, and nothing of `write` is kept). `write` returns the
@@ -214,8 +236,8 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
         raise  # Celery's events (and Flower) show the failure; the outcome is already stored
     if ctx.outcome is None:
         ctx.outcome = lifecycle.run_succeed(run_id=run_id, result=result, attempt=ctx.attempt, worker=ctx.worker)
-    logger.info("run finished", extra={**extra, "status": ctx.outcome,
-                                       "elapsed_seconds": round(time.monotonic() - started, 3)})
+    logger.info("run waits for its children" if ctx.awaiting_children else "run finished",
+                extra={**extra, "status": ctx.outcome, "elapsed_seconds": round(time.monotonic() - started, 3)})
     return result
 
 
@@ -284,6 +306,9 @@ def tracked_task(
     default_schedule: tuple[str, dict] | None = None,
     staff_only: bool = False,
     fair_share: int | None = None,
+    parent_share: int | None = None,
+    job_output: Callable[..., dict | None] | None = None,
+    params_check: Callable[[dict], None] | None = None,
 ):
     """Register `body(ctx, **args)` as a kind and return its Celery task (named after the kind).
 
@@ -299,7 +324,7 @@ def tracked_task(
             retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
             on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
             schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
-            fair_share=fair_share,
+            fair_share=fair_share, parent_share=parent_share, job_output=job_output, params_check=params_check,
         )
         kind_register(spec)
 

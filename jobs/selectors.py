@@ -36,6 +36,15 @@ def runs_by_ids(*, ids: list[str]) -> list[JobRun]:
     return list(JobRun.objects.filter(id__in=valid).with_retries())
 
 
+def job_output(*, job: Job) -> dict | None:
+    """What the job last produced, as its kind describes it (a research digest: which one, how
+    complete); None for kinds that say nothing or before a first output."""
+    from jobs.registry import kind_find
+
+    spec = kind_find(job.kind)
+    return spec.job_output(job) if spec is not None and spec.job_output is not None else None
+
+
 def job_visible_to(*, user) -> QuerySet[Job]:
     jobs = Job.objects.all()
     return jobs if user.is_staff else jobs.filter(owner=user)

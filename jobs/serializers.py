@@ -1,3 +1,4 @@
+from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -10,6 +11,11 @@ class RunProgressSerializer(serializers.Serializer):
     percent = serializers.FloatField(allow_null=True)
     step = serializers.CharField()
     message = serializers.CharField()
+
+
+class ChildrenCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="QUEUED, PROGRESS, SUCCESS, …")
 
 
 class AttemptSerializer(serializers.Serializer):
@@ -28,6 +34,9 @@ class RunOutputSerializer(serializers.ModelSerializer):
     attempt_log = AttemptSerializer(many=True, read_only=True)
     stalled = serializers.BooleanField(read_only=True,
                                        help_text="Running, but its worker has not reported for longer than allowed.")
+    children = serializers.SerializerMethodField(
+        help_text="Counts of the run's child runs by status (a fan-out); null when it has none. "
+                  "List them with /api/runs/?parent=<id>.")
 
     class Meta:
         model = JobRun
@@ -35,7 +44,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "queue", "attempts", "max_attempts", "progress", "elapsed_seconds",
             "eta_seconds", "created_at", "started_at", "finished_at", "due_at", "error", "result", "dead",
             "cancel_requested", "retry_of", "parent", "job", "correlation_id", "triggered_by", "args",
-            "attempt_log", "stalled",
+            "attempt_log", "stalled", "awaiting_children", "children",
         ]
 
     @extend_schema_field(RunProgressSerializer)
@@ -54,11 +63,33 @@ class RunOutputSerializer(serializers.ModelSerializer):
     def get_error(self, run: JobRun) -> str | None:
         return run.error or None
 
+    @extend_schema_field(ChildrenCountsSerializer(allow_null=True))
+    def get_children(self, run: JobRun) -> dict | None:
+        if hasattr(run, "children_counts"):  # JobRunQuerySet.with_children_counts
+            counts = run.children_counts
+        else:
+            counts = dict(JobRun.objects.filter(parent_id=run.pk).values_list("status").annotate(n=Count("id")))
+        if not counts:
+            return None
+        return {"total": sum(counts.values()), "by_status": counts}
+
 
 class JobOutputSerializer(serializers.ModelSerializer):
+    latest_output = serializers.SerializerMethodField(
+        help_text="What the job last produced, as its kind describes it (a research digest: its id, url and "
+                  "whether it is partial); null before a first output or for kinds that produce none.")
+
     class Meta:
         model = Job
-        fields = ["id", "name", "kind", "params", "schedule", "enabled", "owner", "created_at", "updated_at"]
+        fields = ["id", "name", "kind", "params", "schedule", "enabled", "owner", "created_at", "updated_at",
+                  "latest_output"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+    def get_latest_output(self, job: Job) -> dict | None:
+        from jobs.selectors import job_output
+
+        output = job_output(job=job)
+        return None if output is None else {k: v for k, v in output.items() if k != "admin_url"}
 
 
 class JobInputSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-QUEUES = ("documents", "chat", "jobs", "maintenance")
+QUEUES = ("documents", "chat", "jobs", "research", "maintenance")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 # Routed by task name: each app's tasks land on their own queue, so a slow ingestion never
 # blocks a chat reply, and maintenance never waits behind user work.
@@ -20,6 +20,7 @@ app.conf.task_routes = {
     "documents.*": {"queue": "documents"},
     "chat.*": {"queue": "chat"},
     "jobs.*": {"queue": "jobs"},
+    "research.*": {"queue": "research"},
 }
 app.autodiscover_tasks()
 

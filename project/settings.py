@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "jobs",
     "documents",
     "chat",
+    "research",
 ]
 
 MIDDLEWARE = [
@@ -306,6 +307,13 @@ PINECONE_TIMEOUT = env.float("PINECONE_TIMEOUT", default=10.0)
 if VECTOR_STORE == "pinecone" and not (PINECONE_API_KEY and PINECONE_INDEX_HOST):
     raise ImproperlyConfigured("VECTOR_STORE=pinecone needs PINECONE_API_KEY and PINECONE_INDEX_HOST "
                                "(the index's data plane host, from the Pinecone console).")
+
+# --- Research digests -------------------------------------------------------------
+# At most this many of one digest's children wait in the broker at once; the rest follow as
+# those end, so one user's large digest does not take the research queue from everyone else.
+RESEARCH_MAX_CHILDREN_IN_FLIGHT = env.int("RESEARCH_MAX_CHILDREN_IN_FLIGHT", default=4)
+# The most documents one digest may read (its max_documents is bounded by this).
+RESEARCH_MAX_DOCUMENTS = env.int("RESEARCH_MAX_DOCUMENTS", default=100)
 
 # --- LLM server ----------------------------------------------------------------------
 AI_SERVER_URL = env.str("AI_SERVER_URL", default="").rstrip("/")

@@ -12,12 +12,14 @@ from jobs.metrics import metrics_view
 from project.api_errors import api_not_found
 from project.docs import redoc_bundle
 from project.health import health
+from research.urls import router as research_router
 
 router = DefaultRouter()
 router.register("runs", RunViewSet, basename="run")
 router.register("jobs", JobViewSet, basename="job")
 router.registry.extend(documents_router.registry)
 router.registry.extend(chat_router.registry)
+router.registry.extend(research_router.registry)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

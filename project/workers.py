@@ -31,6 +31,8 @@ def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]
         worker("documents", "documents", os.environ.get("DOCUMENTS_CONCURRENCY", "1"),
                "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000")),
         worker("default", "chat,jobs", os.environ.get("DEFAULT_CONCURRENCY", "2")),
+        # Digests' children (search, an LLM) apart from chat, so a large digest never delays a reply.
+        worker("research", "research", os.environ.get("RESEARCH_CONCURRENCY", "2")),
         worker("maintenance", "maintenance", "1"),
     ]
     if beat:
@@ -63,7 +65,7 @@ def worker_env(env: dict[str, str]) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="start_workers.sh", description=(
-        "Starts the Celery workers (documents; chat and jobs; maintenance), beat, and Flower with --flower. "
+        "Starts the Celery workers (documents; chat and jobs; research; maintenance), beat, and Flower with --flower. "
         "A worker that dies is restarted; Ctrl-C or SIGTERM stops them gracefully (running tasks finish "
         "within WORKER_STOP_GRACE_SECONDS, or go back to the queue)."))
     parser.add_argument("--flower", action="store_true", help="also run Flower (FLOWER_PORT, FLOWER_ADDRESS)")

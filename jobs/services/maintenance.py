@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import FINISHED_STATUSES, JobRun
-from jobs.services.runs import runs_dispatch_pending, runs_enforce_cancel
+from jobs.services.runs import runs_dispatch_pending, runs_enforce_cancel, runs_resume_parents
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def runs_reap_stale() -> dict[str, int]:
 
 def watchdog() -> dict[str, int]:
     """One pass of recovery, every WATCHDOG_INTERVAL_SECONDS from beat: runs whose worker died,
-    cancels a body ignored past the grace, messages that never reached (or vanished from) the broker.
+    cancels a body ignored past the grace, messages that never reached (or vanished from) the broker,
+    parents whose last child's end was not announced.
 
     Not recorded as runs: a pass that finds nothing is most passes, and would bury real work in
     the runs list. What it does is logged with its timing."""
@@ -51,7 +52,8 @@ def watchdog() -> dict[str, int]:
     reaped = runs_reap_stale()
     terminated = runs_enforce_cancel()
     dispatched = runs_dispatch_pending()
-    outcome = {**reaped, "terminated": terminated, "published": dispatched["published"]}
+    resumed = runs_resume_parents()
+    outcome = {**reaped, "terminated": terminated, "published": dispatched["published"], "resumed": resumed}
     if any(outcome.values()):
         logger.info("watchdog pass", extra={**outcome, "seconds": round(time.monotonic() - started, 3)})
     return outcome

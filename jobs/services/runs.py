@@ -8,10 +8,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from celery import signals
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.dispatch import receiver
 from django.utils import timezone
 
 from jobs import lifecycle
@@ -55,18 +55,21 @@ def run_enqueue(
         parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
         correlation_id=correlation_id_get() or "",
     )
-    if spec.fair_share and owner is not None and _in_broker(kind=kind, owner_id=owner.pk) > spec.fair_share:
-        # Waits its turn: published when one of this owner's runs of this kind finishes.
+    if (spec.fair_share and owner is not None and _in_broker(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
+            (spec.parent_share and parent is not None
+             and _in_broker(kind=kind, parent_id=parent.pk) > spec.parent_share):
+        # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
         lifecycle.run_dispatched(run_id=run.id, at=None)
         return run
     transaction.on_commit(lambda: run_dispatch(run=run))
     return run
 
 
-def _in_broker(*, kind: str, owner_id: int) -> int:
-    """This owner's runs of this kind that were published and have not finished."""
-    return JobRun.objects.filter(kind=kind, owner_id=owner_id, status__in=UNFINISHED_STATUSES,
-                                 dispatched_at__isnull=False).count()
+def _in_broker(*, kind: str, owner_id: int | None = None, parent_id=None) -> int:
+    """This owner's (or this parent's) runs of this kind that were published and have not ended."""
+    scope = {"owner_id": owner_id} if parent_id is None else {"parent_id": parent_id}
+    return JobRun.objects.filter(kind=kind, status__in=UNFINISHED_STATUSES, dispatched_at__isnull=False,
+                                 **scope).count()
 
 
 def runs_dispatch_held(*, kind: str, owner_id: int) -> int:
@@ -83,15 +86,74 @@ def runs_dispatch_held(*, kind: str, owner_id: int) -> int:
     return len(held)
 
 
-@signals.task_postrun.connect
-def _next_turn(sender=None, task_id=None, **kwargs):
-    """After a run of a fair-share kind, its owner's next waiting run is published."""
-    spec = kind_find(getattr(sender, "name", ""))
-    if spec is None or not spec.fair_share:
-        return
-    owner_id = JobRun.objects.filter(id=task_id, status__in=FINISHED_STATUSES).values_list("owner_id", flat=True).first()
-    if owner_id is not None:
-        runs_dispatch_held(kind=spec.kind, owner_id=owner_id)
+def runs_dispatch_held_children(*, parent_id) -> int:
+    """Publish the parent's oldest children that wait their turn, up to their kind's parent share.
+    The parent's row is locked meanwhile, so children ending together never exceed the share, and
+    nothing is published for a parent being cancelled."""
+    with transaction.atomic():
+        parent = JobRun.objects.select_for_update().filter(id=parent_id).first()
+        if parent is None or parent.cancel_requested or parent.is_finished:
+            return 0
+        held = JobRun.objects.filter(parent_id=parent_id, status=RunStatus.QUEUED, cancel_requested=False,
+                                     dispatched_at__isnull=True).order_by("created_at")
+        first = held.first()
+        spec = kind_find(first.kind) if first is not None else None
+        if spec is None:
+            return 0
+        free = (spec.parent_share or len(held)) - _in_broker(kind=spec.kind, parent_id=parent_id)
+        chosen = list(held[:max(free, 0)])
+        for run in chosen:
+            lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+            transaction.on_commit(lambda run=run: run_dispatch(run=run))
+    return len(chosen)
+
+
+def run_children_counts(*, parent_id) -> dict[str, int]:
+    """How many of the run's children have each status."""
+    return dict(JobRun.objects.filter(parent_id=parent_id).values_list("status").annotate(n=Count("id")))
+
+
+def run_children_progress(*, parent_id) -> bool:
+    """A child of `parent_id` ended: publish the next waiting children, roll their progress up into
+    the parent's, and, once none is unfinished, queue the parent for its final step (exactly once
+    however many ends are announced, and in whatever order). True if this call queued the parent."""
+    runs_dispatch_held_children(parent_id=parent_id)
+    counts = run_children_counts(parent_id=parent_id)
+    total = sum(counts.values())
+    ended = sum(counts.get(status, 0) for status in FINISHED_STATUSES)
+    eta = None
+    first_start = JobRun.objects.filter(parent_id=parent_id).aggregate(first=Min("started_at"))["first"]
+    if ended and first_start is not None and ended < total:
+        elapsed = (timezone.now() - first_start).total_seconds()
+        eta = round((total - ended) * elapsed / ended, 1)
+    lifecycle.run_roll_up(run_id=parent_id, current=ended, total=total, eta=eta)
+    if not lifecycle.run_children_done(run_id=parent_id):
+        return False
+    parent = JobRun.objects.get(id=parent_id)
+    logger.info("children ended; parent queued for its final step",
+                extra={"run_id": str(parent_id), "kind": parent.kind, "children": counts})
+    run_dispatch(run=parent)
+    return True
+
+
+def runs_resume_parents() -> int:
+    """Parents still awaiting children that have all ended (an announcement lost with its worker):
+    queued for their final step. The watchdog's backstop; normally the last child does this."""
+    unfinished = JobRun.objects.filter(parent_id=OuterRef("pk"), status__in=UNFINISHED_STATUSES)
+    waiting = (JobRun.objects.filter(awaiting_children=True, status__in=RUNNING_STATUSES)
+               .exclude(Exists(unfinished)).values_list("id", flat=True)[:DISPATCH_BATCH_SIZE])
+    return sum(run_children_progress(parent_id=parent_id) for parent_id in list(waiting))
+
+
+@receiver(lifecycle.run_ended)
+def _after_run_ended(sender, run_id, parent_id, owner_id, kind, status, **kwargs):
+    """What waited for a run that ended: its owner's next turn (fair-share kinds), its parent's next
+    children and, after the last child, the parent's final step."""
+    spec = kind_find(kind)
+    if spec is not None and spec.fair_share and owner_id is not None:
+        runs_dispatch_held(kind=kind, owner_id=owner_id)
+    if parent_id is not None:
+        run_children_progress(parent_id=parent_id)
 
 
 class _PublishBreaker:
@@ -218,12 +280,16 @@ def runs_dispatch_pending() -> dict[str, int]:
     held = broker_message_ids(queues=sorted({run.queue for run in candidates}))
     fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
     published = 0
+    parents: set = set()
     for run in candidates:
         never_sent = run.dispatched_at is None
         spec = kind_find(run.kind)
         if never_sent and spec and spec.fair_share and run.owner_id is not None \
                 and _in_broker(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
             continue  # waiting its turn, not lost
+        if never_sent and spec and spec.parent_share and run.parent_id is not None:
+            parents.add(run.parent_id)  # its parent's turn decides, below
+            continue
         if not never_sent:
             if held is None and run.dispatched_at >= fallback_before:
                 continue  # the broker cannot say; only very old runs are sent again
@@ -233,6 +299,7 @@ def runs_dispatch_pending() -> dict[str, int]:
         if not run_dispatch(run=run, force=True):
             break
         published += 1
+    published += sum(runs_dispatch_held_children(parent_id=parent_id) for parent_id in parents)
     if published:
         logger.info("published runs whose message was missing", extra={"published": published,
                                                                          "found": len(candidates)})
@@ -252,18 +319,27 @@ def run_cancel(*, run: JobRun) -> JobRun:
     if status is None:
         run.refresh_from_db()
         raise JobsError(f"Run {run.id} already finished ({run.status}); nothing to cancel.", code="conflict")
+    _revoke_broadcast(run_id=str(run.id), status=status)
+    # Its children go with it (the parent first: no child ending meanwhile can queue its final step).
+    for child in JobRun.objects.filter(parent_id=run.id, status__in=UNFINISHED_STATUSES):
+        child_status = lifecycle.run_request_cancel(run_id=str(child.id))
+        if child_status is not None:
+            _revoke_broadcast(run_id=str(child.id), status=child_status)
+    run.refresh_from_db()
+    return run
+
+
+def _revoke_broadcast(*, run_id: str, status: str) -> None:
     from project.celery import app
 
     try:
-        app.control.revoke(str(run.id))
+        app.control.revoke(run_id)
         if status in RUNNING_STATUSES:
-            app.send_task(CANCEL_ENFORCE_TASK, kwargs={"run_id": str(run.id)}, queue="maintenance",
+            app.send_task(CANCEL_ENFORCE_TASK, kwargs={"run_id": run_id}, queue="maintenance",
                           countdown=settings.CANCEL_GRACE_SECONDS, retry=False)
     except Exception as exc:
         # The database flag is what counts; the watchdog enforces the grace if this message is lost.
-        logger.warning("revoke broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
-    run.refresh_from_db()
-    return run
+        logger.warning("revoke broadcast failed", extra={"run_id": run_id, "cause": str(exc)})
 
 
 def runs_enforce_cancel(*, run_id: str | None = None) -> int:
@@ -309,14 +385,17 @@ def run_force_fail(*, run: JobRun, actor) -> JobRun:
 
 def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bool]:
     """A new run with the same kind and args, linked by retry_of. Exactly one however often and
-    however concurrently it is asked: later askers get that run back. Returns (run, created)."""
+    however concurrently it is asked: later askers get that run back. Returns (run, created).
+
+    A run that fanned out finds its retry_of in its body, and re-runs only the children that did
+    not succeed (research.digest); a partial SUCCESS (`result.partial`) is retried that way too."""
     with transaction.atomic():
         locked = JobRun.objects.select_for_update().get(id=run.id)
         existing = locked.retries.order_by("created_at").first()
         if existing is not None:
             return existing, False
-        if locked.status not in (RunStatus.FAILURE, RunStatus.REVOKED):
-            raise JobsError(f"Only FAILURE or REVOKED runs can be retried; run {run.id} is {locked.status}.",
+        if not locked.is_retryable:
+            raise JobsError(f"Only FAILURE, REVOKED or partial runs can be retried; run {run.id} is {locked.status}.",
                             code="conflict")
         new_run = run_enqueue(kind=locked.kind, args=locked.args, owner=locked.owner or owner,
                               triggered_by=triggered_by, job=locked.job, parent=locked.parent, retry_of=locked,

@@ -79,3 +79,59 @@ def test_a_released_run_is_queued_again_without_its_attempt():
     released = JobRun.objects.get(id=run.id)
     assert (released.status, released.attempts) == (RunStatus.QUEUED, 0)
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2").attempt == 1
+
+
+def _end_at_barrier(kid: JobRun, together) -> None:
+    from django.db import connection, transaction
+
+    try:
+        with transaction.atomic():
+            lifecycle.run_succeed(run_id=str(kid.id), result=None, attempt=1)
+            together.wait(timeout=10)
+    finally:
+        connection.close()
+
+
+def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(transactional_db, caplog):
+    """Each child's end commits in its own transaction at a barrier, then announces itself: every
+    time, exactly one announcement queues the parent for its final step."""
+    import logging
+    import threading
+
+    from jobs.services import runs
+
+    caplog.set_level(logging.INFO, logger="jobs.services.runs")
+    for _ in range(10):
+        caplog.clear()
+        parent = accepted()
+        lifecycle.run_claim(run_id=str(parent.id), worker="p:1")
+        kids = [lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent) for _ in range(2)]
+        assert lifecycle.run_await_children(run_id=str(parent.id), total=2, step="children", message="")
+        for kid in kids:
+            lifecycle.run_claim(run_id=str(kid.id), worker="c:1")
+        together = threading.Barrier(2)
+        threads = [threading.Thread(target=_end_at_barrier, args=(kid, together)) for kid in kids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        parent.refresh_from_db()
+        assert parent.status == RunStatus.QUEUED and not parent.awaiting_children
+        assert parent.attempts == 0  # handing over was not an attempt
+        queued = [r for r in caplog.records if r.getMessage().startswith("children ended; parent queued")]
+        assert len(queued) == 1
+        assert runs.run_children_progress(parent_id=parent.id) is False  # a late or repeated announcement
+
+
+def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revokes_it():
+    parent = accepted()
+    lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
+    child = lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent)
+    assert lifecycle.run_await_children(run_id=str(parent.id), total=1, step="children", message="1 child")
+    JobRun.objects.filter(id=parent.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert parent.id not in {r.id for r in lifecycle.runs_stale(limit=100)}
+    assert not JobRun.objects.stalled().filter(id=parent.id).exists()
+    assert lifecycle.run_claim(run_id=str(parent.id), worker="other:2") is None
+    assert lifecycle.run_children_done(run_id=str(parent.id)) is False  # its child is unfinished
+    assert lifecycle.run_request_cancel(run_id=str(parent.id)) == RunStatus.REVOKED
+    assert JobRun.objects.get(id=child.id).status == RunStatus.QUEUED  # children: services.runs.run_cancel

@@ -23,6 +23,8 @@ class Step:
     trickle: float = 0.0
     # An error body that repeats the request's Authorization header, as some gateways do.
     echo_auth: bool = False
+    # Answer only once every party of this barrier has asked: requests that end at the same moment.
+    together: threading.Barrier | None = None
 
 
 class FakeLLM:
@@ -32,6 +34,8 @@ class FakeLLM:
         self.health_status = 200
         self.requests: list[dict] = []
         self.health_requests = 0
+        # A prompt containing this text is refused with a 400 (a request the server will never take).
+        self.refuse_containing: str | None = None
         self.auth_headers: list[str] = []
         self.embedding_requests: list[dict] = []
         self.embedding_script: list[Step] = []
@@ -71,6 +75,12 @@ class FakeLLM:
                     fake.requests.append(body)
                     fake.auth_headers.append(self.headers.get("Authorization", ""))
                     step = fake.script.pop(0) if fake.script else fake.default
+                    refused = fake.refuse_containing and fake.refuse_containing in json.dumps(body)
+                if refused:
+                    self.send_json(400, {"error": {"message": "this request is not accepted"}})
+                    return
+                if step.together is not None:
+                    step.together.wait(timeout=60)
                 time.sleep(step.delay)
                 if step.status != 200:
                     said = f"status {step.status}"
@@ -118,6 +128,7 @@ class FakeLLM:
     def reset(self):
         with self._lock:
             self.script, self.default, self.health_status = [], Step(), 200
+            self.refuse_containing = None
             self.requests, self.health_requests, self.auth_headers = [], 0, []
             self.embedding_requests, self.embedding_script, self.dimensions = [], [], 384
 

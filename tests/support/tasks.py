@@ -103,3 +103,34 @@ def countdown(ctx, steps: int = 20, interval: float = 0.5):
         ctx.progress(done, steps, step="counting down", message=f"{steps - done} left")
     ctx.log(f"Counted down {steps} steps.")
     return {"steps": steps}
+
+
+@tracked_task(kind="tests.fan_out", queue="jobs", description="Fans out into tests.child runs; records one effect "
+              "when the last has ended.", params_schema={"type": "object"}, schedulable=False)
+def fan_out(ctx, key: str, children: int, seconds: float = 0.0, failing: tuple = ()):
+    from jobs.models import JobRun
+    from jobs.services.runs import run_children_counts, run_enqueue
+
+    run = JobRun.objects.get(id=ctx.id)
+    if not run.children.exists():
+        ctx.fan_out(lambda: len([run_enqueue(kind="tests.child", owner=run.owner, parent=run,
+                                             args={"key": key, "index": index, "seconds": seconds,
+                                                   "fail": index in failing})
+                                 for index in range(children)]),
+                    step="children", message=f"{children} children")
+        if ctx.awaiting_children:
+            return None
+    counts = run_children_counts(parent_id=run.pk)
+    # A second final step would insert the same key again, and fail loudly.
+    effect_record(f"composed:{key}", ",".join(f"{status}={n}" for status, n in sorted(counts.items())))
+    return {"children": counts}
+
+
+@tracked_task(kind="tests.child", queue="jobs", description="One child of tests.fan_out: sleeps, records its effect.",
+              params_schema={"type": "object"}, schedulable=False, parent_share=2)
+def child(ctx, key: str, index: int, seconds: float = 0.0, fail: bool = False):
+    time.sleep(seconds)
+    if fail:
+        raise PermanentError(f"child {index} cannot do it")
+    effect_record(f"child:{key}:{index}")
+    return {"index": index}

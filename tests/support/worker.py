@@ -14,7 +14,7 @@ from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 LOG_DIR = BASE_DIR / ".local" / "test-logs"
-ALL_QUEUES = "documents,chat,jobs,maintenance"
+ALL_QUEUES = "documents,chat,jobs,research,maintenance"
 
 
 def test_database_url() -> str:

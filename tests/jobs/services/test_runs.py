@@ -47,6 +47,7 @@ def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(api,
     from jobs.services.definitions import job_create
 
     job = job_create(name="outage-burst", kind="jobs.ping", owner=user)
+    assert api.get(f"/api/jobs/{job.id}/").status_code == 200  # the URLconf and views loaded: not timed
     broker_proxy.disable()
     timings, run_ids = [], []
     try:
@@ -88,3 +89,66 @@ def test_the_published_message_says_what_the_task_is_about(celery_worker):
     shown = json.loads(raw)["headers"]["kwargsrepr"]  # what Flower and `celery inspect` display
     assert shown.startswith(f"{{'run_id': '{waiting.id}', 'key': 'about-xxx")
     assert len(shown) == runs.KWARGS_REPR_CHARS and shown.endswith("…")
+
+
+# --- fan-out: a parent and its children ---------------------------------------------------------
+
+def fan_out(user, key: str, **args) -> JobRun:
+    with transaction.atomic():
+        return runs.run_enqueue(kind="tests.fan_out", owner=user, args={"key": key, **args})
+
+
+def test_a_fan_out_keeps_two_children_in_the_broker_and_ends_with_one_final_step(celery_worker, user, effects):
+    parent = fan_out(user, "wide", children=6, seconds=0.3)
+    in_broker = []
+    while not (current := JobRun.objects.get(id=parent.id)).is_finished:
+        in_broker.append(JobRun.objects.filter(parent=parent, status__in=("QUEUED", "STARTED", "PROGRESS"),
+                                               dispatched_at__isnull=False).count())
+        time.sleep(0.05)
+    assert current.status == RunStatus.SUCCESS and current.result == {"children": {"SUCCESS": 6}}
+    assert max(in_broker) == 2
+    assert effects("composed:wide") == {"composed:wide": "SUCCESS=6"}
+    assert len(effects("child:wide:")) == 6
+    # The hand-over to the children was not an attempt: the final step was attempt 1 of 1.
+    assert (current.attempts, current.max_attempts) == (1, 1) and current.progress_current == 6
+
+
+def test_a_failed_child_is_counted_and_the_parent_still_ends(celery_worker, user, effects):
+    parent = fan_out(user, "partly", children=3, failing=[1])
+    wait_until(lambda: JobRun.objects.get(id=parent.id).is_finished, timeout=30, message="parent")
+    assert effects("composed:partly") == {"composed:partly": "FAILURE=1,SUCCESS=2"}
+
+
+def test_a_parent_whose_last_end_was_never_announced_is_resumed_by_the_watchdog(celery_worker, user, effects):
+    from django.utils import timezone
+
+    from jobs import lifecycle
+
+    parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "lost", "children": 1})
+    lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
+    child = lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
+                                 args={"key": "lost", "index": 0})
+    assert lifecycle.run_await_children(run_id=str(parent.id), total=1, step="children", message="")
+    # The child ended, and its worker died before announcing it.
+    JobRun.objects.filter(id=child.id).update(status=RunStatus.SUCCESS, finished_at=timezone.now())
+    assert not JobRun.objects.get(id=parent.id).stalled  # awaiting holds no worker: never stale
+
+    assert runs.runs_resume_parents() == 1
+    wait_until(lambda: JobRun.objects.get(id=parent.id).status == RunStatus.SUCCESS, timeout=30,
+               message="the resumed parent")
+    assert effects("composed:lost") == {"composed:lost": "SUCCESS=1"}
+    assert runs.runs_resume_parents() == 0
+
+
+def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
+    from jobs import lifecycle
+
+    # Accepted, not published: no worker may take them before the cancel.
+    parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "k", "children": 3})
+    kids = [lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
+                                 args={"key": "k", "index": i}) for i in range(3)]
+    lifecycle.run_claim(run_id=str(parent.id), worker="w:1")
+    assert lifecycle.run_await_children(run_id=str(parent.id), total=3, step="children", message="")
+    assert runs.run_cancel(run=parent).status == RunStatus.REVOKED
+    assert set(JobRun.objects.filter(id__in=[k.id for k in kids]).values_list("status", flat=True)) == {"REVOKED"}
+    assert runs.runs_dispatch_held_children(parent_id=parent.id) == 0

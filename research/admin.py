@@ -1,0 +1,99 @@
+"""Digests as a reader wants them (content, citations, what was covered and what was not), and the
+findings they were composed from."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from jobs.admin import LIVE_MEDIA, run_link, run_live_cell
+from research.models import Digest, Finding
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _document_link(document_id, title: str):
+    if not document_id:
+        return title
+    return format_html('<a href="{}">{}</a>', reverse("admin:documents_document_change", args=[document_id]), title)
+
+
+def _citations_table(citations: list[dict], *, with_document: bool):
+    if not citations:
+        return "—"
+    rows = ((c.get("ref"), _document_link(c.get("document_id"), c.get("title", "")) if with_document else "",
+             c.get("page") or "—", c.get("chunk_index"), c.get("quote", "")) for c in citations)
+    return format_html('<table class="run-table"><tr><th>ref</th><th>document</th><th>page</th><th>chunk</th>'
+                       '<th>quote</th></tr>{}</table>',
+                       format_html_join("", "<tr><td>[{}]</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+
+
+@admin.register(Digest)
+class DigestAdmin(ReadOnlyAdmin):
+    list_display = ("topic", "job", "owner", "covered", "partial", "created_at")
+    list_filter = ("partial", "method", "created_at")
+    search_fields = ("topic", "content")
+    list_select_related = ("job", "owner")
+    fields = ("topic", "questions", "job", "owner", "run_tree", "method", "partial", "created_at", "content_pre",
+              "citations_table", "documents_covered", "unread_list")
+    readonly_fields = fields
+
+    @property
+    def media(self):
+        return super().media + LIVE_MEDIA
+
+    @admin.display(description="documents")
+    def covered(self, digest):
+        return digest.documents.count()
+
+    @admin.display(description="run")
+    def run_tree(self, digest):
+        """The composing run, with its live status; its page shows the children."""
+        return format_html("{} {}", run_link(digest.run), run_live_cell(digest.run)) if digest.run else "—"
+
+    @admin.display(description="content")
+    def content_pre(self, digest):
+        return format_html('<pre class="run-pre">{}</pre>', digest.content)
+
+    @admin.display(description="citations")
+    def citations_table(self, digest):
+        return _citations_table(digest.citations, with_document=True)
+
+    @admin.display(description="documents covered")
+    def documents_covered(self, digest):
+        return format_html_join(", ", "{}", ((_document_link(d.pk, d.title),) for d in digest.documents.all())) or "—"
+
+    @admin.display(description="could not read")
+    def unread_list(self, digest):
+        return format_html_join("", "<div>{}: {}</div>", ((_document_link(u.get("document_id"), u.get("title", "")),
+                                                           u.get("error", "")) for u in digest.unread)) or "—"
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnlyAdmin):
+    list_display = ("document", "method", "owner", "created_at")
+    list_filter = ("method", "created_at")
+    list_select_related = ("document", "owner")
+    search_fields = ("content",)
+    fields = ("document", "owner", "method", "document_version", "question_key", "run_page", "created_at",
+              "content_pre", "citations_table")
+    readonly_fields = fields
+
+    @admin.display(description="run")
+    def run_page(self, finding):
+        return run_link(finding.run)
+
+    @admin.display(description="content")
+    def content_pre(self, finding):
+        return format_html('<pre class="run-pre">{}</pre>', finding.content)
+
+    @admin.display(description="citations")
+    def citations_table(self, finding):
+        return _citations_table(finding.citations, with_document=False)

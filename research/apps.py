@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ResearchConfig(AppConfig):
+    name = "research"
+
+    def ready(self):
+        from research import tasks  # noqa: F401

@@ -1,0 +1,306 @@
+"""Research digests through real workers, PostgreSQL and Redis: fan-out into child runs, the
+compose step exactly once, partial digests and their retry, cancel, schedules and owner scoping."""
+
+import threading
+import time
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from chat.llm import HEALTH_CACHE_KEY
+from documents.models import Document, DocumentStatus
+from documents.services import document_upload
+from jobs.models import JobRun
+from research.models import Digest, DigestSource, Finding
+from research.services import PROCESS_KIND
+from tests.support import worker as worker_support
+from tests.support.fake_llm import FakeLLM, Step
+from tests.support.files import upload
+from tests.support.worker import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Five notes on one topic (how a database keeps data safe), each in its own words.
+NOTES = {
+    "wal.txt": "Write-ahead logging keeps data durable: every change is written to the log and flushed to disk "
+               "before the data pages, so after a crash the database replays the log to recover.",
+    "fsync.txt": "Durability depends on fsync. If the operating system acknowledges a write that is still in a "
+                 "volatile cache, a power loss can lose committed transactions and corrupt the data files.",
+    "backups.txt": "Base backups with continuous archiving of the write-ahead log allow point-in-time recovery: "
+                   "restore the backup, then replay archived log segments up to the moment before the mistake.",
+    "replication.txt": "Synchronous replication waits until a standby has confirmed the commit record, so a "
+                       "committed transaction survives the loss of the primary server.",
+    "checksums.txt": "Data checksums detect corruption of data pages on disk; a damaged page is reported when it "
+                     "is read instead of silently returning wrong rows.",
+}
+TOPIC = "How does a database keep committed data safe from crashes and corruption?"
+POISON = "Quarantined-appendix-7731"
+
+
+def ingest(user, name: str, text: str) -> Document:
+    with transaction.atomic():
+        document, _ = document_upload(owner=user, upload=upload(name, text.encode()), title=name)
+    return document
+
+
+def ingest_all(user, notes: dict[str, str]) -> dict[str, Document]:
+    documents = {name: ingest(user, name, text) for name, text in notes.items()}
+    wait_until(lambda: Document.objects.filter(id__in=[d.id for d in documents.values()],
+                                               status=DocumentStatus.READY).count() == len(documents),
+               timeout=180, message="documents ready")
+    return documents
+
+
+def define(api, params: dict, name: str = "safety digest", schedule=None) -> int:
+    response = api.post("/api/jobs/", {"name": name, "kind": "research.digest", "params": params,
+                                       "schedule": schedule}, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()["id"]
+
+
+def trigger(api, job_id: int) -> str:
+    response = api.post(f"/api/jobs/{job_id}/trigger/", {}, format="json")
+    assert response.status_code == 202, response.json()
+    return response.json()["id"]
+
+
+def finished(run_id: str, timeout: float = 120) -> JobRun:
+    return wait_until(lambda: (run := JobRun.objects.get(id=run_id)).is_finished and run, timeout=timeout,
+                      message=f"run {run_id} to finish")
+
+
+def children(run_id: str):
+    return JobRun.objects.filter(parent_id=run_id, kind=PROCESS_KIND)
+
+
+# --- extractive (no LLM configured): the session worker -------------------------------------------
+
+def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_them(celery_worker, api, user):
+    documents = ingest_all(user, NOTES)
+    job_id = define(api, {"topic": TOPIC, "questions": ["What happens after a crash?"]})
+    run_id = trigger(api, job_id)
+    run = finished(run_id)
+    assert run.status == "SUCCESS", run.error
+
+    kids = children(run_id)
+    assert kids.count() == 5 and set(kids.values_list("status", flat=True)) == {"SUCCESS"}
+    assert {k.args["document_id"] for k in kids} == {str(d.id) for d in documents.values()}
+    assert all(k.job_id is None and k.owner_id == user.id and k.queue == "research" for k in kids)
+
+    shown = api.get(f"/api/runs/{run_id}/").json()
+    assert shown["children"] == {"total": 5, "by_status": {"SUCCESS": 5}}
+    assert shown["result"]["partial"] is False and shown["result"]["read"] == 5
+    listed = api.get(f"/api/runs/?parent={run_id}").json()
+    assert listed["count"] == 5 and {r["parent"] for r in listed["results"]} == {run_id}
+
+    digest = Digest.objects.get(run_id=run_id)
+    assert digest.job_id == job_id and digest.method == "extractive" and not digest.partial
+    assert set(digest.documents.values_list("id", flat=True)) == {d.id for d in documents.values()}
+    cited = {c["document_id"] for c in digest.citations}
+    assert cited == {str(d.id) for d in documents.values()}
+    for citation in digest.citations:  # every citation is used in the text, and points at a real chunk
+        assert f"[{citation['ref']}]" in digest.content
+        assert Document.objects.get(id=citation["document_id"]).chunks.filter(
+            chunk_index=citation["chunk_index"]).exists()
+    for name in NOTES:
+        assert f"## {name}" in digest.content
+
+    body = api.get(f"/api/digests/{digest.id}/").json()
+    assert body["run"] == run_id and len(body["documents"]) == 5 and body["unread"] == []
+    assert [d["id"] for d in api.get(f"/api/digests/?job={job_id}").json()["results"]] == [digest.id]
+    assert api.get(f"/api/jobs/{job_id}/").json()["latest_output"]["digest_id"] == digest.id
+
+    # Asked again, nothing changed: every finding is reused and no child is made.
+    again = finished(trigger(api, job_id))
+    assert again.status == "SUCCESS" and again.result["reused"] == 5 and not children(again.id).exists()
+    assert Finding.objects.filter(document__owner=user).count() == 5
+    # force_reprocess reads them all again.
+    forced = api.post(f"/api/jobs/{job_id}/trigger/", {"params": {"topic": TOPIC, "force_reprocess": True,
+                                                                   "questions": ["What happens after a crash?"]}},
+                      format="json").json()["id"]
+    assert finished(forced).status == "SUCCESS" and children(forced).count() == 5
+
+
+def test_documents_are_chosen_by_relevance_and_filter(celery_worker, api, user):
+    documents = ingest_all(user, {**NOTES, "garden.txt": "Water tomatoes deeply twice a week; mulch keeps the "
+                                                          "soil moist and the roots cool in summer."})
+    run = finished(trigger(api, define(api, {"topic": "durability of committed transactions after a crash",
+                                             "max_documents": 2})))
+    chosen = list(DigestSource.objects.filter(run=run).order_by("rank").values_list("title", flat=True))
+    assert len(chosen) == 2 and "garden.txt" not in chosen
+
+    only = [str(documents["garden.txt"].id), str(documents["wal.txt"].id)]
+    run = finished(trigger(api, define(api, {"topic": "write-ahead log", "documents": only}, name="named")))
+    assert set(DigestSource.objects.filter(run=run).values_list("title", flat=True)) == {"garden.txt", "wal.txt"}
+
+    later = finished(trigger(api, define(api, {"topic": TOPIC, "uploaded_after": timezone.now().isoformat()},
+                                         name="nothing new")))
+    assert later.status == "SUCCESS" and later.result["documents"] == 0
+    assert "None of your ready documents matched" in Digest.objects.get(run=later).content
+
+
+def test_another_user_sees_none_of_it(celery_worker, api, other_api, user):
+    ingest_all(user, {"wal.txt": NOTES["wal.txt"]})
+    job_id = define(api, {"topic": TOPIC})
+    run = finished(trigger(api, job_id))
+    child = children(run.id).get()
+    digest = Digest.objects.get(run=run)
+
+    for path in (f"/api/digests/{digest.id}/", f"/api/runs/{run.id}/", f"/api/runs/{child.id}/",
+                 f"/api/jobs/{job_id}/", f"/api/runs/{run.id}/log/"):
+        response = other_api.get(path)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", path
+    assert other_api.post(f"/api/runs/{child.id}/retry/").status_code == 404
+    assert other_api.get("/api/digests/").json()["count"] == 0
+    assert other_api.get(f"/api/runs/?parent={run.id}").status_code == 400
+    assert other_api.get(f"/api/digests/?job={job_id}").status_code == 400
+
+
+def test_params_are_checked_when_the_job_is_defined(api):
+    for params, field in (({}, "params"), ({"topic": "x", "max_documents": 10_000}, "params.max_documents"),
+                          ({"topic": "x", "uploaded_after": "last tuesday"}, "params.uploaded_after"),
+                          ({"topic": "x", "formats": ["exe"]}, "params.formats.0"),
+                          ({"topic": "x", "documents": ["not-an-id"]}, "params.documents.0"),
+                          ({"topic": "   "}, "params.topic")):
+        response = api.post("/api/jobs/", {"name": "bad", "kind": "research.digest", "params": params}, format="json")
+        assert response.status_code == 400, params
+        assert response.json()["error"]["fields"].keys() == {field}, (params, response.json())
+
+
+def test_a_scheduled_digest_fires_from_beat(celery_worker, api, user, beats):
+    ingest_all(user, {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"]})
+    job_id = define(api, {"topic": TOPIC}, name="every 2 s", schedule={"every_seconds": 2})
+    beats("research-beat")
+    digest = wait_until(lambda: Digest.objects.filter(job_id=job_id, run__triggered_by="schedule").first(),
+                        timeout=90, message="a digest from the schedule")
+    assert digest.documents.count() == 2 and digest.run.status == "SUCCESS"
+
+
+# --- with an LLM server: a worker of its own ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    server = FakeLLM()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def research_worker(fake_llm, celery_worker_process, django_db_setup, django_db_blocker):
+    """The session worker steps aside for one with the fake LLM server, three processes, and at
+    most two children of a digest in the broker at once."""
+    celery_worker_process.stop()
+    with django_db_blocker.unblock():
+        proc = worker_support.worker("research-worker", concurrency=3, AI_SERVER_URL=fake_llm.url,
+                                     AI_API_KEY="sk-test", AI_TIMEOUT="20", RESEARCH_MAX_CHILDREN_IN_FLIGHT="2",
+                                     CANCEL_GRACE_SECONDS="5").start()
+        worker_support.wait_for_worker("research-worker", timeout=90)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def llm(research_worker, fake_llm, transactional_db):
+    from django.core.cache import cache
+
+    fake_llm.reset()
+    cache.delete(HEALTH_CACHE_KEY)
+    return fake_llm
+
+
+def test_progress_rolls_up_from_children_at_most_two_in_the_broker(llm, api, user):
+    ingest_all(user, NOTES)
+    llm.default = Step(delay=1.0, content="The note says data survives [1].")
+    run_id = trigger(api, define(api, {"topic": TOPIC}))
+    seen, in_broker = [], []
+    while not (run := JobRun.objects.get(id=run_id)).is_finished:
+        seen.append((run.progress_step, run.progress_current, run.progress_total, run.progress_message,
+                     run.eta_seconds, run.awaiting_children))
+        in_broker.append(children(run_id).filter(status__in=("QUEUED", "STARTED", "PROGRESS", "RETRY"),
+                                                 dispatched_at__isnull=False).count())
+        time.sleep(0.2)
+    assert run.status == "SUCCESS", run.error
+    processing = [s for s in seen if s[0] == "processing papers"]
+    assert processing and all(s[2] == 5 and s[3].startswith("Processing 5 papers") and s[5] for s in processing)
+    assert [s[1] for s in processing] == sorted(s[1] for s in processing)  # the count only goes up
+    assert len({s[1] for s in processing}) >= 3  # children end in pairs (two in flight): 0, 2, 4
+    assert any(s[4] for s in processing if 0 < s[1] < 5)  # an ETA from the rate of ended children
+    assert max(in_broker) == 2
+    digest = Digest.objects.get(run_id=run_id)
+    assert digest.method == "llm" and digest.content == "The note says data survives [1]."
+    assert len(llm.requests) == 6  # five findings and one digest
+
+
+def test_two_children_ending_at_the_same_moment_compose_once(llm, api, user):
+    ingest_all(user, {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"]})
+    together = threading.Barrier(2)
+    llm.script = [Step(together=together, content="Finding [1]."), Step(together=together, content="Finding [1].")]
+    run_id = trigger(api, define(api, {"topic": TOPIC}))
+    run = finished(run_id)
+    assert run.status == "SUCCESS" and together.n_waiting == 0 and not together.broken
+    ends = sorted(children(run_id).values_list("finished_at", flat=True))
+    assert (ends[1] - ends[0]).total_seconds() < 0.5
+    assert Digest.objects.filter(run_id=run_id).count() == 1
+    assert len(llm.requests) == 3  # two findings, one digest: composed once
+
+    # Redelivered messages of the children and the parent, and a late announcement, change nothing.
+    from jobs.services.runs import run_children_progress, run_dispatch
+
+    for redelivered in [*children(run_id), run]:
+        run_dispatch(run=redelivered)
+    assert run_children_progress(parent_id=run_id) is False
+    time.sleep(3)
+    assert Digest.objects.filter(run_id=run_id).count() == 1 and len(llm.requests) == 3
+
+
+def test_a_child_failing_for_good_gives_a_partial_digest_and_its_retry_reads_only_that_document(llm, api, user):
+    notes = {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"],
+             "appendix.txt": f"{NOTES['checksums.txt']} {POISON}"}
+    documents = ingest_all(user, notes)
+    llm.refuse_containing = POISON
+    run_id = trigger(api, define(api, {"topic": TOPIC}))
+    run = finished(run_id)
+    assert run.status == "SUCCESS" and run.result["partial"] is True
+    failed = children(run_id).get(status="FAILURE")
+    assert failed.args["document_id"] == str(documents["appendix.txt"].id) and failed.dead
+    digest = Digest.objects.get(run_id=run_id)
+    assert digest.partial and digest.documents.count() == 2
+    assert digest.unread == [{"document_id": str(documents["appendix.txt"].id), "title": "appendix.txt",
+                              "error": failed.error}]
+    assert "400" in failed.error and "## Not read\n- appendix.txt:" in digest.content
+    assert api.get(f"/api/runs/{run_id}/").json()["children"]["by_status"] == {"SUCCESS": 2, "FAILURE": 1}
+
+    llm.refuse_containing = None
+    before = len(llm.requests)
+    response = api.post(f"/api/runs/{run_id}/retry/")
+    assert response.status_code == 202
+    retry = finished(response.json()["id"])
+    assert retry.status == "SUCCESS" and retry.retry_of_id == run.id and retry.result["partial"] is False
+    rerun = children(retry.id).get()
+    assert rerun.args["document_id"] == str(documents["appendix.txt"].id) and rerun.retry_of_id == failed.id
+    assert len(llm.requests) - before == 2  # the one document, then the digest
+    fresh = Digest.objects.get(run=retry)
+    assert fresh.documents.count() == 3 and fresh.unread == [] and retry.result["reused"] == 2
+    # The failed child was retried: it has left the dead letters.
+    assert not JobRun.objects.dead_letters().filter(id=failed.id).exists()
+
+
+def test_cancelling_the_parent_mid_fan_out_stops_every_child_and_composes_nothing(llm, api, user):
+    ingest_all(user, NOTES)
+    llm.default = Step(delay=3.0)
+    run_id = trigger(api, define(api, {"topic": TOPIC}))
+    wait_until(lambda: children(run_id).filter(status__in=("STARTED", "PROGRESS")).exists(), timeout=60,
+               message="a child to run")
+    response = api.post(f"/api/runs/{run_id}/cancel/")
+    assert response.status_code == 202 and response.json()["status"] == "REVOKED"
+    cancelled_at = timezone.now()
+    wait_until(lambda: not children(run_id).exclude(status="REVOKED").exists(), timeout=30,
+               message="every child revoked")
+    time.sleep(5)  # long enough for a child still queued to have run
+    assert JobRun.objects.get(id=run_id).status == "REVOKED"
+    assert children(run_id).count() == 5
+    assert not children(run_id).filter(started_at__gt=cancelled_at).exists()
+    assert children(run_id).filter(started_at__isnull=True).count() >= 3  # never started
+    assert not Digest.objects.filter(run_id=run_id).exists()
+    assert not Finding.objects.filter(document__owner=user).exists()

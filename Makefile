@@ -62,6 +62,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/retrieval.py
+	$(PY) bench/research.py
 
 clean:
 	rm -rf .local

@@ -68,7 +68,7 @@ def test_bad_params_are_a_400_naming_the_field(api, user):
 
 def test_maintenance_kinds_are_for_staff_only(api, user):
     kinds = {k["kind"] for k in api.get("/api/jobs/kinds/").json()}
-    assert {k for k in kinds if not k.startswith("tests.")} == {"jobs.ping"}
+    assert {k for k in kinds if not k.startswith("tests.")} == {"jobs.ping", "research.digest"}
     response = api.post("/api/jobs/", {"name": "wipe", "kind": "jobs.cleanup_runs"}, format="json")
     assert response.status_code == 403 and "staff" in str(response.json())
     assert Job.objects.count() == 0
@@ -115,7 +115,7 @@ def test_trigger_with_params_override_runs_and_lists_under_the_job(celery_worker
     stats = api.get("/api/runs/stats/").json()
     # A user sees counts of their own runs and how many workers answer, not the workers' names.
     assert stats["by_status"]["SUCCESS"] == 1 and stats["workers_online"] >= 1
-    assert stats["queue_depths"] == {"documents": 0, "chat": 0, "jobs": 0, "maintenance": 0}
+    assert stats["queue_depths"] == {"documents": 0, "chat": 0, "jobs": 0, "research": 0, "maintenance": 0}
 
 
 def test_a_user_demoted_from_staff_can_no_longer_edit_or_run_a_staff_only_job(api, user):

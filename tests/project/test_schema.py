@@ -151,6 +151,21 @@ def test_generated_client_does_the_whole_journey(generated_client, celery_worker
     wait_until(lambda: m.api__runs__runs_retrieve.sync(client=client, id=triggered.id).status
                == models.RunStatusEnum.SUCCESS, timeout=60, message="job run")
 
+    # A research digest: its run fans out into a child per document, then the digest cites it.
+    research = m.api__jobs__jobs_create.sync(client=client, body=models.JobInputRequest(
+        name="Garden digest", kind="research.digest", params={"topic": "watering tomatoes"}))
+    digest_run = m.api__jobs__jobs_trigger_create.sync(client=client, id=research.id, body=models.TriggerInputRequest())
+    done = wait_until(lambda: (r := m.api__runs__runs_retrieve.sync(client=client, id=digest_run.id)).status
+                      == models.RunStatusEnum.SUCCESS and r, timeout=60, message="digest run")
+    assert done.children.total == 1 and done.children.by_status["SUCCESS"] == 1
+    kids = m.api__runs__runs_list.sync(client=client, parent=digest_run.id)
+    assert [k.kind for k in kids.results] == ["research.process_document"]
+    digests = m.api__digests__digests_list.sync(client=client, job=research.id)
+    digest = m.api__digests__digests_retrieve.sync(client=client, id=digests.results[0].id)
+    assert digest.run == digest_run.id and [d.id for d in digest.documents] == [document_id]
+    assert digest.citations[0].document_id == document_id and not digest.partial
+    assert m.api__jobs__jobs_retrieve.sync(client=client, id=research.id).latest_output["digest_id"] == digest.id
+
     # Runs: list, cancel a long one, retry it, read its log and the stats.
     slow = m.api__jobs__jobs_create.sync(client=client, body=models.JobInputRequest(
         name="Slow", kind="tests.countdown", params={"steps": 100, "interval": 0.3}))

@@ -18,10 +18,29 @@ ON_DEMAND, CRONTAB, INTERVAL = "none", "crontab", "interval"
 SCHEDULE_CHOICES = [(ON_DEMAND, "On demand only"), (CRONTAB, "Crontab"), (INTERVAL, "Every N seconds")]
 
 
+class LinesField(forms.CharField):
+    """A list of strings, one per line (blank lines ignored)."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _param_field(schema: dict, *, required: bool) -> forms.Field:
     """A form field for one property of a params schema; anything richer is edited as JSON."""
     kind = schema.get("type")
     common = {"required": required, "help_text": schema.get("description", "")}
+    items = schema.get("items") or {}
+    if kind == "array" and "enum" in items:
+        return forms.MultipleChoiceField(choices=[(str(v), str(v)) for v in items["enum"]],
+                                         widget=forms.CheckboxSelectMultiple, **common)
+    if kind == "array" and items.get("type") == "string":
+        return LinesField(**{**common, "help_text": f"{common['help_text']} One per line.".strip()})
     if "enum" in schema:
         choices = [("", "—")] * (not required) + [(str(v), str(v)) for v in schema["enum"]]
         return forms.TypedChoiceField(choices=choices, coerce=type(schema["enum"][0]), **common)
@@ -100,7 +119,7 @@ class JobAdminForm(forms.ModelForm):
         params = {}
         for name in self._param_names():
             value = self.cleaned_data.get(PARAM_PREFIX + name)
-            if value not in (None, ""):
+            if value not in (None, "", []):
                 params[name] = value
         extra = self.cleaned_data.get("params_json")
         if extra not in (None, ""):

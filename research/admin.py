@@ -41,13 +41,17 @@ class DigestAdmin(ReadOnlyAdmin):
     list_filter = ("partial", "method", "created_at")
     search_fields = ("topic", "content")
     list_select_related = ("job", "owner")
-    fields = ("topic", "questions", "job", "owner", "run_tree", "method", "partial", "created_at", "content_pre",
+    fields = ("topic", "questions_list", "job", "owner", "run_tree", "method", "partial", "created_at", "content_pre",
               "citations_table", "documents_covered", "unread_list")
     readonly_fields = fields
 
     @property
     def media(self):
         return super().media + LIVE_MEDIA
+
+    @admin.display(description="questions")
+    def questions_list(self, digest):
+        return format_html_join("", "<div>{}</div>", ((q,) for q in digest.questions)) or "—"
 
     @admin.display(description="documents")
     def covered(self, digest):

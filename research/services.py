@@ -109,8 +109,11 @@ def _request_from(args: dict) -> DigestRequest:
 def digest_run(*, ctx: RunContext) -> dict | None:
     """One attempt of a digest run. First call: choose the documents and hand them to child runs
     (returns None while they work). Called again once the last child has ended: compose."""
-    run = JobRun.objects.select_related("owner", "job", "retry_of").get(id=ctx.id)
-    request = _request_from(run.args)
+    run = JobRun.objects.select_related("owner", "job__owner", "retry_of").get(id=ctx.id)
+    try:
+        request = _request_from(run.args)
+    except ResearchError as exc:  # params that skipped validation (a run enqueued from the shell)
+        raise PermanentError(exc.message) from exc
     if DigestSource.objects.filter(run=run).exists():
         return digest_compose(ctx=ctx, run=run, request=request)
     ctx.progress(0, None, step="selecting", message=f"Choosing documents about “{request.topic[:80]}”")
@@ -152,11 +155,17 @@ def _plan(*, run: JobRun, request: DigestRequest) -> list[tuple[DigestSource, Jo
                                       finding_id=earlier.finding_id, reused=earlier.finding_id is not None),
                          None if earlier.finding_id else earlier.child))
         return plan
-    documents = _documents_chosen(owner=run.owner, request=request)
+    documents = _documents_chosen(owner=_reader(run), request=request)
     reusable = {} if request.force_reprocess else _findings_reusable(documents=documents, request=request)
     return [(DigestSource(run=run, document=document, title=document.title, rank=rank,
                           finding=reusable.get(document.pk), reused=document.pk in reusable), None)
             for rank, document in enumerate(documents, start=1)]
+
+
+def _reader(run: JobRun):
+    """Whose documents a digest reads, and who owns the digest: the job's owner (a staff member may
+    trigger another user's job), else whoever started the run."""
+    return run.job.owner if run.job is not None and run.job.owner is not None else run.owner
 
 
 def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
@@ -199,7 +208,8 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
     if sources and not read:
         raise PermanentError(f"none of the {len(sources)} chosen documents could be read; retry the run to read "
                              "them again")
-    ctx.progress(0, 1, step="composing", message=f"Composing the digest from {len(read)} findings")
+    ctx.progress(len(sources), len(sources) or None, step="composing",
+                 message=f"Composing the digest from {len(read)} findings")
     started = time.monotonic()
     citations, sections = _citations_numbered(read)
     if request.method == FindingMethod.LLM and read:
@@ -214,7 +224,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
     def write() -> dict:
         digest = Digest.objects.filter(run=run).first()
         if digest is None:
-            digest = Digest.objects.create(owner=run.owner, job=run.job, run=run, topic=request.topic,
+            digest = Digest.objects.create(owner=_reader(run), job=run.job, run=run, topic=request.topic,
                                            questions=list(request.questions), method=request.method,
                                            content=content, citations=citations, unread=unread,
                                            partial=bool(unread))
@@ -314,8 +324,10 @@ def document_process(*, ctx: RunContext, source_id: int) -> dict:
 
 
 def _quote(hit: SearchHit) -> str:
-    """The snippet search highlighted, as plain text (the words around the matches)."""
-    text = " ".join(unescape(_TAG.sub("", hit.snippet or hit.text)).split())
+    """The passage when it is short; else the words search highlighted around the matches."""
+    text = " ".join(hit.text.split())
+    if len(text) > QUOTE_CHARS:
+        text = " ".join(unescape(_TAG.sub("", hit.snippet or text)).split())
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
 
 

@@ -120,3 +120,65 @@ def test_api_docs_render_every_operation_from_the_host(browser, page):
         wait(browser).until(lambda b: "Upload a file" in b.find_element(By.TAG_NAME, "body").text)
     browser.shot("docs")
     assert browser.execute_script(SAME_ORIGIN_ONLY) == []
+
+
+def test_a_research_digest_from_the_job_form_to_its_run_tree_and_digest(logged_in, operator):
+    """An operator defines a digest in the admin, runs it, watches its children finish on the run
+    page without a reload, and reads the digest from the job's page."""
+    from documents.models import Document
+    from documents.services import document_upload
+    from research.models import Digest
+    from tests.support.files import upload
+
+    browser = logged_in
+    notes = {"wal.txt": "Write-ahead logging flushes every change to the log before the data pages, so a crash "
+                        "is recovered by replaying the log.",
+             "fsync.txt": "Durability depends on fsync: a write still in a volatile cache is lost with the power.",
+             "replicas.txt": "Synchronous replication waits for a standby to confirm the commit record."}
+    ids = []
+    for name, text in notes.items():
+        with transaction.atomic():
+            document, _ = document_upload(owner=operator, upload=upload(name, text.encode()), title=name)
+        ids.append(document.id)
+    wait(browser, 180).until(lambda b: Document.objects.filter(id__in=ids, status="ready").count() == 3)
+
+    name = f"Durability digest {operator.username}"
+    browser.get(browser.base + "/admin/jobs/job/add/")
+    Select(browser.find_element(By.NAME, "kind")).select_by_value("research.digest")
+    wait(browser).until(EC.presence_of_element_located((By.NAME, "param__topic")))
+    browser.find_element(By.NAME, "name").send_keys(name)
+    browser.find_element(By.NAME, "param__topic").send_keys("How is committed data kept safe?")
+    browser.find_element(By.NAME, "param__questions").send_keys("What happens after a crash?")
+    browser.find_element(By.CSS_SELECTOR, "input[name=param__formats][value=text]").click()
+    browser.find_element(By.NAME, "_continue").click()
+    job = wait(browser).until(lambda b: Job.objects.filter(name=name).first())
+    assert job.params["questions"] == ["What happens after a crash?"] and job.params["formats"] == ["text"]
+
+    wait(browser).until(EC.presence_of_element_located((By.ID, "job-run-now"))).click()
+    run = wait(browser).until(lambda b: JobRun.objects.filter(job=job).first())
+    wait(browser, 60).until(lambda b: run.children.exists() or JobRun.objects.get(id=run.id).is_finished)
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{run.id}/change/")
+    browser.execute_script("window.notReloaded = true")
+    rows = browser.find_elements(By.CSS_SELECTOR, ".run-tree > tbody > tr")[1:]
+    assert len(rows) == 3 and all("research.process_document" in row.text for row in rows)
+    assert {row.find_element(By.CSS_SELECTOR, "a[href*='/admin/documents/document/']").text for row in rows} == {
+        str(i) for i in ids}
+    wait(browser, 90).until(lambda b: all("SUCCESS" in cell.text for cell in b.find_elements(
+        By.CSS_SELECTOR, ".run-tree .run-live")))
+    wait(browser, 60).until(EC.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, f".field-live .run-live[data-run='{run.id}']"), "SUCCESS"))
+    assert browser.execute_script("return window.notReloaded") is True
+    browser.shot("digest-run-tree")
+
+    browser.get(f"{browser.base}/admin/jobs/job/{job.id}/change/")
+    browser.find_element(By.CSS_SELECTOR, ".field-latest_output a").click()
+    digest = Digest.objects.get(run=run)
+    wait(browser).until(EC.url_contains(f"/admin/research/digest/{digest.id}/change/"))
+    content = browser.find_element(By.CSS_SELECTOR, ".field-content_pre pre").text
+    assert "How is committed data kept safe?" in content and "## wal.txt" in content and "[1]" in content
+    cited = browser.find_elements(By.CSS_SELECTOR, ".field-citations_table tr")[1:]
+    assert len(cited) == len(digest.citations) >= 3
+    covered = browser.find_element(By.CSS_SELECTOR, ".field-documents_covered").text
+    assert all(title in covered for title in notes)
+    browser.shot("digest-page")
+    assert browser.execute_script(SAME_ORIGIN_ONLY) == []

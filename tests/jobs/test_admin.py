@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -184,3 +186,22 @@ def test_a_jobs_beat_entry_is_read_only_in_beat_admin(admin_client):
     admin_client.post("/admin/django_celery_beat/periodictask/",
                       {"action": "disable_tasks", "_selected_action": [task.id]})
     assert PeriodicTask.objects.get(id=task.id).enabled
+
+
+def test_job_form_takes_lists_one_per_line_and_choices_as_boxes(admin_client):
+    from jobs.models import Job
+
+    form = admin_client.get("/admin/jobs/job/add/?kind=research.digest").content.decode()
+    assert '<textarea name="param__questions"' in form and 'type="checkbox" name="param__formats" value="pdf"' in form
+    response = admin_client.post("/admin/jobs/job/add/?kind=research.digest", _job_form(
+        name="Digest", kind="research.digest", param__topic="durability",
+        param__questions="What happens after a crash?\n\n  Who restores it?  \n", param__formats=["text", "pdf"],
+        param__max_documents="5"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = Job.objects.get(name="Digest")
+    assert job.params == {"topic": "durability", "questions": ["What happens after a crash?", "Who restores it?"],
+                          "formats": ["text", "pdf"], "max_documents": 5, "force_reprocess": False}
+    page = admin_client.get(f"/admin/jobs/job/{job.id}/change/").content.decode()
+    assert "What happens after a crash?\nWho restores it?</textarea>" in page
+    checked = re.findall(r'<input type="checkbox" name="param__formats" value="(\w+)"[^>]*checked', page)
+    assert sorted(checked) == ["pdf", "text"]

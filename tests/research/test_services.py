@@ -304,3 +304,20 @@ def test_cancelling_the_parent_mid_fan_out_stops_every_child_and_composes_nothin
     assert children(run_id).filter(started_at__isnull=True).count() >= 3  # never started
     assert not Digest.objects.filter(run_id=run_id).exists()
     assert not Finding.objects.filter(document__owner=user).exists()
+
+
+def test_run_job_wait_shows_the_roll_up(llm, api, user):
+    import io
+
+    from django.core.management import call_command
+
+    ingest_all(user, {name: NOTES[name] for name in ("wal.txt", "fsync.txt", "backups.txt", "replication.txt")})
+    llm.default = Step(delay=1.0, content="Finding [1].")
+    define(api, {"topic": TOPIC}, name="watched digest")
+    out = io.StringIO()
+    call_command("run_job", "watched digest", "--wait", stdout=out)
+    lines = out.getvalue().splitlines()
+    rolled = [line for line in lines if "processing papers Processing 4 papers" in line]
+    assert rolled and any("ETA" in line for line in rolled), lines
+    assert any("composing" in line for line in lines) and "SUCCESS" in lines[-2], lines
+    assert '"partial": false' in lines[-1]

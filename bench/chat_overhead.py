@@ -9,7 +9,6 @@ end-to-end latency minus that delay: p50 and p99, tracked reply against bare tas
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -17,17 +16,9 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+from bench.support import django_with_fake_llm  # noqa: E402
 
-from tests.support.fake_llm import FakeLLM, Step  # noqa: E402
-
-# The worker reads AI_SERVER_URL at start, so the fake server must be up before settings load.
-FAKE = FakeLLM()
-os.environ["AI_SERVER_URL"] = FAKE.url
-
-import django  # noqa: E402
-
-django.setup()
+FAKE = django_with_fake_llm()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
@@ -35,6 +26,7 @@ from bench.support import percentile, start_worker, stop_worker  # noqa: E402
 from chat.models import ChatSession, Message  # noqa: E402
 from chat.services import message_post  # noqa: E402
 from project.celery import app  # noqa: E402
+from tests.support.fake_llm import Step  # noqa: E402
 
 BENCH_QUEUE = "chat"
 

@@ -13,24 +13,15 @@ queueing, the roll-up and the compose step.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+from bench.support import django_with_fake_llm  # noqa: E402
 
-from tests.support.fake_llm import FakeLLM, Step  # noqa: E402
-
-# The worker reads AI_SERVER_URL at start, so the fake server must be up before settings load.
-FAKE = FakeLLM()
-os.environ["AI_SERVER_URL"] = FAKE.url
-
-import django  # noqa: E402
-
-django.setup()
+FAKE = django_with_fake_llm()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import transaction  # noqa: E402
@@ -39,6 +30,7 @@ from bench.support import ingest_here, start_worker, stop_worker  # noqa: E402
 from documents.models import Document  # noqa: E402
 from jobs.models import JobRun  # noqa: E402
 from jobs.services.runs import run_enqueue  # noqa: E402
+from tests.support.fake_llm import Step  # noqa: E402
 
 TOPIC = "how the harbour handles cargo, ships and storms"
 

@@ -7,6 +7,20 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def django_with_fake_llm():
+    """A fake OpenAI-compatible server on loopback, then Django set up to use it. The server must be
+    up before settings load: the workers a bench starts read AI_SERVER_URL from its environment."""
+    from tests.support.fake_llm import FakeLLM
+
+    fake = FakeLLM()
+    os.environ["AI_SERVER_URL"] = fake.url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+
+    django.setup()
+    return fake
+
+
 def percentile(values: list[float], share: float) -> float:
     """The value below which `share` of `values` lie (nearest rank)."""
     ordered = sorted(values)

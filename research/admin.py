@@ -11,12 +11,24 @@ from jobs.admin import LIVE_MEDIA, run_link, run_live_cell
 from research.models import Digest, Finding
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class CitedTextAdmin(admin.ModelAdmin):
+    """Read-only pages of a text with [n] citations (digests and findings)."""
+
+    citations_name_documents = True
+
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="content")
+    def content_pre(self, obj):
+        return format_html('<pre class="run-pre">{}</pre>', obj.content)
+
+    @admin.display(description="citations")
+    def citations_table(self, obj):
+        return _citations_table(obj.citations, with_document=self.citations_name_documents)
 
 
 def _document_link(document_id, title: str):
@@ -36,7 +48,7 @@ def _citations_table(citations: list[dict], *, with_document: bool):
 
 
 @admin.register(Digest)
-class DigestAdmin(ReadOnlyAdmin):
+class DigestAdmin(CitedTextAdmin):
     list_display = ("topic", "job", "owner", "covered", "partial", "created_at")
     list_filter = ("partial", "method", "created_at")
     search_fields = ("topic", "content")
@@ -62,13 +74,6 @@ class DigestAdmin(ReadOnlyAdmin):
         """The composing run, with its live status; its page shows the children."""
         return format_html("{} {}", run_link(digest.run), run_live_cell(digest.run)) if digest.run else "—"
 
-    @admin.display(description="content")
-    def content_pre(self, digest):
-        return format_html('<pre class="run-pre">{}</pre>', digest.content)
-
-    @admin.display(description="citations")
-    def citations_table(self, digest):
-        return _citations_table(digest.citations, with_document=True)
 
     @admin.display(description="documents covered")
     def documents_covered(self, digest):
@@ -81,7 +86,8 @@ class DigestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Finding)
-class FindingAdmin(ReadOnlyAdmin):
+class FindingAdmin(CitedTextAdmin):
+    citations_name_documents = False  # one document: the finding's
     list_display = ("document", "method", "owner", "created_at")
     list_filter = ("method", "created_at")
     list_select_related = ("document", "owner")
@@ -94,10 +100,3 @@ class FindingAdmin(ReadOnlyAdmin):
     def run_page(self, finding):
         return run_link(finding.run)
 
-    @admin.display(description="content")
-    def content_pre(self, finding):
-        return format_html('<pre class="run-pre">{}</pre>', finding.content)
-
-    @admin.display(description="citations")
-    def citations_table(self, finding):
-        return _citations_table(finding.citations, with_document=False)

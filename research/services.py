@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from html import unescape
 
 from django.conf import settings
@@ -86,7 +87,7 @@ def uploaded_after_parse(value: str | None) -> datetime | None:
     if moment is None:
         raise ResearchError("uploaded_after must be an ISO date or date-time, e.g. 2026-01-31 or "
                             "2026-01-31T08:00:00Z.", field="params.uploaded_after")
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone.utc)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt_timezone.utc)
 
 
 def digest_params_check(params: dict) -> None:

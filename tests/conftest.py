@@ -46,6 +46,16 @@ def celery_worker(celery_worker_process, transactional_db):
     return celery_worker_process
 
 
+@pytest.fixture(scope="module")
+def fake_llm():
+    """An OpenAI-compatible server on loopback (tests/support/fake_llm.py), one per test module."""
+    from tests.support.fake_llm import FakeLLM
+
+    server = FakeLLM()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def beats():
     """Start real beat processes (each stopped after the test); beat also runs the watchdog."""

@@ -1,5 +1,6 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from jobs.models import Job, JobRun, JobRunLogEntry
 
@@ -36,3 +37,58 @@ class JobFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"job {n}")
     kind = "jobs.ping"
     owner = factory.SubFactory(UserFactory)
+
+
+class DocumentFactory(factory.django.DjangoModelFactory):
+    """A ready document row (no stored file, no chunks): for pages and lists, not for search."""
+
+    class Meta:
+        model = "documents.Document"
+
+    owner = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"notes-{n}.txt")
+    original_name = factory.LazyAttribute(lambda d: d.title)
+    format = "text"
+    size = 100
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    file = factory.LazyAttribute(lambda d: f"documents/{d.title}")
+    status = "ready"
+    ready_at = factory.LazyFunction(timezone.now)
+
+
+class FindingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "research.Finding"
+
+    document = factory.SubFactory(DocumentFactory)
+    owner = factory.LazyAttribute(lambda f: f.document.owner)
+    question_key = factory.Sequence(lambda n: f"{n:064x}")
+    document_version = factory.LazyAttribute(lambda f: f.document.ready_at)
+    method = "extractive"
+    content = "- “Write-ahead logging flushes every change first.” [1]"
+    citations = factory.LazyFunction(lambda: [{"ref": 1, "chunk_index": 0, "page": 2,
+                                               "quote": "Write-ahead logging flushes every change first."}])
+
+
+class DigestSourceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "research.DigestSource"
+
+    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue="research")
+    document = factory.SubFactory(DocumentFactory)
+    title = factory.LazyAttribute(lambda s: s.document.title)
+    rank = factory.Sequence(lambda n: n + 1)
+
+
+class DigestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "research.Digest"
+
+    owner = factory.SubFactory(UserFactory)
+    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue="research", status="SUCCESS",
+                             owner=factory.SelfAttribute("..owner"))
+    topic = "Durability"
+    method = "extractive"
+    content = "# Durability\n\n## wal.txt\n- “Write-ahead logging flushes every change first.” [1]"
+    citations = factory.LazyFunction(lambda: [{"ref": 1, "document_id": None, "title": "wal.txt", "chunk_index": 0,
+                                               "page": 2, "quote": "Write-ahead logging flushes every change first."}])

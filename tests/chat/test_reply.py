@@ -11,7 +11,7 @@ from documents.services import document_upload
 from jobs.models import JobRun
 from tests.factories import UserFactory
 from tests.support import worker as worker_support
-from tests.support.fake_llm import FakeLLM, Step
+from tests.support.fake_llm import Step
 from tests.support.files import upload
 from tests.support.worker import wait_for_worker, wait_until
 
@@ -19,21 +19,12 @@ AI_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
-def fake_llm():
-    server = FakeLLM()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def llm_worker(fake_llm, celery_worker_process, django_db_setup, django_db_blocker):
     """The session worker steps aside for one configured with the fake LLM server."""
-    celery_worker_process.stop()
     with django_db_blocker.unblock():
-        proc = worker_support.worker("llm-worker", AI_SERVER_URL=fake_llm.url, AI_API_KEY="sk-test",
-                                     AI_TIMEOUT=str(AI_TIMEOUT), AI_CONNECT_TIMEOUT="1",
-                                     AI_HEALTH_TTL="30").start()
-        wait_for_worker("llm-worker", timeout=90)
+        proc = worker_support.worker_instead_of(celery_worker_process, "llm-worker", AI_SERVER_URL=fake_llm.url,
+                                                AI_API_KEY="sk-test", AI_TIMEOUT=str(AI_TIMEOUT),
+                                                AI_CONNECT_TIMEOUT="1", AI_HEALTH_TTL="30")
     yield proc
     proc.stop()
 

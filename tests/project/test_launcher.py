@@ -15,7 +15,7 @@ from documents.models import Chunk, Document
 from documents.services import document_upload
 from jobs.models import JobRun
 from tests.factories import UserFactory
-from tests.support.fake_llm import FakeLLM, Step
+from tests.support.fake_llm import Step
 from tests.support.files import upload
 from tests.support.launcher import Launcher, celery_processes_of
 from tests.support.worker import wait_until
@@ -26,13 +26,6 @@ LONG_TEXT = "\n\n".join(
     f"Section {i}: the lighthouse keeper logs the wind, the swell and every ship that passes the point, "
     f"with the time of each sighting and the state of the lamp at marker {i}." for i in range(900)
 ).encode()
-
-
-@pytest.fixture
-def fake_llm():
-    server = FakeLLM()
-    yield server
-    server.stop()
 
 
 def static_and_docs_are_served_from_the_host(base: str) -> None:

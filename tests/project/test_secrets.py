@@ -11,17 +11,10 @@ from chat.models import ChatSession, Message
 from chat.services import message_post
 from jobs.models import JobRun
 from tests.support import worker as worker_support
-from tests.support.fake_llm import FakeLLM, Step
+from tests.support.fake_llm import Step
 from tests.support.worker import wait_for_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def fake_llm():
-    server = FakeLLM()
-    yield server
-    server.stop()
 
 
 def test_no_canary_secret_is_found_anywhere(celery_worker, fake_llm, api, user):

@@ -15,7 +15,7 @@ from jobs.models import JobRun
 from research.models import Digest, DigestSource, Finding
 from research.services import PROCESS_KIND
 from tests.support import worker as worker_support
-from tests.support.fake_llm import FakeLLM, Step
+from tests.support.fake_llm import Step
 from tests.support.files import upload
 from tests.support.worker import wait_until
 
@@ -72,6 +72,51 @@ def finished(run_id: str, timeout: float = 120) -> JobRun:
 
 def children(run_id: str):
     return JobRun.objects.filter(parent_id=run_id, kind=PROCESS_KIND)
+
+
+# --- the pure parts ------------------------------------------------------------------------------
+
+def test_uploaded_after_takes_a_date_or_a_date_time_and_refuses_the_rest():
+    from datetime import datetime
+    from datetime import timezone as tz
+
+    from research.errors import ResearchError
+    from research.services import uploaded_after_parse
+
+    assert uploaded_after_parse("2026-01-31") == datetime(2026, 1, 31, tzinfo=tz.utc)
+    assert uploaded_after_parse("2026-01-31T08:00:00+02:00") == datetime(2026, 1, 31, 6, tzinfo=tz.utc)
+    assert uploaded_after_parse(None) is None
+    for bad in ("last tuesday", "2026-02-30", "2026-01-31T25:00"):
+        with pytest.raises(ResearchError) as caught:
+            uploaded_after_parse(bad)
+        assert caught.value.field == "params.uploaded_after"
+
+
+def test_the_same_questions_asked_differently_share_their_findings(settings):
+    from research.services import _request_from
+
+    settings.AI_SERVER_URL = ""
+    one = _request_from({"topic": "Durability ", "questions": ["After a crash?"]})
+    extractive = one.question_key
+    assert extractive == _request_from({"topic": "durability", "questions": ["after a crash?"]}).question_key
+    assert extractive != _request_from({"topic": "durability"}).question_key
+    settings.AI_SERVER_URL = "http://127.0.0.1:9"  # an LLM's findings are not the passages'
+    assert extractive != _request_from({"topic": "Durability", "questions": ["After a crash?"]}).question_key
+    assert one.queries == ("After a crash?",) and _request_from({"topic": "t"}).queries == ("t",)
+
+
+def test_each_findings_citations_get_the_digests_numbers():
+    from research.services import _citations_numbered
+
+    def source(title, refs, content):
+        return DigestSource(title=title, document_id=None,
+                            finding=Finding(content=content, citations=[{"ref": r, "chunk_index": r, "page": None,
+                                                                         "quote": f"q{r}"} for r in refs]))
+
+    citations, sections = _citations_numbered([source("a", [1, 2], "x [1] y [2]"),
+                                               source("b", [1], "z [1] and an invented [7]")])
+    assert [(c["ref"], c["title"], c["quote"]) for c in citations] == [(1, "a", "q1"), (2, "a", "q2"), (3, "b", "q1")]
+    assert sections == [("a", "x [1] y [2]"), ("b", "z [3] and an invented ")]
 
 
 # --- extractive (no LLM configured): the session worker -------------------------------------------
@@ -166,6 +211,9 @@ def test_params_are_checked_when_the_job_is_defined(api):
         response = api.post("/api/jobs/", {"name": "bad", "kind": "research.digest", "params": params}, format="json")
         assert response.status_code == 400, params
         assert response.json()["error"]["fields"].keys() == {field}, (params, response.json())
+    good = {"topic": "x", "uploaded_after": "2026-01-31", "formats": ["pdf"], "max_documents": 100}
+    assert api.post("/api/jobs/", {"name": "good", "kind": "research.digest", "params": good},
+                    format="json").status_code == 201
 
 
 def test_a_scheduled_digest_fires_from_beat(celery_worker, api, user, beats):
@@ -180,22 +228,13 @@ def test_a_scheduled_digest_fires_from_beat(celery_worker, api, user, beats):
 # --- with an LLM server: a worker of its own ----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fake_llm():
-    server = FakeLLM()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def research_worker(fake_llm, celery_worker_process, django_db_setup, django_db_blocker):
     """The session worker steps aside for one with the fake LLM server, three processes, and at
     most two children of a digest in the broker at once."""
-    celery_worker_process.stop()
     with django_db_blocker.unblock():
-        proc = worker_support.worker("research-worker", concurrency=3, AI_SERVER_URL=fake_llm.url,
-                                     AI_API_KEY="sk-test", AI_TIMEOUT="20", RESEARCH_MAX_CHILDREN_IN_FLIGHT="2",
-                                     CANCEL_GRACE_SECONDS="5").start()
-        worker_support.wait_for_worker("research-worker", timeout=90)
+        proc = worker_support.worker_instead_of(celery_worker_process, "research-worker", concurrency=3,
+                                                AI_SERVER_URL=fake_llm.url, AI_API_KEY="sk-test", AI_TIMEOUT="20",
+                                                RESEARCH_MAX_CHILDREN_IN_FLIGHT="2", CANCEL_GRACE_SECONDS="5")
     yield proc
     proc.stop()
 

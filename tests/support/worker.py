@@ -105,6 +105,15 @@ def worker(name: str = "test-worker", concurrency: int = 2, **env: str) -> Celer
     )
 
 
+def worker_instead_of(session_worker: CeleryProcess, name: str, concurrency: int = 2, **env: str) -> CeleryProcess:
+    """A worker with settings of its own for a module's tests: the session's steps aside (the
+    `celery_worker` fixture restarts it for the next test that needs it)."""
+    session_worker.stop()
+    proc = worker(name, concurrency, **env).start()
+    wait_for_worker(name, timeout=90)
+    return proc
+
+
 def beat(name: str = "test-beat") -> CeleryProcess:
     return CeleryProcess(name, ["beat", "-l", "info", "--pidfile=", "-s", str(LOG_DIR / f"{name}.schedule")])
 

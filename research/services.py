@@ -29,7 +29,7 @@ from documents.models import Document, DocumentStatus
 from documents.retrieval import SearchHit, SearchMode
 from documents.selectors import chunks_search, documents_relevant
 from jobs.errors import PermanentError, TransientError
-from jobs.models import Job, JobRun
+from jobs.models import Job, JobRun, RunStatus
 from jobs.runner import RunContext
 from jobs.services.runs import run_enqueue
 from research.errors import ResearchError
@@ -115,6 +115,8 @@ def digest_run(*, ctx: RunContext) -> dict | None:
         request = _request_from(run.args)
     except ResearchError as exc:  # params that skipped validation (a run enqueued from the shell)
         raise PermanentError(exc.message) from exc
+    if _reader(run) is None:
+        raise PermanentError("a digest run needs an owner (or a job with one): whose documents would it read?")
     if DigestSource.objects.filter(run=run).exists():
         return digest_compose(ctx=ctx, run=run, request=request)
     ctx.progress(0, None, step="selecting", message=f"Choosing documents about “{request.topic[:80]}”")
@@ -204,8 +206,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
     sources = list(DigestSource.objects.filter(run=run).select_related("finding", "child").order_by("rank"))
     read = [s for s in sources if s.finding is not None]
     unread = [{"document_id": str(s.document_id) if s.document_id else None, "title": s.title,
-               "error": (s.child.error if s.child is not None else "") or "not read"} for s in sources
-              if s.finding is None]
+               "error": _why_unread(s.child)} for s in sources if s.finding is None]
     if sources and not read:
         raise PermanentError(f"none of the {len(sources)} chosen documents could be read; retry the run to read "
                              "them again")
@@ -234,6 +235,14 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
                 "reused": sum(1 for s in read if s.reused), "unread": digest.unread}
 
     return ctx.commit(write)
+
+
+def _why_unread(child: JobRun | None) -> str:
+    if child is None:
+        return "not read"
+    if child.error:
+        return child.error
+    return "its run was cancelled" if child.status == RunStatus.REVOKED else f"its run ended {child.status}"
 
 
 def _citations_numbered(read: list[DigestSource]) -> tuple[list[dict], list[tuple[str, str]]]:

@@ -127,7 +127,7 @@ def fan_out(ctx, key: str, children: int, seconds: float = 0.0, failing: tuple =
 
 
 @tracked_task(kind="tests.child", queue="jobs", description="One child of tests.fan_out: sleeps, records its effect.",
-              params_schema={"type": "object"}, schedulable=False, parent_share=2)
+              params_schema={"type": "object"}, schedulable=False, parent_share=2, retry=RetryPolicy(delays=(0.2,)))
 def child(ctx, key: str, index: int, seconds: float = 0.0, fail: bool = False):
     time.sleep(seconds)
     if fail:

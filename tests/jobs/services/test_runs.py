@@ -113,6 +113,29 @@ def test_a_fan_out_keeps_two_children_in_the_broker_and_ends_with_one_final_step
     assert (current.attempts, current.max_attempts) == (1, 1) and current.progress_current == 6
 
 
+def test_a_worker_killed_mid_fan_out_loses_nothing_and_the_final_step_runs_once(celery_worker, user, effects,
+                                                                                  settings):
+    from jobs.services import maintenance
+
+    parent = fan_out(user, "killed", children=4, seconds=2.0)
+    wait_until(lambda: JobRun.objects.filter(parent=parent, status=RunStatus.STARTED).count() == 2,
+               timeout=30, message="two children in flight")  # they sleep without reporting progress
+    celery_worker.kill()
+    celery_worker.start()
+    wait_for_worker("test-worker")
+    # Once their heartbeat is stale the two lost children are taken over; the parent, held by no
+    # worker, is never taken for lost.
+    wait_until(lambda: maintenance.runs_reap_stale()["requeued"] == 2,
+               timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 10, interval=0.5, message="children re-queued")
+    final = wait_until(lambda: (r := JobRun.objects.get(id=parent.id)).is_finished and r, timeout=60,
+                       message="the parent's final step")
+    assert final.status == RunStatus.SUCCESS and final.result == {"children": {"SUCCESS": 4}}
+    assert effects("composed:killed") == {"composed:killed": "SUCCESS=4"}
+    assert len(effects("child:killed:")) == 4
+    lost = JobRun.objects.filter(parent=parent, attempts=2)
+    assert lost.count() == 2 and all(r.attempt_log[0]["event"] == "worker lost" for r in lost)
+
+
 def test_a_failed_child_is_counted_and_the_parent_still_ends(celery_worker, user, effects):
     parent = fan_out(user, "partly", children=3, failing=[1])
     wait_until(lambda: JobRun.objects.get(id=parent.id).is_finished, timeout=30, message="parent")

@@ -119,6 +119,15 @@ def test_each_findings_citations_get_the_digests_numbers():
     assert sections == [("a", "x [1] y [2]"), ("b", "z [3] and an invented ")]
 
 
+def test_an_unread_document_says_why():
+    from research.services import _why_unread
+
+    assert _why_unread(JobRun(status="FAILURE", error="PermanentError: the document is failed, not ready")) == \
+        "PermanentError: the document is failed, not ready"
+    assert _why_unread(JobRun(status="REVOKED")) == "its run was cancelled"
+    assert _why_unread(None) == "not read"
+
+
 # --- extractive (no LLM configured): the session worker -------------------------------------------
 
 def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_them(celery_worker, api, user):

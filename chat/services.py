@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.context import ContextNote, context_notes
 from chat.errors import ChatError
 from chat.llm import ai_server_health, chat_complete
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
@@ -75,14 +76,16 @@ def _history(message: Message) -> list[dict[str, str]]:
     return list(reversed(turns))
 
 
-def _passages_reply(hits: list[SearchHit]) -> str:
-    if not hits:
+def _passages_reply(hits: list[SearchHit], notes: list[ContextNote]) -> str:
+    if not hits and not notes:
         return ("No assistant model is configured, and none of your documents matched this question. "
                 "Upload documents to get passages from them here.")
     lines = ["No assistant model is configured, so here are the passages from your documents that best match "
              "your question:"]
     for number, hit in enumerate(hits, start=1):
         lines.append(f"\n[{number}] {_where(hit)}:\n{hit.text.strip()}")
+    for number, note in enumerate(notes, start=len(hits) + 1):
+        lines.append(f"\n[{number}] {note.title}:\n{note.text.strip()}")
     return "\n".join(lines)
 
 
@@ -97,7 +100,9 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
         return {"reply_id": existing.id, "already_replied": True}
 
     hits = chunks_search(user=message.session.owner, query=message.content, k=CONTEXT_CHUNKS)
-    ctx.log(f"Found {len(hits)} passage(s) in the user's documents.")
+    notes = context_notes(user=message.session.owner, question=message.content)
+    ctx.log(f"Found {len(hits)} passage(s) in the user's documents"
+            + (f" and {len(notes)} note(s): {', '.join(n.title for n in notes)}." if notes else "."))
     if settings.AI_SERVER_URL:
         # Unhealthy → TransientError → retried later without ever calling the completion endpoint.
         ai_server_health()
@@ -105,18 +110,24 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
         messages = [{"role": "system", "content": SYSTEM_PROMPT}]
         if context:
             messages.append({"role": "system", "content": f"Passages from the user's documents:\n\n{context}"})
+        if notes:
+            numbered = "\n\n".join(f"[{n}] {note.title}:\n{note.text}"
+                                    for n, note in enumerate(notes, start=len(hits) + 1))
+            messages.append({"role": "system", "content": f"Notes on this question, citable the same way:\n\n"
+                                                          f"{numbered}"})
         messages += _history(message) + [{"role": "user", "content": message.content}]
         started = time.monotonic()
         content = chat_complete(messages=messages)
         ctx.log(f"The LLM server answered in {time.monotonic() - started:.2f} s ({len(content)} characters).")
     else:
-        content = _passages_reply(hits)
+        content = _passages_reply(hits, notes)
         ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
+    citations = _citations(hits) + [note.citation for note in notes]
 
     def save() -> dict:
         reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
-                            citations=_citations(hits), run_id=ctx.id)
-        return {"reply_id": reply.id, "citations": len(hits)}
+                            citations=citations, run_id=ctx.id)
+        return {"reply_id": reply.id, "citations": len(citations)}
 
     return ctx.commit(save)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from pgvector.django import VectorField
+
+from documents.models import EMBEDDING_DIMENSIONS
 
 
 class FindingMethod(models.TextChoices):
@@ -77,6 +80,9 @@ class Digest(models.Model):
     unread = models.JSONField(default=list, blank=True,
                               help_text='Documents it could not read: [{"document_id": "…", "title": "…", "error": "…"}]')
     partial = models.BooleanField(default=False, help_text="Some chosen documents could not be read.")
+    topic_embedding = VectorField(
+        dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True,
+        help_text="The topic's embedding: chat uses the digest when a question is about it.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -26,6 +26,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from documents.errors import DocumentsError
 from documents.models import Document, DocumentStatus
+from documents.pipeline.embed import texts_embed
 from documents.retrieval import SearchHit, SearchMode
 from documents.selectors import chunks_search, documents_relevant
 from jobs.errors import PermanentError, TransientError
@@ -218,6 +219,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
         content = _llm_compose(request=request, sections=sections)
     else:
         content = _extractive_compose(request=request, sections=sections, total=len(sources))
+    topic_embedding = list(map(float, texts_embed([" ".join((request.topic, *request.questions))])[0]))
     if unread:
         content += "\n\n## Not read\n" + "\n".join(f"- {u['title']}: {u['error']}" for u in unread)
     logger.info("digest composed", extra={"run_id": str(run.id), "documents": len(sources), "read": len(read),
@@ -229,7 +231,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
             digest = Digest.objects.create(owner=_reader(run), job=run.job, run=run, topic=request.topic,
                                            questions=list(request.questions), method=request.method,
                                            content=content, citations=citations, unread=unread,
-                                           partial=bool(unread))
+                                           partial=bool(unread), topic_embedding=topic_embedding)
             digest.documents.set([s.document_id for s in read if s.document_id])
         return {"digest_id": digest.pk, "partial": digest.partial, "documents": len(sources), "read": len(read),
                 "reused": sum(1 for s in read if s.reused), "unread": digest.unread}

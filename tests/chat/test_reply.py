@@ -68,6 +68,32 @@ def test_normal_reply_with_citations_and_the_server_saw_the_context(chat):
     assert chat.auth_headers[0] == "Bearer sk-test"
 
 
+def test_a_question_about_a_digests_topic_gets_the_digest_as_context(chat):
+    from documents.pipeline.embed import texts_embed
+    from tests.factories import DigestFactory
+
+    owner = UserFactory()
+    topic = "How does the database keep committed data safe?"
+    embedding = list(map(float, texts_embed([topic])[0]))
+    digest = DigestFactory(owner=owner, topic=topic, topic_embedding=embedding,
+                           content="# Durability\nWrite-ahead logging replays the log after a crash [1].")
+    DigestFactory(topic="Garden", topic_embedding=embedding)  # another user's digest on the same topic
+    chat.default = Step(content="The log is replayed [1].")
+    session = ChatSession.objects.create(owner=owner)
+
+    about = post(session, "What happens to committed data when the server crashes?")
+    finished(about.run_id, "SUCCESS")
+    [reply] = replies(about)
+    assert reply.citations == [{"digest_id": digest.id, "title": f"Research digest: {topic}"}]
+    notes = [m["content"] for m in chat.requests[-1]["messages"] if m["role"] == "system"][-1]
+    assert "Write-ahead logging replays the log after a crash" in notes and notes.count("Research digest") == 1
+
+    off_topic = post(session, "When should I plant tomatoes?")
+    finished(off_topic.run_id, "SUCCESS")
+    assert replies(off_topic)[0].citations == []
+    assert not any("Research digest" in m["content"] for m in chat.requests[-1]["messages"])
+
+
 def test_503_503_then_200_gives_one_reply_and_no_apology_with_delays_as_configured(chat):
     chat.script = [Step(status=503), Step(status=503), Step(content="Third time lucky.")]
     message = post(ChatSession.objects.create(owner=UserFactory()), "Hello?")

@@ -165,6 +165,18 @@ def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_th
     assert [d["id"] for d in api.get(f"/api/digests/?job={job_id}").json()["results"]] == [digest.id]
     assert api.get(f"/api/jobs/{job_id}/").json()["latest_output"]["digest_id"] == digest.id
 
+    # Chat, asked about the topic, has the digest as context (here with no LLM: it is quoted).
+    from chat.models import ChatSession, Message
+    from chat.services import message_post
+
+    with transaction.atomic():
+        asked = message_post(session=ChatSession.objects.create(owner=user),
+                             content="What happens to committed data after a crash?")
+    reply = wait_until(lambda: Message.objects.filter(reply_to=asked, role="assistant").first(), timeout=60,
+                       message="the chat reply")
+    assert {"digest_id": digest.id, "title": f"Research digest: {TOPIC}"} in reply.citations
+    assert f"Research digest “{TOPIC}”" in reply.content and "## wal.txt" in reply.content
+
     # Asked again, nothing changed: every finding is reused and no child is made.
     again = finished(trigger(api, job_id))
     assert again.status == "SUCCESS" and again.result["reused"] == 5 and not children(again.id).exists()

@@ -103,7 +103,8 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
     caplog.set_level(logging.INFO, logger="jobs.services.runs")
     for _ in range(10):
         caplog.clear()
-        parent = accepted()
+        # On a queue no worker reads: once queued for its final step it stays QUEUED to be looked at.
+        parent = lifecycle.run_accept(kind="jobs.ping", queue="test-unread", max_attempts=3)
         lifecycle.run_claim(run_id=str(parent.id), worker="p:1")
         kids = [lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent) for _ in range(2)]
         assert lifecycle.run_await_children(run_id=str(parent.id), total=2, step="children", message="")

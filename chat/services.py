@@ -84,9 +84,13 @@ def _passages_reply(hits: list[SearchHit], notes: list[ContextNote]) -> str:
              "your question:"]
     for number, hit in enumerate(hits, start=1):
         lines.append(f"\n[{number}] {_where(hit)}:\n{hit.text.strip()}")
-    for number, note in enumerate(notes, start=len(hits) + 1):
-        lines.append(f"\n[{number}] {note.title}:\n{note.text.strip()}")
+    lines += [f"\n{entry}" for entry in _notes_numbered(notes, after=len(hits))]
     return "\n".join(lines)
+
+
+def _notes_numbered(notes: list[ContextNote], *, after: int) -> list[str]:
+    """Notes numbered on from the passages, so one list of citations covers both."""
+    return [f"[{number}] {note.title}:\n{note.text.strip()}" for number, note in enumerate(notes, start=after + 1)]
 
 
 def message_reply(*, message_id: int, ctx: RunContext) -> dict:
@@ -111,8 +115,7 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
         if context:
             messages.append({"role": "system", "content": f"Passages from the user's documents:\n\n{context}"})
         if notes:
-            numbered = "\n\n".join(f"[{n}] {note.title}:\n{note.text}"
-                                    for n, note in enumerate(notes, start=len(hits) + 1))
+            numbered = "\n\n".join(_notes_numbered(notes, after=len(hits)))
             messages.append({"role": "system", "content": f"Notes on this question, citable the same way:\n\n"
                                                           f"{numbered}"})
         messages += _history(message) + [{"role": "user", "content": message.content}]

@@ -396,7 +396,7 @@ class JobRunAdmin(admin.ModelAdmin):
         children = list(run.children.order_by("created_at").with_retries()[:CHILDREN_SHOWN])
         if not children:
             return "—"
-        counts = runs.run_children_counts(parent_id=run.pk)
+        counts = selectors.run_children_counts(parent_id=run.pk)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         rows = ((format_html('<a href="{}">{}</a>', reverse("admin:jobs_jobrun_change", args=[child.pk]),
                              child.short_id), child.kind, self.args_links(child),

@@ -10,6 +10,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from jobs.models import Job, JobRun, RunStatus
+from jobs.registry import kind_find
 
 # The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
 SHORT_ID = re.compile(r"[0-9a-f]{4,8}(-[0-9a-f-]{0,28})?")
@@ -36,11 +37,14 @@ def runs_by_ids(*, ids: list[str]) -> list[JobRun]:
     return list(JobRun.objects.filter(id__in=valid).with_retries())
 
 
+def run_children_counts(*, parent_id) -> dict[str, int]:
+    """How many of the run's children have each status."""
+    return dict(JobRun.objects.filter(parent_id=parent_id).values_list("status").annotate(n=Count("id")))
+
+
 def job_output(*, job: Job) -> dict | None:
     """What the job last produced, as its kind describes it (a research digest: which one, how
     complete); None for kinds that say nothing or before a first output."""
-    from jobs.registry import kind_find
-
     spec = kind_find(job.kind)
     return spec.job_output(job) if spec is not None and spec.job_output is not None else None
 

@@ -1,8 +1,8 @@
-from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, JobRun, JobRunLogEntry
+from jobs.selectors import job_output, run_children_counts
 
 
 class RunProgressSerializer(serializers.Serializer):
@@ -65,10 +65,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ChildrenCountsSerializer(allow_null=True))
     def get_children(self, run: JobRun) -> dict | None:
-        if hasattr(run, "children_counts"):  # JobRunQuerySet.with_children_counts
-            counts = run.children_counts
-        else:
-            counts = dict(JobRun.objects.filter(parent_id=run.pk).values_list("status").annotate(n=Count("id")))
+        # Annotated by JobRunQuerySet.with_children_counts on lists; asked for a single run otherwise.
+        counts = run.children_counts if hasattr(run, "children_counts") else run_children_counts(parent_id=run.pk)
         if not counts:
             return None
         return {"total": sum(counts.values()), "by_status": counts}
@@ -86,8 +84,6 @@ class JobOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
     def get_latest_output(self, job: Job) -> dict | None:
-        from jobs.selectors import job_output
-
         output = job_output(job=job)
         return None if output is None else {k: v for k, v in output.items() if k != "admin_url"}
 

@@ -88,11 +88,11 @@ class DigestAdmin(CitedTextAdmin):
 @admin.register(Finding)
 class FindingAdmin(CitedTextAdmin):
     citations_name_documents = False  # one document: the finding's
-    list_display = ("document", "method", "owner", "created_at")
+    list_display = ("document", "method", "created_at")
     list_filter = ("method", "created_at")
-    list_select_related = ("document", "owner")
+    list_select_related = ("document",)
     search_fields = ("content",)
-    fields = ("document", "owner", "method", "document_version", "question_key", "run_page", "created_at",
+    fields = ("document", "method", "document_version", "question_key", "run_page", "created_at",
               "content_pre", "citations_table")
     readonly_fields = fields
 

@@ -22,7 +22,6 @@ class Finding(models.Model):
     Reused by later digests asking the same (`question_key`) of the same document while it is
     unchanged (`document_version`, its `ready_at`), unless they force reprocessing."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     document = models.ForeignKey("documents.Document", on_delete=models.CASCADE, related_name="findings")
     question_key = models.CharField(max_length=64, help_text="sha256 of the method, topic and questions asked.")
     document_version = models.DateTimeField(help_text="The document's ready_at when it was read.")
@@ -52,7 +51,6 @@ class DigestSource(models.Model):
     rank = models.PositiveIntegerField(help_text="1 for the document most relevant to the topic.")
     child = models.ForeignKey("jobs.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     finding = models.ForeignKey(Finding, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    reused = models.BooleanField(default=False, help_text="The finding came from an earlier run.")
 
     class Meta:
         ordering = ["run", "rank"]
@@ -60,6 +58,11 @@ class DigestSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} in {self.run_id}"
+
+    @property
+    def reused(self) -> bool:
+        """Its finding came from an earlier run: a document to read gets a child, a reused one none."""
+        return self.finding_id is not None and self.child_id is None
 
 
 class Digest(models.Model):

@@ -66,6 +66,11 @@ class DigestRequest:
         return self.questions or (self.topic,)
 
     @property
+    def subject(self) -> str:
+        """The topic and questions as one text: what documents are chosen by and digests matched on."""
+        return " ".join((self.topic, *self.questions))
+
+    @property
     def method(self) -> str:
         return FindingMethod.LLM if settings.AI_SERVER_URL else FindingMethod.EXTRACTIVE
 
@@ -156,13 +161,13 @@ def _plan(*, run: JobRun, request: DigestRequest) -> list[tuple[DigestSource, Jo
         for earlier in DigestSource.objects.filter(run_id=run.retry_of_id, document__isnull=False) \
                 .select_related("document", "child"):
             plan.append((DigestSource(run=run, document=earlier.document, title=earlier.title, rank=earlier.rank,
-                                      finding_id=earlier.finding_id, reused=earlier.finding_id is not None),
+                                      finding_id=earlier.finding_id),
                          None if earlier.finding_id else earlier.child))
         return plan
     documents = _documents_chosen(owner=_reader(run), request=request)
     reusable = {} if request.force_reprocess else _findings_reusable(documents=documents, request=request)
     return [(DigestSource(run=run, document=document, title=document.title, rank=rank,
-                          finding=reusable.get(document.pk), reused=document.pk in reusable), None)
+                          finding=reusable.get(document.pk)), None)
             for rank, document in enumerate(documents, start=1)]
 
 
@@ -185,9 +190,8 @@ def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
     by_id = {str(d.pk): d for d in candidates.only("id", "title", "ready_at", "owner_id")}
     if not by_id:
         return []
-    query = " ".join((request.topic, *request.questions))
     try:
-        ranked = documents_relevant(user=owner, query=query, limit=request.max_documents, among=set(by_id))
+        ranked = documents_relevant(user=owner, query=request.subject, limit=request.max_documents, among=set(by_id))
     except DocumentsError as exc:  # the vector store is unreachable: try again later
         raise TransientError(exc.message) from exc
     if request.documents:
@@ -198,7 +202,8 @@ def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
 def _findings_reusable(*, documents: list[Document], request: DigestRequest) -> dict:
     findings = Finding.objects.filter(document__in=documents, question_key=request.question_key)
     versions = {d.pk: d.ready_at for d in documents}
-    return {f.document_id: f for f in findings.order_by("created_at") if versions.get(f.document_id) == f.document_version}
+    # One finding per document, question set and version (a constraint): the current version's, if any.
+    return {f.document_id: f for f in findings if versions.get(f.document_id) == f.document_version}
 
 
 def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> dict:
@@ -219,7 +224,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
         content = _llm_compose(request=request, sections=sections)
     else:
         content = _extractive_compose(request=request, sections=sections, total=len(sources))
-    topic_embedding = list(map(float, texts_embed([" ".join((request.topic, *request.questions))])[0]))
+    topic_embedding = list(map(float, texts_embed([request.subject])[0]))
     if unread:
         content += "\n\n## Not read\n" + "\n".join(f"- {u['title']}: {u['error']}" for u in unread)
     logger.info("digest composed", extra={"run_id": str(run.id), "documents": len(sources), "read": len(read),
@@ -327,9 +332,9 @@ def document_process(*, ctx: RunContext, source_id: int) -> dict:
     def write() -> dict:
         finding, _ = Finding.objects.update_or_create(
             document=document, question_key=request.question_key, document_version=document.ready_at,
-            defaults={"owner": document.owner, "method": request.method, "content": content,
+            defaults={"method": request.method, "content": content,
                       "citations": citations, "run_id": ctx.id, "created_at": timezone.now()})
-        DigestSource.objects.filter(pk=source.pk).update(finding=finding, reused=False)
+        DigestSource.objects.filter(pk=source.pk).update(finding=finding)
         return {"finding_id": finding.pk, "passages": len(citations), "method": request.method}
 
     return ctx.commit(write)

@@ -61,7 +61,6 @@ class FindingFactory(factory.django.DjangoModelFactory):
         model = "research.Finding"
 
     document = factory.SubFactory(DocumentFactory)
-    owner = factory.LazyAttribute(lambda f: f.document.owner)
     question_key = factory.Sequence(lambda n: f"{n:064x}")
     document_version = factory.LazyAttribute(lambda f: f.document.ready_at)
     method = "extractive"

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from jobs import lifecycle
 from jobs.errors import JobsError
 from jobs.models import FINISHED_STATUSES, RUNNING_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunStatus, TriggeredBy
 from jobs.registry import kind_find, kind_get
+from jobs.selectors import run_children_counts
 from project.logging import correlation_id_get
 
 logger = logging.getLogger(__name__)
@@ -106,11 +107,6 @@ def runs_dispatch_held_children(*, parent_id) -> int:
             lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
             transaction.on_commit(lambda run=run: run_dispatch(run=run))
     return len(chosen)
-
-
-def run_children_counts(*, parent_id) -> dict[str, int]:
-    """How many of the run's children have each status."""
-    return dict(JobRun.objects.filter(parent_id=parent_id).values_list("status").annotate(n=Count("id")))
 
 
 def run_children_progress(*, parent_id) -> bool:

@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+import pgvector.django.vector
 from django.conf import settings
 from django.db import migrations, models
 
@@ -28,7 +29,6 @@ class Migration(migrations.Migration):
                 ('citations', models.JSONField(blank=True, default=list, help_text='[{"ref": 1, "chunk_index": 3, "page": 2, "quote": "…"}]')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='findings', to='documents.document')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.jobrun')),
             ],
             options={
@@ -41,7 +41,6 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('title', models.CharField(help_text="The document's title when chosen (it may be deleted since).", max_length=300)),
                 ('rank', models.PositiveIntegerField(help_text='1 for the document most relevant to the topic.')),
-                ('reused', models.BooleanField(default=False, help_text='The finding came from an earlier run.')),
                 ('child', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.jobrun')),
                 ('document', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='documents.document')),
                 ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='digest_sources', to='jobs.jobrun')),
@@ -62,6 +61,7 @@ class Migration(migrations.Migration):
                 ('citations', models.JSONField(blank=True, default=list, help_text='[{"ref": 1, "document_id": "…", "title": "…", "chunk_index": 3, "page": 2, "quote": "…"}]')),
                 ('unread', models.JSONField(blank=True, default=list, help_text='Documents it could not read: [{"document_id": "…", "title": "…", "error": "…"}]')),
                 ('partial', models.BooleanField(default=False, help_text='Some chosen documents could not be read.')),
+                ('topic_embedding', pgvector.django.vector.VectorField(blank=True, dimensions=384, help_text="The topic's embedding: chat uses the digest when a question is about it.", null=True)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('documents', models.ManyToManyField(blank=True, help_text='The documents it covers.', related_name='+', to='documents.document')),
                 ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.job')),

@@ -109,7 +109,8 @@ def countdown(ctx, steps: int = 20, interval: float = 0.5):
               "when the last has ended.", params_schema={"type": "object"}, schedulable=False)
 def fan_out(ctx, key: str, children: int, seconds: float = 0.0, failing: tuple = ()):
     from jobs.models import JobRun
-    from jobs.services.runs import run_children_counts, run_enqueue
+    from jobs.selectors import run_children_counts
+    from jobs.services.runs import run_enqueue
 
     run = JobRun.objects.get(id=ctx.id)
     if not run.children.exists():

@@ -63,6 +63,5 @@ def ingest_here(*, owner, name: str, data: bytes, title: str = ""):
     with transaction.atomic():
         document, _ = document_upload(owner=owner, upload=SimpleUploadedFile(name, data), title=title or name)
     claim = run_claim(run_id=str(document.run_id))
-    context = RunContext(id=str(document.run_id), attempt=claim.attempt, max_attempts=claim.max_attempts,
-                         correlation_id=claim.correlation_id, args=claim.args)
+    context = RunContext.from_claim(run_id=str(document.run_id), claim=claim)
     return document, document_ingest(document_id=str(document.id), ctx=context)

@@ -95,14 +95,30 @@ def _notes_numbered(notes: list[ContextNote], *, after: int) -> list[str]:
 
 def message_reply(*, message_id: int, ctx: RunContext) -> dict:
     """Write the assistant's reply to one user message. Safe to run again: it replaces, never adds.
-    The reply is saved only if the run was not cancelled meanwhile (in one transaction with its success)."""
+    The reply is saved only if the run was not cancelled meanwhile (in one transaction with its success).
+
+    The answer is a step: kept the moment the LLM gives it, so an attempt that fails after that (a
+    database outage, a killed worker before the final write) is finished by the next one without
+    asking the LLM again."""
     message = Message.objects.select_related("session__owner").filter(id=message_id, role=Role.USER).first()
     if message is None:
         return {"skipped": "message deleted"}
     existing = Message.objects.filter(reply_to=message, role=Role.ASSISTANT, status=MessageStatus.COMPLETE).first()
     if existing:
         return {"reply_id": existing.id, "already_replied": True}
+    answer = ctx.step("answer", lambda: _reply_compose(message=message, ctx=ctx))
+    content, citations = answer["content"], answer["citations"]
 
+    def save() -> dict:
+        reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
+                            citations=citations, run_id=ctx.id)
+        return {"reply_id": reply.id, "citations": len(citations)}
+
+    return ctx.commit(save)
+
+
+def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
+    """The reply's text and citations: the user's passages and notes, then the LLM (or the passages)."""
     hits = chunks_search(user=message.session.owner, query=message.content, k=CONTEXT_CHUNKS)
     notes = context_notes(user=message.session.owner, question=message.content)
     ctx.log(f"Found {len(hits)} passage(s) in the user's documents"
@@ -125,14 +141,7 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
     else:
         content = _passages_reply(hits, notes)
         ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
-    citations = _citations(hits) + [note.citation for note in notes]
-
-    def save() -> dict:
-        reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
-                            citations=citations, run_id=ctx.id)
-        return {"reply_id": reply.id, "citations": len(citations)}
-
-    return ctx.commit(save)
+    return {"content": content, "citations": _citations(hits) + [note.citation for note in notes]}
 
 
 def _reply_save(*, message: Message, content: str, status: str, citations: list, run_id) -> Message:
@@ -207,7 +216,7 @@ def session_summarize(*, session_id: int, ctx: RunContext) -> dict:
     turns = list(session.messages.filter(status=MessageStatus.COMPLETE).order_by("created_at"))
     texts = [f"{t.role}: {t.content}" for t in turns] if settings.AI_SERVER_URL else \
         [t.content for t in turns if t.role == Role.USER]
-    summary = _summarise(prompt=SUMMARY_PROMPT, texts=texts)
+    summary = ctx.step("summary", lambda: _summarise(prompt=SUMMARY_PROMPT, texts=texts))
 
     def save() -> dict:
         ChatSession.objects.filter(id=session.id).update(summary=summary, summarized_at=timezone.now())
@@ -227,7 +236,7 @@ def profile_summarize(*, user_id: int, ctx: RunContext) -> dict:
     texts = [s.summary for s in sessions if s.summary] or [
         m.content for m in Message.objects.filter(session__owner_id=user_id, role=Role.USER).order_by("-created_at")[:20]
     ]
-    summary = _summarise(prompt=PROFILE_PROMPT, texts=texts)
+    summary = ctx.step("summary", lambda: _summarise(prompt=PROFILE_PROMPT, texts=texts))
 
     def save() -> dict:
         ProfileSummary.objects.update_or_create(user_id=user_id,

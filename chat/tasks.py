@@ -1,6 +1,7 @@
 from django.conf import settings
 
 from chat import services
+from documents.pipeline.embed import embeddings_warm_up
 from jobs.errors import PermanentError
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
@@ -13,7 +14,7 @@ AI_SOFT_LIMIT = int(settings.AI_TIMEOUT + settings.AI_CONNECT_TIMEOUT + 30)
 
 
 @tracked_task(kind=services.REPLY_KIND, queue="chat", retry=AI_RETRY, schedulable=False,
-              soft_time_limit=AI_SOFT_LIMIT, time_limit=AI_SOFT_LIMIT + 15,
+              soft_time_limit=AI_SOFT_LIMIT, time_limit=AI_SOFT_LIMIT + 15, warm_up=embeddings_warm_up,
               on_final_failure=services.message_reply_failed,
               description="Writes the assistant's reply to a user message, grounded in the user's documents.")
 def reply(ctx, message_id: int):

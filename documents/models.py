@@ -95,6 +95,39 @@ class Chunk(models.Model):
         ]
 
 
+class DocumentText(models.Model):
+    """A document's extracted text, kept so that extraction runs once per document and extractor
+    version: a later attempt or a reprocess of the same content starts from here."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="text")
+    extractor_version = models.PositiveIntegerField()
+    pages = models.JSONField(help_text="[[page number or null, text], ...] in document order.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"text of {self.document_id}"
+
+
+class PendingChunk(models.Model):
+    """A chunk of an ingestion in progress, apart from the searchable chunks: written in committed
+    batches as the run goes (embedding filled in batch by batch), so an interrupted run resumes at
+    the first batch not written. Moved to Chunk in the run's final commit; search never sees these."""
+
+    run = models.ForeignKey("jobs.JobRun", on_delete=models.CASCADE, related_name="+", db_index=False)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+", db_index=False)
+    chunk_index = models.PositiveIntegerField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    char_start = models.PositiveIntegerField()
+    char_end = models.PositiveIntegerField()
+    text = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "chunk_index"]
+        constraints = [models.UniqueConstraint(fields=["run", "chunk_index"], name="pending_chunk_unique_index")]
+        indexes = [models.Index(fields=["document"], name="pending_chunk_document")]
+
+
 class LexemeStat(models.Model):
     """In how many of an owner's chunks each word (lexeme) occurs: the document frequency that
     keyword search weighs words by (rare words count, common ones hardly). Kept by the ingestion in

@@ -15,12 +15,14 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from documents.errors import DocumentsError
-from documents.models import Chunk, Document, DocumentStage, DocumentStatus
+from documents.models import Chunk, Document, DocumentStage, DocumentStatus, DocumentText, PendingChunk
 from documents.pipeline.bounded import text_extract_bounded
-from documents.pipeline.chunk import text_chunk
+from documents.pipeline.chunk import chunker_warm_up, text_chunk
 from documents.pipeline.detect import format_detect, name_check
-from documents.pipeline.embed import embed_batch_size, texts_embed
+from documents.pipeline.embed import embed_batch_size, embeddings_warm_up, texts_embed
+from documents.pipeline.extract import Page
 from documents.vector_store import vector_store
+from jobs.errors import PermanentError
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.runner import RunContext
 from jobs.services.runs import run_cancel, run_enqueue
@@ -162,83 +164,166 @@ def _stage(document: Document, stage: str) -> None:
     Document.objects.filter(id=document.id).update(stage=stage, **{f"{stage}_at": now})
 
 
-def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
-    """The pipeline: extracting → chunking → embedding → indexing, as one tracked run.
+def ingest_warm_up() -> None:
+    """What an ingestion needs loaded: the embedding model and the chunker's tokenizer."""
+    embeddings_warm_up()
+    chunker_warm_up()
 
-    Re-running replaces the document's chunks in one transaction (with the run's success, and
-    only if it was not cancelled), so a redelivered or retried run leaves exactly one set."""
+
+def ingest_cap_seconds(*, size: int) -> int:
+    """How long an ingestion may work in all (its slices together) for a document of `size` bytes."""
+    return int(max(settings.INGEST_MIN_CAP_SECONDS, settings.INGEST_SECONDS_PER_MB * size / (1024 * 1024)))
+
+
+def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
+    """The pipeline: extracting → chunking → embedding → indexing, as one tracked run in steps.
+
+    Each step keeps what it made, so any later attempt (after a kill, a takeover, a database outage,
+    or a slice that yielded its worker) resumes after the last completed one: the text is extracted
+    once per document and extractor version; the chunks are written to the run's pending chunks
+    once; embeddings are committed INGEST_COMMIT_CHUNKS at a time. The final commit swaps the pending
+    chunks for the document's searchable ones in one transaction (with the run's success, and only
+    if it was not cancelled), so search shows the document only once it is ready, a reprocess keeps
+    the earlier chunks until then, and a redelivered or retried run leaves exactly one set."""
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return {"skipped": "document deleted"}
     Document.objects.filter(id=document.id).update(status=DocumentStatus.PROCESSING, run_id=ctx.id, error="")
-    timings: dict[str, float] = {}
+    worked_before = float(ctx.checkpoints.get("worked_seconds", 0.0))
+    cap = ingest_cap_seconds(size=document.size)
+    if worked_before >= cap:
+        raise PermanentError(f"The ingestion worked {worked_before:.0f} s in all, the cap for a document of "
+                             f"{document.size} bytes (INGEST_SECONDS_PER_MB, INGEST_MIN_CAP_SECONDS is {cap} s).")
 
+    pages = None
+    if "chunked" not in ctx.checkpoints:
+        pages = _extracted_pages(document=document, ctx=ctx)
+    total = _chunked(document=document, ctx=ctx, pages=pages)
+    del pages
+
+    started = time.monotonic()
+    done = resumed_at = int(ctx.checkpoints.get("embedded", 0))
+    _stage(document, DocumentStage.EMBEDDING)
+    ctx.progress(done, total, step=DocumentStage.EMBEDDING, message=f"{done}/{total} chunks")
+    if resumed_at:
+        ctx.log(f"Resumed at chunk {resumed_at} of {total}: the chunks embedded before are kept.")
+    pending = PendingChunk.objects.filter(run_id=ctx.id)
+    while done < total:
+        batch = list(pending.filter(chunk_index__gte=done, chunk_index__lt=done + INGEST_COMMIT_CHUNKS)
+                     .order_by("chunk_index").only("id", "text"))
+        step = embed_batch_size()
+        for offset in range(0, len(batch), step):
+            part = batch[offset:offset + step]
+            for row, vector in zip(part, texts_embed([row.text for row in part])):
+                row.embedding = vector
+            # Also where a cancel or a takeover is seen: between batches, before anything is indexed.
+            ctx.progress(done + offset + len(part), total, step=DocumentStage.EMBEDDING,
+                         message=f"{done + offset + len(part)}/{total} chunks")
+        done += len(batch)
+        worked = worked_before + time.monotonic() - ctx.started
+        ctx.checkpoint({"embedded": done, "worked_seconds": round(worked, 3)},
+                       write=lambda batch=batch: PendingChunk.objects.bulk_update(batch, ["embedding"]))
+        if done < total and ctx.slice_over(settings.INGEST_SLICE_SECONDS):
+            ctx.log(f"Embedded {done}/{total} chunks; yielding the worker after a slice of "
+                    f"{settings.INGEST_SLICE_SECONDS} s (INGEST_SLICE_SECONDS).")
+            ctx.yield_turn(reason=f"a slice of {settings.INGEST_SLICE_SECONDS} s used at {done}/{total} chunks")
+    ctx.log(f"Embedded {total} chunks; this attempt embedded {total - resumed_at} of them "
+            f"in {time.monotonic() - started:.2f} s.")
+
+    _stage(document, DocumentStage.INDEXING)
+    ctx.progress(total, total, step=DocumentStage.INDEXING)
+    store = vector_store()
+    if store.needs_vectors:
+        # An outside vector store (Pinecone) gets the vectors first; its ids come from document and
+        # chunk, so a retry, a redelivery or a cancelled attempt leaves nothing that a later success
+        # does not overwrite. Its outages are TransientError: retried like any other hiccup.
+        rows = list(pending.order_by("chunk_index").values_list("chunk_index", "page", "embedding"))
+        store.document_replace(document_id=str(document.id), owner_id=document.owner_id,
+                               chunks=[(index, page) for index, page, _ in rows],
+                               vectors=[vector for _, _, vector in rows], previous_count=document.chunk_count or 0)
+    page_count = ctx.checkpoints.get("pages") if document.format == "pdf" else None
+
+    def index() -> dict:
+        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=-1)
+        Chunk.objects.filter(document_id=document.id).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(_PENDING_TO_CHUNKS_SQL, {"run": ctx.id, "document": str(document.id)})
+        pending.delete()
+        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=+1)
+        Document.objects.filter(id=document.id).update(
+            status=DocumentStatus.READY, stage="", chunk_count=total, pages=page_count, ready_at=timezone.now())
+        return {"chunks": total, "pages": page_count}
+
+    indexing = time.monotonic()
+    result = ctx.commit(index)
+    logger.info("document ingested", extra={"document_id": str(document.id), "chunks": total,
+                                            "index_seconds": round(time.monotonic() - indexing, 3),
+                                            "worked_seconds": round(worked_before + time.monotonic() - ctx.started, 3)})
+    return result
+
+
+# Embeddings committed per checkpoint: a kill loses at most this many chunks of work (about 4 s on
+# one CPU thread), while one write per 64 chunks costs under 1 % of the time spent embedding them.
+INGEST_COMMIT_CHUNKS = 64
+# Bumped when extraction changes what it makes of a file: kept texts of older versions are redone.
+EXTRACTOR_VERSION = 1
+
+_PENDING_TO_CHUNKS_SQL = """
+INSERT INTO documents_chunk (document_id, chunk_index, page, char_start, char_end, text, embedding)
+SELECT %(document)s::uuid, chunk_index, page, char_start, char_end, text, embedding
+  FROM documents_pendingchunk WHERE run_id = %(run)s ORDER BY chunk_index"""
+
+
+def _extracted_pages(*, document: Document, ctx: RunContext) -> list[Page]:
+    """The document's text: kept from an earlier extraction of this version, or extracted now and kept."""
+    kept = DocumentText.objects.filter(document_id=document.id, extractor_version=EXTRACTOR_VERSION).first()
+    if kept is not None:
+        ctx.log("Text kept from an earlier extraction; not extracted again.")
+        return [Page(number, text) for number, text in kept.pages]
     started = time.monotonic()
     _stage(document, DocumentStage.EXTRACTING)
     ctx.progress(0, None, step=DocumentStage.EXTRACTING)
     with document.file.open("rb") as handle:
         data = handle.read()
     pages = text_extract_bounded(data=data, fmt=document.format)
-    timings["extract"] = time.monotonic() - started
+    del data
+    seconds = time.monotonic() - started
+    ctx.checkpoint({"extracted": True}, write=lambda: DocumentText.objects.update_or_create(
+        document_id=document.id, defaults={"extractor_version": EXTRACTOR_VERSION,
+                                           "pages": [[p.number, p.text] for p in pages]}))
     ctx.log(f"Extracted {sum(len(p.text) for p in pages)} characters from {len(pages)} page(s) "
-            f"of {document.format} in {timings['extract']:.2f} s.")
+            f"of {document.format} in {seconds:.2f} s.")
+    return pages
 
+
+def _chunked(*, document: Document, ctx: RunContext, pages: list[Page] | None) -> int:
+    """How many chunks the document has; on the first attempt, they are made and written pending."""
+    if "chunked" in ctx.checkpoints:
+        return int(ctx.checkpoints["chunked"])
     started = time.monotonic()
     _stage(document, DocumentStage.CHUNKING)
     ctx.progress(0, None, step=DocumentStage.CHUNKING)
     chunks = text_chunk(pages=pages)
-    timings["chunk"] = time.monotonic() - started
-    ctx.log(f"Split into {len(chunks)} chunks.")
+    rows = [PendingChunk(run_id=ctx.id, document_id=document.id, chunk_index=c.index, page=c.page,
+                         char_start=c.char_start, char_end=c.char_end, text=c.text) for c in chunks]
 
-    started = time.monotonic()
-    _stage(document, DocumentStage.EMBEDDING)
-    vectors: list = []
-    total = len(chunks)
-    ctx.progress(0, total, step=DocumentStage.EMBEDDING, message=f"0/{total} chunks")
-    batch = embed_batch_size()
-    for offset in range(0, total, batch):
-        vectors.extend(texts_embed([c.text for c in chunks[offset:offset + batch]]))
-        # Also where a cancel is seen: between batches, before anything is indexed.
-        ctx.progress(len(vectors), total, step=DocumentStage.EMBEDDING, message=f"{len(vectors)}/{total} chunks")
-    timings["embed"] = time.monotonic() - started
-    ctx.log(f"Embedded {total} chunks in {timings['embed']:.2f} s.")
+    def write() -> None:
+        PendingChunk.objects.filter(run_id=ctx.id).delete()
+        PendingChunk.objects.bulk_create(rows, batch_size=INDEX_BATCH_SIZE)
 
-    started = time.monotonic()
-    _stage(document, DocumentStage.INDEXING)
-    ctx.progress(total, total, step=DocumentStage.INDEXING)
-    rows = [Chunk(document_id=document.id, chunk_index=c.index, page=c.page, char_start=c.char_start,
-                  char_end=c.char_end, text=c.text, embedding=v) for c, v in zip(chunks, vectors)]
-    page_count = len(pages) if document.format == "pdf" else None
-
-    # An outside vector store (Pinecone) gets the vectors first; its ids come from document and
-    # chunk, so a retry, a redelivery or a cancelled attempt leaves nothing that a later success does
-    # not overwrite. Its outages are TransientError: retried like any other hiccup.
-    vector_store().document_replace(document_id=str(document.id), owner_id=document.owner_id,
-                                    chunks=[(c.index, c.page) for c in chunks], vectors=vectors,
-                                    previous_count=document.chunk_count or 0)
-
-    def index() -> dict:
-        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=-1)
-        Chunk.objects.filter(document_id=document.id).delete()
-        Chunk.objects.bulk_create(rows, batch_size=INDEX_BATCH_SIZE)
-        lexeme_stats_apply(document_id=document.id, owner_id=document.owner_id, sign=+1)
-        Document.objects.filter(id=document.id).update(
-            status=DocumentStatus.READY, stage="", chunk_count=len(rows), pages=page_count, ready_at=timezone.now())
-        return {"chunks": len(rows), "pages": page_count}
-
-    result = ctx.commit(index)
-    timings["index"] = time.monotonic() - started
-    logger.info("document ingested", extra={"document_id": str(document.id), "chunks": len(rows),
-                                            **{f"{k}_seconds": round(v, 3) for k, v in timings.items()}})
-    return result
+    ctx.checkpoint({"chunked": len(rows), "pages": len(pages)}, write=write)
+    ctx.log(f"Split into {len(rows)} chunks in {time.monotonic() - started:.2f} s.")
+    return len(rows)
 
 
 def document_mark_failed(*, run, document_id: str, **_) -> None:
+    PendingChunk.objects.filter(run_id=run.id).delete()
     Document.objects.filter(id=document_id, run_id=run.id).update(status=DocumentStatus.FAILED, error=run.error)
 
 
 def document_mark_cancelled(*, run, document_id: str, **_) -> None:
     """A cancelled reprocess keeps the earlier, complete chunks searchable; a first ingestion ends cancelled."""
+    PendingChunk.objects.filter(run_id=run.id).delete()
     document = Document.objects.filter(id=document_id).first()
     if document is None or document.status == DocumentStatus.READY:
         return

@@ -12,7 +12,7 @@ INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(
 
 @tracked_task(kind=services.INGEST_KIND, queue="documents", retry=INGEST_RETRY, schedulable=False,
               fair_share=settings.DOCUMENT_FAIR_SHARE,
-              soft_time_limit=840, time_limit=900,
+              soft_time_limit=840, time_limit=900, warm_up=services.ingest_warm_up,
               on_final_failure=services.document_mark_failed, on_revoked=services.document_mark_cancelled,
               description="Extracts, chunks, embeds and indexes one document.",
               params_schema={"type": "object", "properties": {"document_id": {"type": "string"}},

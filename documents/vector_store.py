@@ -30,6 +30,9 @@ PINECONE_DELETE_BATCH = 1000
 
 
 class VectorStore(Protocol):
+    # Whether document_replace must be given the vectors (they live outside the chunk rows).
+    needs_vectors: bool
+
     def document_replace(self, *, document_id: str, owner_id: int, chunks: list[tuple[int, int | None]],
                          vectors: list[list[float]], previous_count: int) -> None: ...
 
@@ -41,6 +44,8 @@ class VectorStore(Protocol):
 
 class PgvectorStore:
     """The vectors are the chunk rows' `embedding` column, written with the chunks."""
+
+    needs_vectors = False
 
     def document_replace(self, **kwargs) -> None:
         return None
@@ -74,6 +79,8 @@ class PineconeStore:
     """One vector per chunk under `<document id>#<chunk index>`, with owner, document and page as
     metadata, in PINECONE_NAMESPACE. Errors become TransientError (429, 5xx, timeouts, garbage:
     retried like any hiccup) or PermanentError (bad key, missing index, refused payload)."""
+
+    needs_vectors = True
 
     def __init__(self, *, api_key: str, host: str, namespace: str, timeout: float):
         from pinecone import Index

@@ -23,3 +23,8 @@ class TransientError(Exception):
 
 class RunCancelled(Exception):
     """Raised inside a task body by a progress report once a cancel has been requested."""
+
+
+class LeaseLost(Exception):
+    """Raised inside a task body when its attempt no longer holds the run (it was paused or cut off
+    and the run was taken over): the attempt stops and writes nothing more, not even an outcome."""

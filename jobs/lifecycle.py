@@ -5,27 +5,39 @@ duplicate message, a cancel racing a start or a reaper racing a slow worker each
 one winner. Transitions that end a run write django-celery-results' TaskResult in the same
 statement, so both always agree and an outcome costs one round trip and one commit.
 
+A claim takes a lease: the run's `lease` number goes up by one and the attempt carries it. Every
+write the attempt makes afterwards (heartbeat, progress, checkpoint, log, commit, retry, fail,
+revoke, release, yield) is conditional on the run still holding that number, so a worker that was
+paused or cut off while its run was taken over finds, on waking, that none of its writes land: it
+raises LeaseLost and stops, and never cancels, fails or finishes a run it no longer holds.
+
 | transition     | from                                    | to                            | called by                    |
 |----------------|-----------------------------------------|-------------------------------|------------------------------|
 | accept         | (new)                                   | QUEUED                        | services.runs.run_enqueue    |
-| claim          | QUEUED; RETRY once due; held with a     | STARTED                       | runner, a message arrives    |
+| claim          | QUEUED; RETRY once due; held with a     | STARTED, lease + 1            | runner, a message arrives    |
 |                | stale heartbeat; never once cancelled   |                               |                              |
-| progress       | STARTED, PROGRESS                       | PROGRESS                      | ctx.progress in a body       |
+| progress       | STARTED, PROGRESS, lease held           | PROGRESS                      | ctx.progress in a body       |
+| checkpoint     | STARTED, PROGRESS, lease held           | (same; a step's result kept)  | ctx.step, ctx.checkpoint     |
+| yield          | STARTED, PROGRESS, lease held           | QUEUED, attempt not counted   | ctx.yield_turn (a slice)     |
 | await children | STARTED, PROGRESS, not cancelled        | PROGRESS, awaiting, no worker | ctx.fan_out in a body        |
 | roll up        | PROGRESS, awaiting                      | (same; children's progress)   | a child ends                 |
 | children done  | PROGRESS, awaiting, no child unfinished | QUEUED for its final step     | the last child to end        |
-| heartbeat      | STARTED, PROGRESS                       | (same; heartbeat_at)          | runner's heartbeat thread    |
-| retry          | STARTED, PROGRESS, not cancelled        | RETRY, due_at set             | runner, attempts left        |
-| succeed        | STARTED, PROGRESS, not cancelled        | SUCCESS                       | runner, or ctx.commit        |
-| succeed        | STARTED, PROGRESS, cancelled            | REVOKED                       | runner (cancel ignored)      |
-| fail           | any unfinished                          | FAILURE, dead                 | runner, reaper               |
+| heartbeat      | STARTED, PROGRESS, lease held           | (same; heartbeat_at)          | runner's heartbeat thread    |
+| retry          | lease held, not cancelled               | RETRY, due_at set             | runner, attempts left        |
+| succeed        | lease held, not cancelled               | SUCCESS                       | runner, or ctx.commit        |
+| succeed        | lease held, cancelled                   | REVOKED                       | runner (cancel ignored)      |
+| fail           | lease held                              | FAILURE, dead                 | runner                       |
+| fail           | any unfinished (same heartbeat)         | FAILURE, dead                 | reaper, force-fail           |
 | request cancel | any unfinished                          | flag; waiting or awaiting     | services.runs.run_cancel     |
 |                |                                         | children → REVOKED            |                              |
-| revoke         | any unfinished                          | REVOKED                       | runner, grace, task_revoked  |
-| release        | STARTED, PROGRESS                       | QUEUED, attempt not counted   | worker stop, database outage |
+| revoke         | lease held                              | REVOKED                       | runner (cancel seen)         |
+| revoke         | any unfinished                          | REVOKED                       | grace, task_revoked          |
+| release        | lease held                              | QUEUED, attempt not counted   | worker stop, database outage |
 | reap           | STARTED, PROGRESS, heartbeat stale      | QUEUED, or FAILURE when last  | watchdog (maintenance)       |
 
-QUEUED and RETRY runs are (re)published by services.runs; publishing changes no status.
+QUEUED and RETRY runs are (re)published by services.runs; publishing changes no status. A reaped,
+released or lost run is published ahead of fresh work on its queue (jobs.broker); a yielded one
+goes to the back, behind other owners' waiting work.
 
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
 parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
@@ -45,7 +57,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from jobs.errors import RunCancelled
+from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import (
     RUNNING_STATUSES,
     UNFINISHED_STATUSES,
@@ -163,20 +175,24 @@ class Claim:
     attempt: int
     max_attempts: int
     correlation_id: str
+    lease: int
+    checkpoints: dict
+    started_at: datetime
 
 
 _CLAIM_SQL = f"""
 UPDATE jobs_jobrun
-   SET status = 'STARTED', started_at = COALESCE(started_at, %(now)s), heartbeat_at = %(now)s, due_at = NULL,
+   SET status = 'STARTED', started_at = COALESCE(started_at, %(now)s), claimed_at = %(now)s,
+       heartbeat_at = %(now)s, due_at = NULL,
        attempts = CASE WHEN status = 'STARTED' AND worker = %(in_doubt)s THEN attempts ELSE attempts + 1 END,
-       worker = %(worker)s
+       worker = %(worker)s, lease = lease + 1
  WHERE id = %(id)s AND NOT cancel_requested
    AND (status = 'QUEUED'
         OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
         OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts
             AND NOT awaiting_children)
         OR (status = 'STARTED' AND worker = %(in_doubt)s AND heartbeat_at < %(unheld_before)s))
-RETURNING args, attempts, max_attempts, correlation_id
+RETURNING args, attempts, max_attempts, correlation_id, lease, checkpoints, started_at
 """
 
 
@@ -195,41 +211,86 @@ def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | N
     })
     if not rows:
         return None
-    args, attempts, max_attempts, correlation_id = rows[0]
-    if isinstance(args, str):  # Django leaves jsonb as text on raw cursors
-        args = json.loads(args)
+    args, attempts, max_attempts, correlation_id, lease, checkpoints, started_at = rows[0]
+    args, checkpoints = _json(args), _json(checkpoints)
     return Claim(args=args if isinstance(args, dict) else {}, attempt=attempts, max_attempts=max_attempts,
-                 correlation_id=correlation_id)
+                 correlation_id=correlation_id, lease=lease,
+                 checkpoints=checkpoints if isinstance(checkpoints, dict) else {}, started_at=started_at)
 
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value  # Django leaves jsonb as text on raw cursors
+
+
+HELD_SQL = f"id = %(id)s AND lease = %(lease)s AND status IN {RUNNING_SQL}"
 
 _PROGRESS_SQL = f"""
 UPDATE jobs_jobrun
    SET status = 'PROGRESS', progress_current = %(current)s, progress_total = %(total)s,
        progress_step = %(step)s, progress_message = %(message)s, eta_seconds = %(eta)s, heartbeat_at = %(now)s
- WHERE id = %(id)s AND status IN {RUNNING_SQL}
+ WHERE {HELD_SQL}
 RETURNING cancel_requested
 """
 
 
-def run_progress(*, run_id: str, current: int, total: int | None, step: str, message: str,
+def _go_on(run_id: str, rows: list[tuple]) -> bool:
+    """After a write conditional on the lease: LeaseLost if it did not land, else whether no cancel came."""
+    if not rows:
+        raise LeaseLost(run_id)
+    return not rows[0][0]
+
+
+def run_progress(*, run_id: str, lease: int, current: int, total: int | None, step: str, message: str,
                  eta: float | None) -> bool:
-    """Record progress; returns True while the run should go on (held and not cancelled)."""
-    rows = _execute(_PROGRESS_SQL, {"id": run_id, "current": current, "total": total, "step": step[:50],
-                                    "message": message[:255], "eta": eta, "now": timezone.now()})
-    return bool(rows) and not rows[0][0]
+    """Record progress; True while the run should go on, False once cancelled, LeaseLost if not held."""
+    rows = _execute(_PROGRESS_SQL, {"id": run_id, "lease": lease, "current": current, "total": total,
+                                    "step": step[:50], "message": message[:255], "eta": eta, "now": timezone.now()})
+    return _go_on(run_id, rows)
 
 
-def run_heartbeat(*, run_id: str) -> None:
-    JobRun.objects.filter(id=run_id, status__in=RUNNING_STATUSES).update(heartbeat_at=timezone.now())
+def run_heartbeat(*, run_id: str, lease: int) -> bool:
+    """Refresh the held run's heartbeat; False once the attempt no longer holds it."""
+    return bool(JobRun.objects.filter(id=run_id, lease=lease, status__in=RUNNING_STATUSES)
+                .update(heartbeat_at=timezone.now()))
+
+
+_CHECKPOINT_SQL = f"""
+UPDATE jobs_jobrun
+   SET checkpoints = checkpoints || %(values)s::jsonb, heartbeat_at = %(now)s
+ WHERE {HELD_SQL}
+RETURNING cancel_requested
+"""
+
+
+_LOG_SQL = f"""
+INSERT INTO jobs_jobrunlogentry (run_id, level, message, created_at)
+SELECT id, %(level)s, %(message)s, %(now)s FROM jobs_jobrun WHERE {HELD_SQL}
+RETURNING false
+"""
+
+
+def run_log(*, run_id: str, lease: int, level: str, message: str) -> None:
+    """A line of what the body did, kept only while the attempt holds the run (else LeaseLost)."""
+    _go_on(run_id, _execute(_LOG_SQL, {"id": run_id, "lease": lease, "level": level, "message": message,
+                                       "now": timezone.now()}))
+
+
+def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any]) -> bool:
+    """Keep what completed steps left (JSON, by step name) for any later attempt of the run. Like a
+    progress report: True to go on, False once cancelled, LeaseLost if the attempt no longer holds it."""
+    rows = _execute(_CHECKPOINT_SQL, {"id": run_id, "lease": lease, "values": json.dumps(values),
+                                      "now": timezone.now()})
+    return _go_on(run_id, rows)
 
 
 # --- fan-out: a parent awaiting its children ---------------------------------------------------
 
-def run_await_children(*, run_id: str, total: int, step: str, message: str) -> bool:
+def run_await_children(*, run_id: str, lease: int, total: int, step: str, message: str) -> bool:
     """Inside the transaction that created the run's children: the body ends its attempt without
     ending the run, which waits (held by no worker, never reaped) for its children. False if the
     run is no longer held or was cancelled."""
-    return bool(JobRun.objects.filter(id=run_id, status__in=RUNNING_STATUSES, cancel_requested=False).update(
+    return bool(JobRun.objects.filter(id=run_id, lease=lease, status__in=RUNNING_STATUSES,
+                                      cancel_requested=False).update(
         status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=timezone.now(),
         progress_current=0, progress_total=total, progress_step=step[:50], progress_message=message[:255],
         eta_seconds=None))
@@ -259,14 +320,13 @@ def run_children_done(*, run_id: str) -> bool:
     return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id, "now": timezone.now()}))
 
 
-def run_lock_for_commit(*, run_id: str) -> None:
-    """Inside the transaction of a body's final writes: hold the run's row until commit, and refuse
-    if a cancel came first. A cancel arriving meanwhile waits for the lock, then finds the run finished."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT cancel_requested FROM jobs_jobrun WHERE id = %s AND status IN {RUNNING_SQL} "
-                       "FOR UPDATE", [run_id])
-        row = cursor.fetchone()
-    if row is None or row[0]:
+def run_lock_for_commit(*, run_id: str, lease: int) -> None:
+    """Inside the transaction of a body's writes: hold the run's row until commit, and refuse if the
+    attempt no longer holds the run (LeaseLost) or a cancel came first (RunCancelled). A cancel or a
+    takeover arriving meanwhile waits for the lock, then finds the writes made."""
+    rows = _execute(f"SELECT cancel_requested FROM jobs_jobrun WHERE {HELD_SQL} FOR UPDATE",
+                    {"id": run_id, "lease": lease})
+    if not _go_on(run_id, rows):
         raise RunCancelled(run_id)
 
 
@@ -279,21 +339,22 @@ WITH changed AS (
            result = CASE WHEN cancel_requested THEN NULL ELSE %(result)s::jsonb END,
            finished_at = %(now)s, heartbeat_at = %(now)s, error = '', eta_seconds = NULL,
            attempt_log = CASE WHEN cancel_requested THEN attempt_log || %(cancel_entry)s::jsonb
-                              ELSE attempt_log END
-     WHERE id = %(id)s AND status IN {RUNNING_SQL}
+                              ELSE attempt_log END,
+           checkpoints = '{{}}'::jsonb
+     WHERE {HELD_SQL}
     RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT.replace("%(task_result)s",
                                   "CASE WHEN changed.status = 'SUCCESS' THEN %(task_result)s ELSE %(revoked)s END")
 
 
-def run_succeed(*, run_id: str, result: Any, attempt: int, worker: str = "") -> str | None:
-    """End an attempt that returned: SUCCESS, or REVOKED if a cancel was requested meanwhile.
-
-    Returns the final status, or None if the run was no longer held (reaped, revoked)."""
+def run_succeed(*, run_id: str, lease: int, result: Any, attempt: int, worker: str = "") -> str | None:
+    """End an attempt that returned: SUCCESS, or REVOKED if a cancel was requested meanwhile; what
+    its steps kept is no longer needed. Returns the final status, or None if the attempt no longer
+    held the run (taken over, revoked)."""
     now = timezone.now()
     encoded = json.dumps(result)
-    params = {"id": run_id, "result": None if result is None else encoded,
+    params = {"id": run_id, "lease": lease, "result": None if result is None else encoded,
               "cancel_entry": _log_entry(attempt=attempt, error="cancelled", delay=None, now=now, event="cancelled"),
               "revoked": _exception_payload("TaskRevokedError", "cancelled"),
               **_task_params(run_id=run_id, now=now, result=encoded, worker=worker)}
@@ -310,19 +371,19 @@ WITH changed AS (
     UPDATE jobs_jobrun
        SET status = 'RETRY', error = %(error)s, heartbeat_at = %(now)s, due_at = %(due_at)s,
            dispatched_at = %(now)s, attempt_log = attempt_log || %(entry)s::jsonb
-     WHERE id = %(id)s AND status IN {RUNNING_SQL} AND NOT cancel_requested
+     WHERE {HELD_SQL} AND NOT cancel_requested
     RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
 
-def run_retry_later(*, run_id: str, attempt: int, error: str, delay: float, event: str = "failed",
+def run_retry_later(*, run_id: str, lease: int, attempt: int, error: str, delay: float, event: str = "failed",
                     traceback: str = "", worker: str = "") -> bool:
     """A failed attempt with attempts left: RETRY, due `delay` seconds from now. False if no longer held
-    or cancelled (the caller then revokes)."""
+    or cancelled (the caller then revokes, conditional on the lease)."""
     now = timezone.now()
     rows = _execute(_RETRY_SQL, {
-        "id": run_id, "error": error, "due_at": now + timedelta(seconds=delay),
+        "id": run_id, "lease": lease, "error": error, "due_at": now + timedelta(seconds=delay),
         "entry": _log_entry(attempt=attempt, error=error, delay=delay, now=now, event=event),
         **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
                        result=_exception_payload("Retry", error, "celery.exceptions")),
@@ -336,21 +397,26 @@ WITH changed AS (
        SET status = 'FAILURE', dead = true, error = %(error)s, traceback = %(traceback)s,
            finished_at = %(now)s, heartbeat_at = %(now)s, eta_seconds = NULL, due_at = NULL,
            attempt_log = attempt_log || %(entry)s::jsonb
-     WHERE id = %(id)s AND status IN {UNFINISHED_SQL} {{extra}}
+     WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
+       AND (%(lease)s::integer IS NULL OR (lease = %(lease)s AND status IN {RUNNING_SQL}))
+       AND (%(heartbeat)s::timestamptz IS NULL OR heartbeat_at = %(heartbeat)s)
     RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
 
 def run_fail(*, run_id: str, error: str, attempt: int | None, traceback: str = "", event: str = "failed",
-             exc: BaseException | None = None, worker: str = "", only_if_heartbeat: datetime | None = None) -> bool:
+             exc: BaseException | None = None, worker: str = "", lease: int | None = None,
+             only_if_heartbeat: datetime | None = None) -> bool:
     """End the run FAILURE and dead, and call the kind's on_final_failure exactly once, in the same
-    transaction (nobody sees a failed run without its consequence). True if this call ended it."""
+    transaction (nobody sees a failed run without its consequence). True if this call ended it.
+
+    An attempt fails its run only while it holds `lease`; the reaper and a force-fail only if the
+    heartbeat is still the one they judged stale (a worker that wakes up meanwhile wins)."""
     now = timezone.now()
-    extra = "AND heartbeat_at = %(heartbeat)s" if only_if_heartbeat else ""
     with transaction.atomic():
-        rows = _execute(_FAIL_SQL.replace("{extra}", extra), {
-            "id": run_id, "error": error, "traceback": traceback, "heartbeat": only_if_heartbeat,
+        rows = _execute(_FAIL_SQL, {
+            "id": run_id, "error": error, "traceback": traceback, "heartbeat": only_if_heartbeat, "lease": lease,
             "entry": _log_entry(attempt=attempt, error=error, delay=None, now=now, event=event),
             **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
                            result=_exception_payload(type(exc).__name__ if exc else "RunFailed", error,
@@ -411,20 +477,24 @@ WITH changed AS (
            eta_seconds = NULL, due_at = NULL, attempt_log = attempt_log || %(entry)s::jsonb,
            awaiting_children = false
      WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
+       AND (%(lease)s::integer IS NULL OR (lease = %(lease)s AND status IN {RUNNING_SQL}))
     RETURNING {_ENDED_COLUMNS}
 )
 """ + _TASK_RESULT_UPSERT
 
 
-def run_revoke(*, run_id: str, reason: str = "cancelled") -> bool:
-    """End the run REVOKED (and call the kind's on_revoked once). True if this call ended it."""
+def run_revoke(*, run_id: str, reason: str = "cancelled", lease: int | None = None) -> bool:
+    """End the run REVOKED (and call the kind's on_revoked once). True if this call ended it.
+
+    An attempt that saw the cancel revokes only while it holds `lease`: a paused worker that wakes
+    to find its run taken over must not end the run its successor holds."""
     now = timezone.now()
     with transaction.atomic():
         run = JobRun.objects.filter(id=run_id).first()
         if run is None:
             return False
         rows = _execute(_REVOKE_SQL, {
-            "id": run_id, "entry": _log_entry(attempt=run.attempts or None, error=reason, delay=None, now=now,
+            "id": run_id, "lease": lease, "entry": _log_entry(attempt=run.attempts or None, error=reason, delay=None, now=now,
                                               event="cancelled"),
             **_task_params(run_id=run_id, now=now, result=_exception_payload("TaskRevokedError", reason)),
         })
@@ -438,20 +508,30 @@ def run_revoke(*, run_id: str, reason: str = "cancelled") -> bool:
 
 # --- release and reap -----------------------------------------------------------------------
 
-def run_release(*, run_id: str, reason: str) -> bool:
-    """Give a held run back for immediate redelivery (its attempt is not counted): the worker is
-    stopping, or lost its database mid-attempt. A cancelled run is revoked instead."""
+def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: str = "",
+                yielded: bool = False) -> str | None:
+    """Give a held run back for redelivery (its attempt is not counted): the worker is stopping,
+    lost its database mid-attempt, or `yielded` its slice. A cancelled run is revoked instead. What
+    its steps kept stays for the next attempt. Returns the run's status now (QUEUED or REVOKED), or
+    None if the attempt no longer held it.
+
+    The attempt is named by its `lease`, or, where only the worker's main process is left to speak
+    for a pool process it stopped, by the process that holds the run (`held_by`, host:pid)."""
+    holder = {"lease": lease} if lease is not None else {"worker": held_by[:200] or "?"}
     with transaction.atomic():
-        run = JobRun.objects.select_for_update().filter(id=run_id, status__in=RUNNING_STATUSES).first()
+        run = JobRun.objects.select_for_update().filter(id=run_id, status__in=RUNNING_STATUSES, **holder).first()
         if run is None:
-            return False
+            return None
+        lease = run.lease
         if run.cancel_requested:
-            return run_revoke(run_id=run_id, reason="cancelled while its worker stopped")
+            revoked = run_revoke(run_id=run_id, reason="cancelled while its worker stopped", lease=lease)
+            return RunStatus.REVOKED if revoked else None
         JobRun.objects.filter(id=run_id).update(
             status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=timezone.now(),
-            error=f"released: {reason}"[:500], worker="")
-    logger.info("run released for redelivery", extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
-    return True
+            error="" if yielded else f"released: {reason}"[:500], worker="", eta_seconds=None)
+    logger.info("run yielded its worker" if yielded else "run released for redelivery",
+                extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
+    return RunStatus.QUEUED
 
 
 def run_reap(*, run: JobRun) -> str | None:

@@ -61,7 +61,7 @@ class JobRunQuerySet(models.QuerySet):
         grace = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
         now = timezone.now()
         return self.filter(status__in=RUNNING_STATUSES, awaiting_children=False).alias(
-            hard_deadline=RawSQL("started_at + make_interval(secs => time_limit)", [],
+            hard_deadline=RawSQL("coalesce(claimed_at, started_at) + make_interval(secs => time_limit)", [],
                                  output_field=models.DateTimeField()),
         ).filter(models.Q(heartbeat_at__lt=now - grace)
                  | models.Q(heartbeat_at__isnull=True, started_at__lt=now - grace)
@@ -99,6 +99,8 @@ class JobRun(models.Model):
     eta_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When the attempt holding the run (or the last one) claimed it.")
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True,
                                         help_text="Last sign of life from the worker holding the run.")
@@ -106,7 +108,13 @@ class JobRun(models.Model):
     due_at = models.DateTimeField(null=True, blank=True,
                                   help_text="When a RETRY run's next attempt may start; earlier messages do nothing.")
     worker = models.CharField(max_length=200, blank=True, default="",
-                              help_text="Worker process that holds (or last held) the run.")
+                              help_text="Worker process (host:pid) of the attempt that holds (or last held) the run.")
+    lease = models.PositiveIntegerField(
+        default=0, help_text="Which claim holds the run: every claim takes the next number, and every write an "
+                             "attempt makes names its own, so a worker that lost the run writes nothing.")
+    checkpoints = models.JSONField(
+        default=dict, blank=True, help_text="What completed steps left for a later attempt of this run (an LLM "
+                                            "answer, chunks embedded so far); a new attempt resumes after them.")
     cancel_requested = models.BooleanField(default=False)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     dead = models.BooleanField(default=False)
@@ -162,16 +170,17 @@ class JobRun(models.Model):
     @property
     def stalled(self) -> bool:
         """Running, but its worker has stopped reporting (no heartbeat within the allowed time) or it
-        has outlived its kind's hard time limit: the watchdog will take it over, an operator may
-        force-fail it first."""
+        has held it past its kind's hard time limit for one attempt (a slice): the watchdog will take
+        it over, an operator may force-fail it first."""
         if self.status not in RUNNING_STATUSES or self.awaiting_children:
             return False
         now = timezone.now()
         beat = self.heartbeat_at or self.started_at
         if beat and (now - beat).total_seconds() > settings.RUN_HEARTBEAT_TIMEOUT_SECONDS:
             return True
-        return bool(self.time_limit and self.started_at
-                    and (now - self.started_at).total_seconds() > self.time_limit + settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+        claimed = self.claimed_at or self.started_at
+        return bool(self.time_limit and claimed
+                    and (now - claimed).total_seconds() > self.time_limit + settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
 
     @property
     def short_id(self) -> str:

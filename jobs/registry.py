@@ -95,6 +95,9 @@ class JobKind:
     job_output: Callable[..., dict | None] | None = None
     # Checks of params that JSON Schema cannot express (`params_check(params)` raises a DomainError).
     params_check: Callable[[dict], None] | None = None
+    # What a worker process loads before it takes its first message (a model, a client), so that
+    # no run's time limit pays for start-up: called once per process consuming the kind's queue.
+    warm_up: Callable[[], None] | None = None
 
     @property
     def hard_limit(self) -> int:

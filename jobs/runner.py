@@ -15,13 +15,15 @@ from typing import Any, Callable, TypeVar
 
 from celery import Task, signals
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.worker.request import Request
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from jobs import lifecycle
-from jobs.errors import RunCancelled
-from jobs.models import JobRun, JobRunLogEntry, LogLevel
-from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register
+from jobs.broker import publish_priority
+from jobs.errors import LeaseLost, RunCancelled
+from jobs.models import JobRun, LogLevel, RunStatus
+from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register, kinds_all
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ PROGRESS_MIN_INTERVAL = 0.5
 # A body that logs in a loop cannot fill the table: lines past these bounds are dropped.
 RUN_LOG_MAX_ENTRIES = 200
 RUN_LOG_MESSAGE_CHARS = 2000
-# RunContext.outcome of an attempt that handed its run over to child runs.
+# RunContext.outcome of an attempt that handed its run over to child runs, or yielded its worker.
 AWAITING_CHILDREN = "AWAITING_CHILDREN"
+YIELDED = "YIELDED"
 # Errors that say the database is unreachable rather than that the work is wrong.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # Redelivery of a message whose claim met a database outage: 1, 2, 4, 8, then every 10 s.
@@ -51,29 +54,34 @@ def worker_name() -> str:
 class _Heartbeat:
     """One daemon thread per worker process refreshes `heartbeat_at` of the run it executes, so a
     body that never reports progress (waiting on an LLM) still shows it is alive, and a process
-    that died stops heartbeating within RUN_HEARTBEAT_SECONDS."""
+    that died stops heartbeating within RUN_HEARTBEAT_SECONDS. It beats under the attempt's lease:
+    once the run was taken over, no beat lands (and the body finds out at its next write)."""
 
     def __init__(self) -> None:
-        self.run_id: str | None = None
+        self.held: tuple[str, int] | None = None
         self._pid: int | None = None
 
-    def hold(self, run_id: str) -> None:
+    def hold(self, run_id: str, lease: int) -> None:
         if self._pid != os.getpid():  # first use in this (possibly forked) process
             self._pid = os.getpid()
             threading.Thread(target=self._loop, daemon=True, name="run-heartbeat").start()
-        self.run_id = run_id
+        self.held = (run_id, lease)
 
     def drop(self) -> None:
-        self.run_id = None
+        self.held = None
 
     def _loop(self) -> None:
         while True:
             time.sleep(settings.RUN_HEARTBEAT_SECONDS)
-            run_id = self.run_id
-            if run_id is None:
+            held = self.held
+            if held is None:
                 continue
+            run_id, lease = held
             try:
-                lifecycle.run_heartbeat(run_id=run_id)
+                if not lifecycle.run_heartbeat(run_id=run_id, lease=lease) and self.held == held:
+                    logger.warning("heartbeat refused: the run is no longer held by this attempt",
+                                   extra={"run_id": run_id, "lease": lease})
+                    self.held = None
             except Exception as exc:  # the database may be away; the next beat tries again
                 logger.warning("heartbeat not written", extra={"run_id": run_id, "cause": type(exc).__name__})
                 close_old_connections()
@@ -92,21 +100,27 @@ class RunContext:
     attempt: int
     max_attempts: int
     correlation_id: str
+    lease: int = 0
     args: dict = field(default_factory=dict)
+    checkpoints: dict = field(default_factory=dict)
     worker: str = ""
     writes: int = 0
     outcome: str | None = None
+    started: float = field(default_factory=time.monotonic)
     _last_write: float = 0.0
     _rate_origin: tuple[float, int] | None = None
     _last_step: str = ""
     _log_lines: int = 0
 
-    @property
-    def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+    @classmethod
+    def from_claim(cls, *, run_id: str, claim: lifecycle.Claim, worker: str = "") -> "RunContext":
+        return cls(id=run_id, attempt=claim.attempt, max_attempts=claim.max_attempts,
+                   correlation_id=claim.correlation_id, lease=claim.lease, args=claim.args,
+                   checkpoints=dict(claim.checkpoints), worker=worker)
 
     def progress(self, current: int, total: int | None = None, *, step: str = "", message: str = "") -> None:
-        """Report progress; raises RunCancelled once a cancel has been requested.
+        """Report progress; raises RunCancelled once a cancel has been requested, LeaseLost once the
+        run was taken over from this attempt.
 
         Throttled: a report within PROGRESS_MIN_INTERVAL of the last write is skipped unless it
         starts a new step or completes the total.
@@ -123,8 +137,8 @@ class RunContext:
         if total and current > origin_count and now > origin_time:
             rate = (current - origin_count) / (now - origin_time)
             eta = round(max(total - current, 0) / rate, 1)
-        go_on = lifecycle.run_progress(run_id=self.id, current=current, total=total, step=step, message=message,
-                                       eta=eta)
+        go_on = lifecycle.run_progress(run_id=self.id, lease=self.lease, current=current, total=total, step=step,
+                                       message=message, eta=eta)
         self.writes += 1
         self._last_write = now
         self._last_step = step
@@ -136,8 +150,53 @@ class RunContext:
         if self._log_lines >= RUN_LOG_MAX_ENTRIES:
             return
         self._log_lines += 1
-        JobRunLogEntry.objects.create(run_id=self.id, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
+        lifecycle.run_log(run_id=self.id, lease=self.lease, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
         logger.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.id})
+
+    def step(self, name: str, compute: Callable[[], T]) -> T:
+        """The result of a step that must not be paid twice (an LLM's answer): kept the moment
+        `compute` returns, and returned as kept, without calling `compute`, to any later attempt
+        of the run. The value must be JSON; `compute` runs outside any transaction."""
+        if name in self.checkpoints:
+            logger.info("step already done; its result reused", extra={"run_id": self.id, "step": name})
+            return self.checkpoints[name]
+        value = compute()
+        self.checkpoint({name: value})
+        return value
+
+    def checkpoint(self, values: dict[str, Any], *, write: Callable[[], Any] | None = None) -> None:
+        """Record that steps are done (small JSON `values` by step name, seen by every later attempt
+        in `checkpoints`), and make their writes (`write`) in the same transaction, only while this
+        attempt holds the run: a later attempt sees both or neither. Raises RunCancelled once
+        cancelled, LeaseLost once taken over."""
+        with transaction.atomic():
+            if write is not None:
+                lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
+                write()
+            go_on = lifecycle.run_checkpoint(run_id=self.id, lease=self.lease, values=values)
+        self.checkpoints.update(values)
+        if not go_on:
+            raise RunCancelled(self.id)
+
+    def slice_over(self, seconds: float) -> bool:
+        """True once this attempt has worked `seconds`: long work then yields its worker."""
+        return time.monotonic() - self.started >= seconds
+
+    def yield_turn(self, *, reason: str) -> None:
+        """End this attempt without ending the run, after a slice of long work: the run goes back
+        to its queue behind the work waiting there (other owners' first), its checkpoints kept, the
+        attempt not counted. Never returns; the runner ends the attempt."""
+        from jobs.services.runs import run_dispatch
+
+        with transaction.atomic():
+            status = lifecycle.run_release(run_id=self.id, lease=self.lease, reason=reason, yielded=True)
+            if status is None:
+                raise LeaseLost(self.id)
+            if status == RunStatus.QUEUED:
+                run = JobRun.objects.get(id=self.id)
+                transaction.on_commit(lambda: run_dispatch(run=run))
+        self.outcome = YIELDED
+        raise _Yielded(self.id)
 
     @property
     def awaiting_children(self) -> bool:
@@ -152,10 +211,11 @@ class RunContext:
         its progress their roll-up; the last child to end queues it again, and the body is called
         once more (with no child unfinished) for its final step. With none made it goes on now."""
         with transaction.atomic():
-            lifecycle.run_lock_for_commit(run_id=self.id)
+            lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
             total = create_children()
             if total:
-                lifecycle.run_await_children(run_id=self.id, total=total, step=step, message=message)
+                lifecycle.run_await_children(run_id=self.id, lease=self.lease, total=total, step=step,
+                                             message=message)
                 self.outcome = AWAITING_CHILDREN
         return total
 
@@ -164,11 +224,15 @@ class RunContext:
         cancel came first (else RunCancelled, and nothing of `write` is kept). `write` returns the
         run's result."""
         with transaction.atomic():
-            lifecycle.run_lock_for_commit(run_id=self.id)
+            lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
             result = write()
-            self.outcome = lifecycle.run_succeed(run_id=self.id, result=result, attempt=self.attempt,
-                                                 worker=self.worker)
+            self.outcome = lifecycle.run_succeed(run_id=self.id, lease=self.lease, result=result,
+                                                 attempt=self.attempt, worker=self.worker)
         return result
+
+
+class _Yielded(Exception):
+    """Raised by RunContext.yield_turn to end the attempt from wherever the body is."""
 
 
 # --- one attempt ----------------------------------------------------------------------------
@@ -186,36 +250,45 @@ def run_execute(*, task: Task, spec: JobKind, run_id: str, claimed_by: str = "")
         logger.warning("database unreachable at claim; message redelivered",
                        extra={"run_id": run_id, "kind": spec.kind, "countdown": countdown, "cause": type(exc).__name__})
         close_old_connections()
-        raise task.retry(kwargs={"run_id": run_id, "claimed_by": worker}, countdown=countdown, exc=exc)
+        raise task.retry(kwargs={"run_id": run_id, "claimed_by": worker}, countdown=countdown, exc=exc,
+                         priority=publish_priority(resume=True))
     if claim is None:
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
         raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
 
-    ctx = RunContext(id=run_id, attempt=claim.attempt, max_attempts=claim.max_attempts,
-                     correlation_id=claim.correlation_id, args=claim.args, worker=worker)
-    _heartbeat.hold(run_id)
-    started = time.monotonic()
+    ctx = RunContext.from_claim(run_id=run_id, claim=claim, worker=worker)
+    _heartbeat.hold(run_id, claim.lease)
     try:
-        return _attempt(task=task, spec=spec, ctx=ctx, started=started)
+        return _attempt(task=task, spec=spec, ctx=ctx)
     except DATABASE_DOWN as exc:
         _database_outage(task=task, spec=spec, ctx=ctx, exc=exc)
     finally:
         _heartbeat.drop()
 
 
-def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> Any:
+def _attempt(*, task: Task, spec: JobKind, ctx: RunContext) -> Any:
     run_id = ctx.id
-    extra = {"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt, "max_attempts": ctx.max_attempts}
+    extra = {"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt, "max_attempts": ctx.max_attempts,
+             "lease": ctx.lease}
     try:
         result = spec.body(ctx, **ctx.args)
+    except LeaseLost:
+        # Paused or cut off long enough to be taken over: the run is another attempt's now.
+        logger.warning("attempt lost its run to a takeover; stopped without writing", extra={
+            **extra, "elapsed_seconds": round(time.monotonic() - ctx.started, 3)})
+        raise Ignore()
+    except _Yielded:
+        logger.info("run yielded its worker after a slice", extra={
+            **extra, "elapsed_seconds": round(time.monotonic() - ctx.started, 3)})
+        return None
     except RunCancelled:
-        lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
+        lifecycle.run_revoke(run_id=run_id, reason="cancelled while running", lease=ctx.lease)
         logger.info("run cancelled while running", extra=extra)
         raise Ignore()
     except DATABASE_DOWN:
         raise
     except Exception as exc:
-        elapsed = round(time.monotonic() - started, 3)
+        elapsed = round(time.monotonic() - ctx.started, 3)
         if isinstance(exc, SoftTimeLimitExceeded):
             error, event = f"timed out after {spec.soft_limit} s", "timed out"
             lifecycle.run_call_hook("on_timeout", JobRun.objects.get(id=run_id))
@@ -224,26 +297,33 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext, started: float) -> A
         trace = traceback_module.format_exc()
         if spec.retry.should_retry(exc, attempt=ctx.attempt):
             delay = spec.retry.delay_for(exc, attempt=ctx.attempt)
-            if lifecycle.run_retry_later(run_id=run_id, attempt=ctx.attempt, error=error, delay=delay,
-                                         event=event, traceback=trace, worker=ctx.worker):
+            if lifecycle.run_retry_later(run_id=run_id, lease=ctx.lease, attempt=ctx.attempt, error=error,
+                                         delay=delay, event=event, traceback=trace, worker=ctx.worker):
                 logger.warning("run attempt failed; retrying", extra={
                     **extra, "delay_seconds": round(delay, 3), "cause": error, "elapsed_seconds": elapsed})
                 raise task.retry(kwargs={"run_id": run_id}, countdown=delay, exc=exc)
-            lifecycle.run_revoke(run_id=run_id, reason="cancelled while running")
+            # Not held any more, or cancelled: revoked only in the second case (the lease decides).
+            lifecycle.run_revoke(run_id=run_id, reason="cancelled while running", lease=ctx.lease)
             raise Ignore()
-        lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
-                           event=event, worker=ctx.worker)
+        if not lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
+                                  event=event, worker=ctx.worker, lease=ctx.lease):
+            raise Ignore()  # taken over meanwhile: the failure of a lost attempt is nobody's outcome
         raise  # Celery's events (and Flower) show the failure; the outcome is already stored
     if ctx.outcome is None:
-        ctx.outcome = lifecycle.run_succeed(run_id=run_id, result=result, attempt=ctx.attempt, worker=ctx.worker)
+        ctx.outcome = lifecycle.run_succeed(run_id=run_id, lease=ctx.lease, result=result, attempt=ctx.attempt,
+                                            worker=ctx.worker)
+        if ctx.outcome is None:
+            logger.warning("attempt lost its run to a takeover; its outcome was refused", extra=extra)
+            raise Ignore()
     logger.info("run waits for its children" if ctx.awaiting_children else "run finished",
-                extra={**extra, "status": ctx.outcome, "elapsed_seconds": round(time.monotonic() - started, 3)})
+                extra={**extra, "status": ctx.outcome, "elapsed_seconds": round(time.monotonic() - ctx.started, 3)})
     return result
 
 
 def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseException) -> None:
     """The database went away mid-attempt: wait for it (bounded), give the run back, and redeliver
-    at once. Bodies are idempotent, so the repeated attempt replaces what this one may have written."""
+    at once, ahead of fresh work. The next attempt resumes after this one's checkpoints; bodies are
+    idempotent past them, so it replaces what this one may have written since."""
     logger.warning("database unreachable mid-attempt; waiting to release the run",
                    extra={"run_id": ctx.id, "kind": spec.kind, "cause": type(exc).__name__})
     deadline = time.monotonic() + settings.RUN_DATABASE_WAIT_SECONDS
@@ -253,8 +333,8 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
             close_old_connections()
             try:
                 connection.close()
-                released = lifecycle.run_release(run_id=ctx.id,
-                                                 reason=f"database unreachable during attempt {ctx.attempt}")
+                released = bool(lifecycle.run_release(
+                    run_id=ctx.id, lease=ctx.lease, reason=f"database unreachable during attempt {ctx.attempt}"))
                 break
             except DATABASE_DOWN:
                 time.sleep(DATABASE_POLL_SECONDS)
@@ -263,16 +343,31 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
     # Released: the new message claims at once. Still held: its heartbeat has stopped, so the next
     # message may claim it once the heartbeat is stale (or the reaper takes it over).
     countdown = 0 if released else settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
-    raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc)
+    raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc, priority=publish_priority(resume=True))
 
 
 # --- registering kinds ------------------------------------------------------------------------
+
+class TrackedRequest(Request):
+    """A tracked task's request in the worker's main process: it remembers which pool process it
+    stops, so that the run that process held can be handed back on its behalf."""
+
+    def cancel(self, pool, signal=None):
+        if self.worker_pid:
+            _stopped_holders[self.id] = f"{socket.gethostname()}:{self.worker_pid}"
+        return super().cancel(pool, signal)
+
+
+# Task id → the pool process (host:pid) a stopping worker cancelled it in.
+_stopped_holders: dict[str, str] = {}
+
 
 class TrackedTask(Task):
     """Celery task class of every kind. Outcomes are stored by the lifecycle together with the
     run (one statement), so Celery's own result writes are off (`ignore_result`)."""
 
     abstract = True
+    Request = TrackedRequest
     # Attempts are counted by the run and its retry policy; Celery's own count must not stop a retry.
     max_retries = None
     ignore_result = True
@@ -283,9 +378,10 @@ class TrackedTask(Task):
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         # Celery cancels unacknowledged tasks when a worker stops past its grace (cold shutdown),
         # and says so with a bare Retry; the message goes back to the queue, and so does the run.
-        if isinstance(exc, Retry) and exc.exc is None:
+        held_by = _stopped_holders.pop(task_id, "")
+        if isinstance(exc, Retry) and exc.exc is None and held_by:
             try:
-                lifecycle.run_release(run_id=task_id, reason="its worker was stopped")
+                lifecycle.run_release(run_id=task_id, held_by=held_by, reason="its worker was stopped")
             except Exception:
                 logger.exception("could not release run at worker stop", extra={"run_id": task_id})
 
@@ -309,6 +405,7 @@ def tracked_task(
     parent_share: int | None = None,
     job_output: Callable[..., dict | None] | None = None,
     params_check: Callable[[dict], None] | None = None,
+    warm_up: Callable[[], None] | None = None,
 ):
     """Register `body(ctx, **args)` as a kind and return its Celery task (named after the kind).
 
@@ -325,6 +422,7 @@ def tracked_task(
             on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
             schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
             fair_share=fair_share, parent_share=parent_share, job_output=job_output, params_check=params_check,
+            warm_up=warm_up,
         )
         kind_register(spec)
 
@@ -338,6 +436,24 @@ def tracked_task(
         return task
 
     return decorator
+
+
+@signals.worker_process_init.connect
+def _warm_up(**kwargs):
+    """Before a pool process takes a message: load what the kinds of its worker's queues need."""
+    from project.celery import app
+
+    queues = set(app.amqp.queues.consume_from or app.amqp.queues)
+    warmers = {spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues}
+    for warm_up in warmers:
+        started = time.monotonic()
+        try:
+            warm_up()
+        except Exception:  # a run that needs it will say what is wrong; the worker still starts
+            logger.exception("warm-up failed", extra={"warm_up": getattr(warm_up, "__name__", "warm_up")})
+            continue
+        logger.info("worker process warmed up", extra={"warm_up": getattr(warm_up, "__name__", "warm_up"),
+                                                      "seconds": round(time.monotonic() - started, 3)})
 
 
 @signals.task_revoked.connect

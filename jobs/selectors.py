@@ -55,7 +55,9 @@ def job_visible_to(*, user) -> QuerySet[Job]:
 
 
 def queue_depths() -> dict[str, int | None]:
-    """Messages waiting in each queue (Redis list length); None where the broker cannot be read."""
+    """Messages waiting in each queue (Redis list lengths, every priority); None where the broker
+    cannot be read."""
+    from jobs.broker import redis_queue_keys
     from project.celery import QUEUES, app
 
     depths: dict[str, int | None] = {}
@@ -63,7 +65,7 @@ def queue_depths() -> dict[str, int | None]:
         with app.connection_for_read() as conn:
             client = conn.default_channel.client
             for queue in QUEUES:
-                depths[queue] = int(client.llen(queue))
+                depths[queue] = sum(int(client.llen(key)) for key in redis_queue_keys(queue))
     except Exception:
         return {queue: None for queue in QUEUES}
     return depths

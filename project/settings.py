@@ -235,8 +235,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 10,
     "max_retries": 0,
 }
+# Two places in line on each queue (jobs.broker): resumed work first, then fresh work. On Redis kombu
+# keeps a list per step and reads step 0 first; RabbitMQ queues are declared with x-max-priority.
+if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss", "sentinel"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update({"priority_steps": [0, 9], "sep": "\x06\x16",
+                                            "queue_order_strategy": "priority"})
+else:
+    CELERY_TASK_QUEUE_MAX_PRIORITY = 9
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
+# A pool process loads its kinds' models before it takes a message (jobs.runner warm-up); Celery's
+# 4 s default for a process to come up would kill it mid-load.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=120.0)
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
@@ -281,6 +291,13 @@ DOCUMENT_MAX_IN_FLIGHT = env.int("DOCUMENT_MAX_IN_FLIGHT", default=20)
 DOCUMENT_MAX_BYTES_PER_DAY = env.int("DOCUMENT_MAX_BYTES_PER_DAY", default=500 * 1024 * 1024)
 # Per user: ingestions waiting in the broker at once; the rest follow as those finish.
 DOCUMENT_FAIR_SHARE = env.int("DOCUMENT_FAIR_SHARE", default=2)
+# A long ingestion yields its worker after working this long and continues behind the ingestions
+# waiting meanwhile, so one large document never holds the queue (each slice resumes at its checkpoint).
+INGEST_SLICE_SECONDS = env.float("INGEST_SLICE_SECONDS", default=30.0)
+# What an ingestion may work in all, slices together: sized to the document (about 4x what the
+# largest measured texts need on one CPU thread), never below the floor.
+INGEST_SECONDS_PER_MB = env.int("INGEST_SECONDS_PER_MB", default=1200)
+INGEST_MIN_CAP_SECONDS = env.int("INGEST_MIN_CAP_SECONDS", default=900)
 # Extraction runs in a child process bounded by these (documents.pipeline.bounded).
 EXTRACT_MAX_MEMORY_MB = env.int("EXTRACT_MAX_MEMORY_MB", default=512)
 EXTRACT_MAX_SECONDS = env.int("EXTRACT_MAX_SECONDS", default=60)

@@ -220,8 +220,10 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
                  message=f"Composing the digest from {len(read)} findings")
     started = time.monotonic()
     citations, sections = _citations_numbered(read)
+    # A step: an attempt that fails after the LLM composed (a database outage, a killed worker)
+    # leaves the composition to the next one, which writes it without asking again.
     if request.method == FindingMethod.LLM and read:
-        content = _llm_compose(request=request, sections=sections)
+        content = ctx.step("composition", lambda: _llm_compose(request=request, sections=sections))
     else:
         content = _extractive_compose(request=request, sections=sections, total=len(sources))
     topic_embedding = list(map(float, texts_embed([request.subject])[0]))
@@ -325,7 +327,7 @@ def document_process(*, ctx: RunContext, source_id: int) -> dict:
                  for ref, hit in enumerate(ordered, start=1)]
     ctx.progress(steps - 1, steps, step="writing finding", message=document.title[:200])
     if request.method == FindingMethod.LLM:
-        content = _llm_finding(request=request, title=document.title, hits=ordered)
+        content = ctx.step("finding", lambda: _llm_finding(request=request, title=document.title, hits=ordered))
     else:
         content = "\n".join(f"- “{c['quote']}” [{c['ref']}]" for c in citations)
 

@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from documents.models import DocumentFormat
+from documents.pipeline.embed import embeddings_warm_up
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 from research import services
@@ -39,13 +40,15 @@ RESEARCH_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60)
 @tracked_task(kind="research.digest", queue="research", params_schema=DIGEST_PARAMS_SCHEMA, retry=RESEARCH_RETRY,
               description="A digest of your documents on a topic: each relevant document read in its own child run, "
                           "then one digest with citations.",
-              job_output=services.digest_job_output, params_check=services.digest_params_check)
+              job_output=services.digest_job_output, params_check=services.digest_params_check,
+              warm_up=embeddings_warm_up)
 def digest(ctx, **params):
     return services.digest_run(ctx=ctx)
 
 
 @tracked_task(kind=services.PROCESS_KIND, queue="research", retry=RESEARCH_RETRY, schedulable=False,
               description="Reads one document of a digest: its most relevant passages and a finding with citations.",
-              params_schema={"type": "object"}, parent_share=settings.RESEARCH_MAX_CHILDREN_IN_FLIGHT)
+              params_schema={"type": "object"}, parent_share=settings.RESEARCH_MAX_CHILDREN_IN_FLIGHT,
+              warm_up=embeddings_warm_up)
 def process_document(ctx, source_id: int, document_id: str):
     return services.document_process(ctx=ctx, source_id=source_id)

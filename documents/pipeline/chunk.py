@@ -37,6 +37,10 @@ def _chunker():
     return semchunk.chunkerify(count, chunk_size=CHUNK_TOKENS, cache_maxsize=CHUNKER_CACHE_SIZE)
 
 
+def chunker_warm_up() -> None:
+    _chunker()
+
+
 def text_chunk(*, pages: list[Page]) -> list[TextChunk]:
     """Chunks in document order; offsets are into the page-joined text ("\\n\\n" between pages)."""
     chunker = _chunker()

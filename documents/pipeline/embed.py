@@ -50,6 +50,13 @@ def _local_model():
     return model
 
 
+def embeddings_warm_up() -> None:
+    """Load the local model and run it once (its first call builds kernels): a worker process does
+    this before its first message, so neither an ingestion nor a reply pays ~10 s for it."""
+    if settings.EMBEDDING_BACKEND != "openai":
+        _local_model().encode(["warm-up"], normalize_embeddings=True, show_progress_bar=False)
+
+
 def _openai_embed(texts: list[str]) -> list[list[float]]:
     import httpx
 

@@ -22,15 +22,16 @@ REAP_BATCH_SIZE = 200
 
 
 def runs_reap_stale() -> dict[str, int]:
-    """Runs whose worker stopped heartbeating (its process is gone): re-queued and published while
-    attempts remain, else failed and dead (with the kind's final-failure hook)."""
+    """Runs whose worker stopped heartbeating (its process is gone, paused or cut off): re-queued and
+    published ahead of fresh work while attempts remain, else failed and dead (with the kind's
+    final-failure hook). A worker that wakes later holds no lease and writes nothing."""
     from jobs.services.runs import run_dispatch
 
     outcomes = {"requeued": 0, "failed": 0, "revoked": 0}
     for run in lifecycle.runs_stale(limit=REAP_BATCH_SIZE):
         status = lifecycle.run_reap(run=run)
         if status == "QUEUED":
-            run_dispatch(run=run, force=True)
+            run_dispatch(run=run, force=True, resume=True)
             outcomes["requeued"] += 1
         elif status == "FAILURE":
             outcomes["failed"] += 1

@@ -15,6 +15,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from jobs import lifecycle
+from jobs.broker import publish_priority, redis_queue_keys
 from jobs.errors import JobsError
 from jobs.models import FINISHED_STATUSES, RUNNING_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunStatus, TriggeredBy
 from jobs.registry import kind_find, kind_get
@@ -179,9 +180,10 @@ def task_kwargs_repr(run: JobRun) -> str:
     return text if len(text) <= KWARGS_REPR_CHARS else text[:KWARGS_REPR_CHARS - 1] + "…"
 
 
-def run_dispatch(*, run: JobRun, force: bool = False) -> bool:
-    """Publish the run's message. False (and the run marked undispatched) if the broker is
-    unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
+def run_dispatch(*, run: JobRun, force: bool = False, resume: bool = False) -> bool:
+    """Publish the run's message, behind the fresh work on its queue, or ahead of it when the run
+    `resume`s (taken over, or its message lost). False (and the run marked undispatched) if the
+    broker is unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
     from project.celery import CORRELATION_HEADER, app
 
     if publish_breaker.is_open and not force:
@@ -196,6 +198,7 @@ def run_dispatch(*, run: JobRun, force: bool = False) -> bool:
             headers={CORRELATION_HEADER: run.correlation_id} if run.correlation_id else None,
             # What Flower and `celery inspect` show: the document / message / job the task is about.
             kwargsrepr=task_kwargs_repr(run),
+            priority=publish_priority(resume=resume),
             retry=False,
         )
     except Exception as exc:  # kombu raises several types for an unreachable broker
@@ -223,10 +226,10 @@ def broker_message_ids(*, queues: list[str]) -> set[str] | None:
             client = getattr(channel, "client", None)
             if client is None:
                 return None
-            for queue in queues:
-                if client.llen(queue) > BROKER_SCAN_MAX_MESSAGES:
+            for key in (key for queue in queues for key in redis_queue_keys(queue)):
+                if client.llen(key) > BROKER_SCAN_MAX_MESSAGES:
                     return None
-                ids.update(_message_id(raw) for raw in client.lrange(queue, 0, -1))
+                ids.update(_message_id(raw) for raw in client.lrange(key, 0, -1))
             delivered_at = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
             for tag, raw in client.hgetall(channel.unacked_key).items():
                 message = json.loads(raw)[0]
@@ -292,7 +295,8 @@ def runs_dispatch_pending() -> dict[str, int]:
             if held is not None and str(run.id) in held:
                 continue
         lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
-        if not run_dispatch(run=run, force=True):
+        # A message that vanished was in line before anything waiting now: it goes first.
+        if not run_dispatch(run=run, force=True, resume=not never_sent):
             break
         published += 1
     published += sum(runs_dispatch_held_children(parent_id=parent_id) for parent_id in parents)

@@ -222,3 +222,42 @@ def test_replies_work_against_a_server_with_no_health_endpoint(chat, llm_worker)
         openai_like.stop()
         llm_worker.start()
         wait_for_worker("llm-worker", timeout=90)
+
+
+def test_a_reply_whose_final_write_failed_after_the_llm_answered_is_finished_with_one_llm_call(chat, llm_worker,
+                                                                                                 beats):
+    """The answer is a step, kept the moment it arrives. Here the final write is held (another
+    connection inserts, uncommitted, a reply to the same message, so the worker's insert waits on
+    the one-reply constraint), the worker is killed meanwhile, and the run is taken over: the next
+    attempt writes the kept answer."""
+    import psycopg
+
+    from tests.support.worker import test_database_url
+
+    chat.default = Step(content="Paid for once.", delay=1.0)
+    session = ChatSession.objects.create(owner=UserFactory())
+    message = post(session, "Is this answer paid for twice?")
+    with psycopg.connect(test_database_url()) as holder:
+        holder.execute("INSERT INTO chat_message (session_id, role, content, status, citations, reply_to_id, "
+                       "created_at) VALUES (%s, 'assistant', 'in the way', 'complete', '[]', %s, now())",
+                       [session.id, message.id])
+        wait_until(lambda: "answer" in JobRun.objects.get(id=message.run_id).checkpoints, timeout=30,
+                   message="the answer to be kept")
+        wait_until(lambda: _waits_for_a_lock(holder), timeout=10, message="the final write to wait")
+        llm_worker.kill()
+        holder.rollback()
+    assert replies(message) == [] and len(chat.requests) == 1
+
+    llm_worker.start()
+    wait_for_worker("llm-worker", timeout=90)
+    beats("reply-beat")
+    run = finished(message.run_id, "SUCCESS")
+    assert [r.content for r in replies(message)] == ["Paid for once."]
+    assert len(chat.requests) == 1  # the second attempt did not ask again
+    assert run.attempts == 2 and [e["event"] for e in run.attempt_log] == ["worker lost"]
+    assert llm_worker.log_records(message="step already done; its result reused", run_id=str(run.id))
+
+
+def _waits_for_a_lock(connection) -> bool:
+    row = connection.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    return row[0] > 0

@@ -1,11 +1,13 @@
 """Pipeline faults through a real worker: redelivery and cancel."""
 
+import time
+
 import pytest
 from django.db import transaction
 
 from documents import services
-from documents.models import Chunk, Document
-from jobs.models import JobRun
+from documents.models import Chunk, Document, PendingChunk
+from jobs.models import JobRun, JobRunLogEntry
 from jobs.services.runs import run_cancel, run_dispatch
 from tests.factories import UserFactory
 from tests.support.files import upload
@@ -53,6 +55,136 @@ def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
     wait_until(lambda: Document.objects.get(id=document.id).status == "cancelled", timeout=30, message="cancelled")
     assert JobRun.objects.get(id=run_id).status == "REVOKED"
     assert Chunk.objects.filter(document=document).count() == 0
+
+
+# Long enough for several committed batches of embeddings (documents.services.INGEST_COMMIT_CHUNKS).
+BATCHES_TEXT = "\n\n".join(
+    f"Entry {i}: the lighthouse keeper records the wind, the swell and every passing ship in a ledger that "
+    f"the harbour office collects each spring, with notes on fog, the lamp's oil and gulls near buoy {i}."
+    for i in range(900)
+).encode()
+
+
+def chunk_rows(document) -> list[tuple]:
+    return list(Chunk.objects.filter(document=document).order_by("chunk_index")
+                .values_list("chunk_index", "page", "char_start", "char_end", "text"))
+
+
+def embeddings(document):
+    import numpy
+
+    return numpy.array([list(v) for v in Chunk.objects.filter(document=document).order_by("chunk_index")
+                        .values_list("embedding", flat=True)])
+
+
+def upload_until_checkpoint(user, data: bytes, batches: int = 1) -> Document:
+    """Uploaded, and caught once `batches` committed batches of its embeddings are kept."""
+    with transaction.atomic():
+        document, _ = services.document_upload(owner=user, upload=upload("ledger.txt", data))
+    wait_until(lambda: JobRun.objects.get(id=document.run_id).checkpoints.get("embedded", 0)
+               >= batches * services.INGEST_COMMIT_CHUNKS, timeout=120, interval=0.05,
+               message=f"{batches} batches of embeddings to be kept")
+    return document
+
+
+def log_lines(run_id, starting: str) -> list[str]:
+    return [m for m in JobRunLogEntry.objects.filter(run_id=run_id).values_list("message", flat=True)
+            if m.startswith(starting)]
+
+
+def test_a_killed_ingestion_resumes_at_its_checkpoint_with_the_chunks_of_a_clean_run(celery_worker, beats):
+    """Progress never goes back, no kept batch is embedded again, the text is extracted once, and the
+    chunks (texts, offsets, vectors) are those of an uninterrupted ingestion of the same file."""
+    import numpy
+
+    clean = services.document_upload(owner=UserFactory(), upload=upload("ledger.txt", BATCHES_TEXT))[0]
+    wait_until(lambda: Document.objects.get(id=clean.id).status == "ready", timeout=180, message="the clean run")
+
+    document = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
+    celery_worker.kill()
+    kept = JobRun.objects.get(id=document.run_id).checkpoints["embedded"]
+    celery_worker.start()
+    beats("resume-beat")
+    seen = []
+    while Document.objects.get(id=document.id).status != "ready":
+        seen.append(JobRun.objects.get(id=document.run_id).progress_current)
+        assert len(seen) < 1800, "the ingestion did not finish within three minutes"
+        time.sleep(0.1)
+
+    run = JobRun.objects.get(id=document.run_id)
+    total = run.result["chunks"]
+    assert run.status == "SUCCESS" and run.attempts == 2 and kept < total
+    assert min(seen) >= kept  # never back to zero, nor below what was kept
+    assert log_lines(run.id, "Resumed at chunk") == [f"Resumed at chunk {kept} of {total}: the chunks embedded "
+                                                     "before are kept."]
+    [second] = log_lines(run.id, f"Embedded {total} chunks")
+    assert f"this attempt embedded {total - kept} of them" in second
+    assert len(log_lines(run.id, "Extracted")) == 1 and len(log_lines(run.id, "Split into")) == 1
+    assert chunk_rows(document) == chunk_rows(clean)
+    assert numpy.allclose(embeddings(document), embeddings(clean), atol=1e-5)
+    assert not PendingChunk.objects.filter(run_id=run.id).exists()
+
+
+def test_a_worker_paused_mid_ingestion_past_its_heartbeat_finishes_the_run_once_it_wakes(celery_worker, beats):
+    """SIGSTOP, as a long GC pause, a frozen VM or a partition looks: the run is taken over while the
+    worker sleeps; on waking, the old attempt finds it holds no lease, writes nothing, and the same
+    worker resumes the run from its checkpoint. Nobody cancelled it, so it never ends REVOKED."""
+    import os
+    import signal
+
+    from tests.support import worker as worker_support
+
+    # The watchdog's own worker, on another machine as far as the paused one can tell.
+    watchdog = worker_support.worker("watchdog-worker", concurrency=1, queues="maintenance").start()
+    try:
+        worker_support.wait_for_worker("watchdog-worker", timeout=90)
+        document = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
+        paused = JobRun.objects.get(id=document.run_id)
+        beats("pause-beat")
+        os.killpg(celery_worker.proc.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: JobRun.objects.get(id=paused.id).attempt_log, timeout=30, interval=0.2,
+                       message="the watchdog to take the run over")
+        finally:
+            os.killpg(celery_worker.proc.pid, signal.SIGCONT)
+    finally:
+        watchdog.stop()
+    wait_until(lambda: Document.objects.get(id=document.id).status == "ready", timeout=180, interval=0.5,
+               message="the ingestion to finish")
+    run = JobRun.objects.get(id=paused.id)
+    assert run.status == "SUCCESS" and not run.cancel_requested
+    assert [e["event"] for e in run.attempt_log] == ["worker lost"]
+    assert run.lease == paused.lease + 1
+    assert celery_worker.log_records(message="attempt lost its run to a takeover; stopped without writing",
+                                     run_id=str(run.id))
+    assert Chunk.objects.filter(document=document).count() == run.result["chunks"]
+
+
+def test_a_document_longer_than_one_slice_interleaves_with_another_users(celery_worker_process, transactional_db):
+    """One documents slot, slices of a second: while alice's long document ingests, bob's small one
+    is ready in seconds, and alice's still finishes, with every slice resuming where the last ended."""
+    from tests.support import worker as worker_support
+
+    proc = worker_support.worker_instead_of(celery_worker_process, "slice-worker", concurrency=1,
+                                            INGEST_SLICE_SECONDS="1")
+    try:
+        long_one = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
+        with transaction.atomic():
+            small, _ = services.document_upload(owner=UserFactory(), upload=upload("memo.txt", b"Buy rope.\n"))
+        posted = time.monotonic()
+        wait_until(lambda: Document.objects.get(id=small.id).status == "ready", timeout=60, interval=0.1,
+                   message="the small document to be ready")
+        assert time.monotonic() - posted < 60
+        assert JobRun.objects.get(id=long_one.run_id).status not in ("SUCCESS", "FAILURE", "REVOKED")
+        wait_until(lambda: Document.objects.get(id=long_one.id).status == "ready", timeout=180, interval=0.5,
+                   message="the long document to finish")
+        run = JobRun.objects.get(id=long_one.run_id)
+        assert run.status == "SUCCESS" and run.attempts == 1  # slices are not attempts
+        assert log_lines(run.id, "Embedded") and any("yielding the worker" in m
+                                                     for m in log_lines(run.id, "Embedded"))
+        assert Chunk.objects.filter(document=long_one).count() == run.result["chunks"]
+    finally:
+        proc.stop()
 
 
 def test_a_worker_killed_mid_ingestion_is_taken_over_within_a_minute_with_one_set_of_chunks(celery_worker, beats):

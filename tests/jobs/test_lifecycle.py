@@ -19,9 +19,11 @@ def accepted() -> JobRun:
 
 def test_a_claim_has_one_winner_and_a_finished_run_is_never_claimed_again():
     run = accepted()
-    assert lifecycle.run_claim(run_id=str(run.id), worker="a:1").attempt == 1
+    claim = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    assert claim.attempt == 1
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2") is None
-    assert lifecycle.run_succeed(run_id=str(run.id), result={"ok": True}, attempt=1) == RunStatus.SUCCESS
+    assert lifecycle.run_succeed(run_id=str(run.id), lease=claim.lease, result={"ok": True}, attempt=1) \
+        == RunStatus.SUCCESS
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2") is None
     stored = TaskResult.objects.get(task_id=str(run.id))
     assert (stored.status, stored.result) == ("SUCCESS", '{"ok": true}')
@@ -29,8 +31,9 @@ def test_a_claim_has_one_winner_and_a_finished_run_is_never_claimed_again():
 
 def test_a_retry_is_claimable_only_once_due():
     run = accepted()
-    lifecycle.run_claim(run_id=str(run.id), worker="a:1")
-    assert lifecycle.run_retry_later(run_id=str(run.id), attempt=1, error="TransientError: 503", delay=60)
+    claim = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    assert lifecycle.run_retry_later(run_id=str(run.id), lease=claim.lease, attempt=1, error="TransientError: 503",
+                                     delay=60)
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2") is None
     JobRun.objects.filter(id=run.id).update(due_at=timezone.now() - timedelta(seconds=1))
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2").attempt == 2
@@ -55,12 +58,13 @@ def test_final_writes_are_refused_once_a_cancel_is_requested():
     from django.db import transaction
 
     run = accepted()
-    lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    claim = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
     assert lifecycle.run_request_cancel(run_id=str(run.id)) == RunStatus.STARTED
     with pytest.raises(RunCancelled), transaction.atomic():
-        lifecycle.run_lock_for_commit(run_id=str(run.id))
+        lifecycle.run_lock_for_commit(run_id=str(run.id), lease=claim.lease)
     # A body that ignored the cancel and returned anyway ends REVOKED, in both records.
-    assert lifecycle.run_succeed(run_id=str(run.id), result={"late": True}, attempt=1) == RunStatus.REVOKED
+    assert lifecycle.run_succeed(run_id=str(run.id), lease=claim.lease, result={"late": True}, attempt=1) \
+        == RunStatus.REVOKED
     final = JobRun.objects.get(id=run.id)
     assert final.result is None and [e["event"] for e in final.attempt_log] == ["cancelled"]
     assert TaskResult.objects.get(task_id=str(run.id)).status == "REVOKED"
@@ -74,19 +78,19 @@ def test_cancelling_a_waiting_run_revokes_it_at_once_and_a_finished_one_not_at_a
 
 def test_a_released_run_is_queued_again_without_its_attempt():
     run = accepted()
-    lifecycle.run_claim(run_id=str(run.id), worker="a:1")
-    assert lifecycle.run_release(run_id=str(run.id), reason="its worker was stopped")
+    claim = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    assert lifecycle.run_release(run_id=str(run.id), lease=claim.lease, reason="its worker was stopped")
     released = JobRun.objects.get(id=run.id)
     assert (released.status, released.attempts) == (RunStatus.QUEUED, 0)
     assert lifecycle.run_claim(run_id=str(run.id), worker="b:2").attempt == 1
 
 
-def _end_at_barrier(kid: JobRun, together) -> None:
+def _end_at_barrier(kid: JobRun, lease: int, together) -> None:
     from django.db import connection, transaction
 
     try:
         with transaction.atomic():
-            lifecycle.run_succeed(run_id=str(kid.id), result=None, attempt=1)
+            lifecycle.run_succeed(run_id=str(kid.id), lease=lease, result=None, attempt=1)
             together.wait(timeout=10)
     finally:
         connection.close()
@@ -105,13 +109,14 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
         caplog.clear()
         # On a queue no worker reads: once queued for its final step it stays QUEUED to be looked at.
         parent = lifecycle.run_accept(kind="jobs.ping", queue="test-unread", max_attempts=3)
-        lifecycle.run_claim(run_id=str(parent.id), worker="p:1")
+        claim = lifecycle.run_claim(run_id=str(parent.id), worker="p:1")
         kids = [lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent) for _ in range(2)]
-        assert lifecycle.run_await_children(run_id=str(parent.id), total=2, step="children", message="")
-        for kid in kids:
-            lifecycle.run_claim(run_id=str(kid.id), worker="c:1")
+        assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=2, step="children",
+                                            message="")
+        leases = [lifecycle.run_claim(run_id=str(kid.id), worker="c:1").lease for kid in kids]
         together = threading.Barrier(2)
-        threads = [threading.Thread(target=_end_at_barrier, args=(kid, together)) for kid in kids]
+        threads = [threading.Thread(target=_end_at_barrier, args=(kid, lease, together))
+                   for kid, lease in zip(kids, leases)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -126,9 +131,10 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
 
 def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revokes_it():
     parent = accepted()
-    lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
+    claim = lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
     child = lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent)
-    assert lifecycle.run_await_children(run_id=str(parent.id), total=1, step="children", message="1 child")
+    assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=1, step="children",
+                                        message="1 child")
     JobRun.objects.filter(id=parent.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert parent.id not in {r.id for r in lifecycle.runs_stale(limit=100)}
     assert not JobRun.objects.stalled().filter(id=parent.id).exists()
@@ -136,3 +142,77 @@ def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revo
     assert lifecycle.run_children_done(run_id=str(parent.id)) is False  # its child is unfinished
     assert lifecycle.run_request_cancel(run_id=str(parent.id)) == RunStatus.REVOKED
     assert JobRun.objects.get(id=child.id).status == RunStatus.QUEUED  # children: services.runs.run_cancel
+
+
+def _taken_over(settings) -> tuple[JobRun, lifecycle.Claim, lifecycle.Claim]:
+    """A run whose first attempt went silent (paused, cut off) and was taken over by a second."""
+    run = accepted()
+    first = lifecycle.run_claim(run_id=str(run.id), worker="paused:1")
+    JobRun.objects.filter(id=run.id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 1))
+    assert lifecycle.run_reap(run=JobRun.objects.get(id=run.id)) == RunStatus.QUEUED
+    second = lifecycle.run_claim(run_id=str(run.id), worker="awake:2")
+    assert second.lease == first.lease + 1
+    return run, first, second
+
+
+def test_every_write_of_an_attempt_that_lost_its_lease_is_refused(settings):
+    from django.db import transaction
+
+    from jobs.errors import LeaseLost
+    from jobs.models import JobRunLogEntry
+
+    run, stale, holder = _taken_over(settings)
+    run_id = str(run.id)
+    assert lifecycle.run_heartbeat(run_id=run_id, lease=stale.lease) is False
+    with pytest.raises(LeaseLost):
+        lifecycle.run_progress(run_id=run_id, lease=stale.lease, current=5, total=10, step="late", message="",
+                               eta=None)
+    with pytest.raises(LeaseLost):
+        lifecycle.run_checkpoint(run_id=run_id, lease=stale.lease, values={"answer": "late"})
+    with pytest.raises(LeaseLost):
+        lifecycle.run_log(run_id=run_id, lease=stale.lease, level="info", message="late")
+    with pytest.raises(LeaseLost), transaction.atomic():
+        lifecycle.run_lock_for_commit(run_id=run_id, lease=stale.lease)
+    assert lifecycle.run_succeed(run_id=run_id, lease=stale.lease, result={"late": True}, attempt=1) is None
+    assert lifecycle.run_retry_later(run_id=run_id, lease=stale.lease, attempt=1, error="late", delay=1) is False
+    assert lifecycle.run_fail(run_id=run_id, lease=stale.lease, error="late", attempt=1) is False
+    assert lifecycle.run_revoke(run_id=run_id, lease=stale.lease, reason="cancelled while running") is False
+    assert lifecycle.run_release(run_id=run_id, lease=stale.lease, reason="late") is None
+
+    now = JobRun.objects.get(id=run.id)
+    assert (now.status, now.worker, now.lease, now.cancel_requested) == (RunStatus.STARTED, "awake:2", holder.lease,
+                                                                         False)
+    assert now.progress_step != "late" and now.checkpoints == {} and not JobRunLogEntry.objects.filter(run=run).exists()
+    # The holder's writes land, and the run ends once, by it.
+    assert lifecycle.run_progress(run_id=run_id, lease=holder.lease, current=1, total=2, step="going", message="",
+                                  eta=None)
+    assert lifecycle.run_succeed(run_id=run_id, lease=holder.lease, result={"by": "holder"}, attempt=2) \
+        == RunStatus.SUCCESS
+    assert JobRun.objects.get(id=run.id).result == {"by": "holder"}
+
+
+def test_checkpoints_reach_the_next_attempt_and_go_with_success(settings):
+    run = accepted()
+    first = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    assert lifecycle.run_checkpoint(run_id=str(run.id), lease=first.lease, values={"answer": "kept", "done": 3})
+    assert lifecycle.run_release(run_id=str(run.id), lease=first.lease, reason="database unreachable") \
+        == RunStatus.QUEUED
+    second = lifecycle.run_claim(run_id=str(run.id), worker="b:2")
+    assert second.checkpoints == {"answer": "kept", "done": 3} and second.attempt == 1
+    assert lifecycle.run_succeed(run_id=str(run.id), lease=second.lease, result=None, attempt=1) == RunStatus.SUCCESS
+    assert JobRun.objects.get(id=run.id).checkpoints == {}
+
+
+def test_a_cancel_seen_by_a_stale_attempt_does_not_revoke_the_run_its_successor_holds(settings):
+    from jobs.errors import LeaseLost
+
+    run, stale, holder = _taken_over(settings)
+    JobRun.objects.filter(id=run.id).update(cancel_requested=True)  # a real cancel, for the holder to see
+    with pytest.raises(LeaseLost):
+        lifecycle.run_progress(run_id=str(run.id), lease=stale.lease, current=1, total=2, step="", message="",
+                               eta=None)
+    assert lifecycle.run_revoke(run_id=str(run.id), lease=stale.lease) is False
+    assert lifecycle.run_progress(run_id=str(run.id), lease=holder.lease, current=1, total=2, step="", message="",
+                                  eta=None) is False
+    assert lifecycle.run_revoke(run_id=str(run.id), lease=holder.lease) is True

@@ -325,3 +325,32 @@ def test_a_postgres_outage_during_work_loses_and_repeats_nothing(celery_worker, 
     finally:
         proxy.enable()
         proxied.stop()
+
+
+def test_a_reaped_run_is_claimed_before_runs_queued_earlier(celery_worker_process, transactional_db, settings):
+    """Taken-over work goes ahead of fresh work on its queue: it was accepted before all of it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import lifecycle
+    from tests.support import worker as worker_support
+
+    celery_worker_process.stop()
+    fresh = [enqueue("tests.effect", key=f"fresh-{n}") for n in range(5)]
+    lost = lifecycle.run_accept(kind="tests.effect", queue="jobs", args={"key": "lost"}, max_attempts=3)
+    lifecycle.run_claim(run_id=str(lost.id), worker="gone:1")
+    JobRun.objects.filter(id=lost.id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 1))
+    assert maintenance.runs_reap_stale()["requeued"] == 1
+
+    one_at_a_time = worker_support.worker("ordered-worker", concurrency=1).start()
+    try:
+        wait_until(lambda: JobRun.objects.filter(id__in=[r.id for r in [*fresh, lost]], status="SUCCESS").count() == 6,
+                   timeout=90, message="every run to finish")
+    finally:
+        one_at_a_time.stop()
+    order = list(JobRun.objects.filter(id__in=[r.id for r in [*fresh, lost]]).order_by("claimed_at")
+                 .values_list("id", flat=True))
+    assert order[0] == lost.id
+    assert order[1:] == [r.id for r in fresh]  # fresh work keeps its own order behind it

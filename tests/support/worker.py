@@ -96,10 +96,10 @@ class CeleryProcess:
         return records
 
 
-def worker(name: str = "test-worker", concurrency: int = 2, **env: str) -> CeleryProcess:
+def worker(name: str = "test-worker", concurrency: int = 2, queues: str = ALL_QUEUES, **env: str) -> CeleryProcess:
     return CeleryProcess(
         name,
-        ["worker", "-n", f"{name}@%h", "-Q", ALL_QUEUES, "-c", str(concurrency), "-l", "info", "-E",
+        ["worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(concurrency), "-l", "info", "-E",
          "--include", "tests.support.tasks", "--without-mingle", "--without-gossip"],
         **env,
     )

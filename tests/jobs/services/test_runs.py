@@ -7,7 +7,9 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from jobs.broker import redis_queue_keys
 from jobs.models import JobRun, RunStatus
+from jobs.selectors import queue_depths
 from jobs.services import runs
 from tests.support.worker import wait_for_worker, wait_until
 
@@ -18,7 +20,7 @@ def test_runs_whose_messages_vanished_in_a_redis_flush_all_finish(celery_worker,
     celery_worker.stop()
     with transaction.atomic():
         queued = [runs.run_enqueue(kind="tests.effect", args={"key": f"flushed-{n}"}) for n in range(12)]
-    assert redis.Redis.from_url(settings.REDIS_URL).llen("jobs") == 12
+    assert queue_depths()["jobs"] == 12
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # as a Redis restarted with no persistence
     flushed = time.monotonic()
 
@@ -39,7 +41,7 @@ def test_runs_held_in_the_broker_are_not_published_twice(celery_worker, effects)
     # Old, but its message is still in the queue (a backed-up queue): nothing to publish.
     assert str(waiting.id) in runs.broker_message_ids(queues=["jobs"])
     assert runs.runs_dispatch_pending() == {"found": 1, "published": 0}
-    assert redis.Redis.from_url(settings.REDIS_URL).llen("jobs") == 1
+    assert queue_depths()["jobs"] == 1
 
 
 def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(api, user, broker_proxy,
@@ -85,7 +87,8 @@ def test_the_published_message_says_what_the_task_is_about(celery_worker):
     celery_worker.stop()  # the message stays in the queue to be read
     with transaction.atomic():
         waiting = runs.run_enqueue(kind="tests.effect", args={"key": "about-" + "x" * 400})
-    raw = redis.Redis.from_url(settings.REDIS_URL).lindex("jobs", 0)
+    [fresh] = [key for key in redis_queue_keys("jobs") if redis.Redis.from_url(settings.REDIS_URL).llen(key)]
+    raw = redis.Redis.from_url(settings.REDIS_URL).lindex(fresh, 0)
     shown = json.loads(raw)["headers"]["kwargsrepr"]  # what Flower and `celery inspect` display
     assert shown.startswith(f"{{'run_id': '{waiting.id}', 'key': 'about-xxx")
     assert len(shown) == runs.KWARGS_REPR_CHARS and shown.endswith("…")
@@ -148,10 +151,11 @@ def test_a_parent_whose_last_end_was_never_announced_is_resumed_by_the_watchdog(
     from jobs import lifecycle
 
     parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "lost", "children": 1})
-    lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
+    claim = lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
     child = lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
                                  args={"key": "lost", "index": 0})
-    assert lifecycle.run_await_children(run_id=str(parent.id), total=1, step="children", message="")
+    assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=1, step="children",
+                                        message="")
     # The child ended, and its worker died before announcing it.
     JobRun.objects.filter(id=child.id).update(status=RunStatus.SUCCESS, finished_at=timezone.now())
     assert not JobRun.objects.get(id=parent.id).stalled  # awaiting holds no worker: never stale
@@ -170,8 +174,9 @@ def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
     parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "k", "children": 3})
     kids = [lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
                                  args={"key": "k", "index": i}) for i in range(3)]
-    lifecycle.run_claim(run_id=str(parent.id), worker="w:1")
-    assert lifecycle.run_await_children(run_id=str(parent.id), total=3, step="children", message="")
+    claim = lifecycle.run_claim(run_id=str(parent.id), worker="w:1")
+    assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=3, step="children",
+                                        message="")
     assert runs.run_cancel(run=parent).status == RunStatus.REVOKED
     assert set(JobRun.objects.filter(id__in=[k.id for k in kids]).values_list("status", flat=True)) == {"REVOKED"}
     assert runs.runs_dispatch_held_children(parent_id=parent.id) == 0

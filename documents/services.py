@@ -190,10 +190,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         return {"skipped": "document deleted"}
     Document.objects.filter(id=document.id).update(status=DocumentStatus.PROCESSING, run_id=ctx.id, error="")
     worked_before = float(ctx.checkpoints.get("worked_seconds", 0.0))
-    cap = ingest_cap_seconds(size=document.size)
-    if worked_before >= cap:
-        raise PermanentError(f"The ingestion worked {worked_before:.0f} s in all, the cap for a document of "
-                             f"{document.size} bytes (INGEST_SECONDS_PER_MB, INGEST_MIN_CAP_SECONDS is {cap} s).")
+    _cap_check(worked=worked_before, size=document.size)
 
     pages = None
     if "chunked" not in ctx.checkpoints:
@@ -221,6 +218,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
                          message=f"{done + offset + len(part)}/{total} chunks")
         done += len(batch)
         worked = worked_before + time.monotonic() - ctx.started
+        _cap_check(worked=worked, size=document.size)
         ctx.checkpoint({"embedded": done, "worked_seconds": round(worked, 3)},
                        write=lambda batch=batch: PendingChunk.objects.bulk_update(batch, ["embedding"]))
         if done < total and ctx.slice_over(settings.INGEST_SLICE_SECONDS):
@@ -272,6 +270,13 @@ _PENDING_TO_CHUNKS_SQL = """
 INSERT INTO documents_chunk (document_id, chunk_index, page, char_start, char_end, text, embedding)
 SELECT %(document)s::uuid, chunk_index, page, char_start, char_end, text, embedding
   FROM documents_pendingchunk WHERE run_id = %(run)s ORDER BY chunk_index"""
+
+
+def _cap_check(*, worked: float, size: int) -> None:
+    cap = ingest_cap_seconds(size=size)
+    if worked >= cap:
+        raise PermanentError(f"The ingestion stopped: it worked {worked:.0f} s in all, over the cap of {cap} s for a "
+                             f"document of {size} bytes (INGEST_SECONDS_PER_MB, at least INGEST_MIN_CAP_SECONDS).")
 
 
 def _extracted_pages(*, document: Document, ctx: RunContext) -> list[Page]:

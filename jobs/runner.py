@@ -107,6 +107,8 @@ class RunContext:
     writes: int = 0
     outcome: str | None = None
     started: float = field(default_factory=time.monotonic)
+    # Step results whose checkpoint met a database outage, written once it is back (see _database_outage).
+    unsaved: dict = field(default_factory=dict)
     _last_write: float = 0.0
     _rate_origin: tuple[float, int] | None = None
     _last_step: str = ""
@@ -150,8 +152,13 @@ class RunContext:
         if self._log_lines >= RUN_LOG_MAX_ENTRIES:
             return
         self._log_lines += 1
-        lifecycle.run_log(run_id=self.id, lease=self.lease, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
         logger.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.id})
+        try:
+            lifecycle.run_log(run_id=self.id, lease=self.lease, level=level, message=message[:RUN_LOG_MESSAGE_CHARS])
+        except DATABASE_DOWN:
+            # A line is not worth an attempt: it stays in the worker's log, and the body's next
+            # write meets the outage (a step's result then waits in `unsaved`).
+            logger.warning("run log line not stored: database unreachable", extra={"run_id": self.id})
 
     def step(self, name: str, compute: Callable[[], T]) -> T:
         """The result of a step that must not be paid twice (an LLM's answer): kept the moment
@@ -169,11 +176,16 @@ class RunContext:
         in `checkpoints`), and make their writes (`write`) in the same transaction, only while this
         attempt holds the run: a later attempt sees both or neither. Raises RunCancelled once
         cancelled, LeaseLost once taken over."""
-        with transaction.atomic():
-            if write is not None:
-                lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
-                write()
-            go_on = lifecycle.run_checkpoint(run_id=self.id, lease=self.lease, values=values)
+        try:
+            with transaction.atomic():
+                if write is not None:
+                    lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
+                    write()
+                go_on = lifecycle.run_checkpoint(run_id=self.id, lease=self.lease, values=values)
+        except DATABASE_DOWN:
+            if write is None:  # a value alone (an LLM's answer) is kept here until the database is back
+                self.unsaved.update(values)
+            raise
         self.checkpoints.update(values)
         if not go_on:
             raise RunCancelled(self.id)
@@ -333,11 +345,18 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
             close_old_connections()
             try:
                 connection.close()
+                if ctx.unsaved:  # a step finished while the database was away: kept now, not paid again
+                    lifecycle.run_checkpoint(run_id=ctx.id, lease=ctx.lease, values=ctx.unsaved)
+                    ctx.unsaved = {}
                 released = bool(lifecycle.run_release(
                     run_id=ctx.id, lease=ctx.lease, reason=f"database unreachable during attempt {ctx.attempt}"))
                 break
             except DATABASE_DOWN:
                 time.sleep(DATABASE_POLL_SECONDS)
+    except LeaseLost:
+        logger.warning("attempt lost its run to a takeover while the database was away; stopped without writing",
+                       extra={"run_id": ctx.id, "kind": spec.kind, "lease": ctx.lease})
+        raise Ignore()
     except SoftTimeLimitExceeded:
         pass  # out of time for this attempt: leave the rest to the next message
     # Released: the new message claims at once. Still held: its heartbeat has stopped, so the next

@@ -261,3 +261,39 @@ def test_a_reply_whose_final_write_failed_after_the_llm_answered_is_finished_wit
 def _waits_for_a_lock(connection) -> bool:
     row = connection.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
     return row[0] > 0
+
+
+def test_a_reply_whose_answer_came_during_a_database_outage_is_saved_with_one_llm_call(chat, llm_worker):
+    """PostgreSQL goes away while the LLM thinks: the answer waits in the worker until the database
+    is back, is kept then, and the run handed back and redelivered writes it without asking again."""
+    import time
+
+    from django.db import connection
+
+    from tests.support.proxy import TcpProxy
+
+    db = connection.settings_dict
+    proxy = TcpProxy(target_host=db.get("HOST") or "127.0.0.1", target_port=int(db.get("PORT") or 5432))
+    proxied_url = worker_support.test_database_url().replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/")
+    llm_worker.stop()
+    proxied = worker_support.worker("llm-pg-proxied", DATABASE_URL=proxied_url, AI_SERVER_URL=chat.url,
+                                    AI_API_KEY="sk-test", AI_TIMEOUT="10", AI_CONNECT_TIMEOUT="1",
+                                    AI_HEALTH_TTL="30").start()
+    try:
+        wait_for_worker("llm-pg-proxied", timeout=90)
+        chat.default = Step(content="Kept through the outage.", delay=2.0)
+        message = post(ChatSession.objects.create(owner=UserFactory()), "Will this survive an outage?")
+        wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the LLM to be asked")
+        proxy.disable()
+        time.sleep(4)  # the answer arrives meanwhile, with nowhere to be written
+        proxy.enable()
+        run = finished(message.run_id, "SUCCESS")
+        assert [r.content for r in replies(message)] == ["Kept through the outage."]
+        assert len(chat.requests) == 1
+        assert run.attempts == 1  # handed back during an outage, not a failed attempt
+        assert proxied.log_records(message="step already done; its result reused", run_id=str(run.id))
+    finally:
+        proxy.enable()
+        proxied.stop()
+        llm_worker.start()
+        wait_for_worker("llm-worker", timeout=90)

@@ -61,7 +61,7 @@ def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
 BATCHES_TEXT = "\n\n".join(
     f"Entry {i}: the lighthouse keeper records the wind, the swell and every passing ship in a ledger that "
     f"the harbour office collects each spring, with notes on fog, the lamp's oil and gulls near buoy {i}."
-    for i in range(900)
+    for i in range(500)
 ).encode()
 
 
@@ -244,3 +244,26 @@ def test_one_users_batch_does_not_hold_up_another_users_upload(celery_worker):
     assert still_waiting >= 10, "the other user's upload went through before most of the batch"
     wait_until(lambda: Document.objects.filter(id__in=batch, status="ready").count() == 20, timeout=180,
                interval=0.5, message="the whole batch, published turn by turn")
+
+
+def test_the_cap_grows_with_the_document_and_never_falls_below_the_floor(settings):
+    settings.INGEST_SECONDS_PER_MB, settings.INGEST_MIN_CAP_SECONDS = 1200, 900
+    assert services.ingest_cap_seconds(size=10_000) == 900
+    assert services.ingest_cap_seconds(size=5 * 1024 * 1024) == 6000
+    assert services.ingest_cap_seconds(size=25 * 1024 * 1024) == 30000
+
+
+@pytest.mark.django_db
+def test_an_ingestion_that_worked_past_its_cap_fails_and_says_which_cap(settings):
+    """In this process, on a run never published (its transaction is the test's, never committed)."""
+    from jobs import lifecycle
+    from jobs.errors import PermanentError
+    from jobs.runner import RunContext
+
+    settings.INGEST_MIN_CAP_SECONDS = 900
+    document, _ = services.document_upload(owner=UserFactory(), upload=upload("cap.txt", b"A short note.\n"))
+    ctx = RunContext.from_claim(run_id=str(document.run_id),
+                                claim=lifecycle.run_claim(run_id=str(document.run_id), worker="here:1"))
+    ctx.checkpoints["worked_seconds"] = 901.0
+    with pytest.raises(PermanentError, match=r"worked 901 s in all, over the cap of 900 s for a document of 14 bytes"):
+        services.document_ingest(document_id=str(document.id), ctx=ctx)

@@ -59,6 +59,7 @@ lint: install
 bench: install
 	$(PY) -m project.embedded start
 	$(PY) bench/task_overhead.py
+	$(PY) bench/checkpoints.py
 	$(PY) bench/ingest.py
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/retrieval.py

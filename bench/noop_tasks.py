@@ -57,3 +57,9 @@ def bare_completion(url: str, key: str):
     _http.post(f"{url}/v1/chat/completions", json={"model": "default",
                                                    "messages": [{"role": "user", "content": "hi"}]})
     _counter_client().set(key, 1, ex=60)
+
+
+@tracked_task(kind="bench.tracked_step", queue="jobs", description="Keeps one step, then nothing (benchmark).",
+              schedulable=False, params_schema={"type": "object"})
+def tracked_step(ctx):
+    return ctx.step("answer", lambda: {"content": "kept"})

@@ -216,14 +216,14 @@ class JobRunAdmin(admin.ModelAdmin):
                               "finished_at_s", "duration")}),
         ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
         ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_requested",
-                                 "time_limit")}),
+                                 "time_limit", "lease", "steps_kept")}),
         ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "retry_runs_links")}),
     )
     readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "job_link", "correlation_id", "worker",
                        "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                        "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
                        "attempts_display", "attempts_table", "traceback_pre", "cancel_requested", "time_limit",
-                       "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
+                       "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
 
     @property
     def media(self):
@@ -357,6 +357,10 @@ class JobRunAdmin(admin.ModelAdmin):
         if run.result is None:
             return "—"
         return format_html('<pre class="run-pre">{}</pre>', json.dumps(run.result, indent=2, ensure_ascii=False))
+
+    @admin.display(description="steps kept for the next attempt")
+    def steps_kept(self, run):
+        return ", ".join(sorted(run.checkpoints)) if run.checkpoints else "—"
 
     @admin.display(description="traceback")
     def traceback_pre(self, run):

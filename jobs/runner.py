@@ -462,6 +462,8 @@ def _warm_up(**kwargs):
     """Before a pool process takes a message: load what the kinds of its worker's queues need."""
     from project.celery import app
 
+    if not settings.WORKER_WARM_UP:
+        return
     queues = set(app.amqp.queues.consume_from or app.amqp.queues)
     warmers = {spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues}
     for warm_up in warmers:

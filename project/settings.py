@@ -247,6 +247,8 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 # A pool process loads its kinds' models before it takes a message (jobs.runner warm-up); Celery's
 # 4 s default for a process to come up would kill it mid-load.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=120.0)
+# Off only where start-up speed matters more than the first run's (the test suite's many restarts).
+WORKER_WARM_UP = env.bool("WORKER_WARM_UP", default=True)
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"

@@ -62,6 +62,8 @@ TEST_ENV = {
     "EMBEDDING_THREADS": "1",
     "DOCUMENT_MAX_BYTES": str(2 * 1024 * 1024),
     "BEAT_LOCK_TTL_SECONDS": "6",
+    # The suite restarts workers dozens of times; the tests of warm-up and `make run` turn it on.
+    "WORKER_WARM_UP": "0",
 }
 for key, value in TEST_ENV.items():
     os.environ.setdefault(key, value)

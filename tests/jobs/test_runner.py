@@ -354,3 +354,24 @@ def test_a_reaped_run_is_claimed_before_runs_queued_earlier(celery_worker_proces
                  .values_list("id", flat=True))
     assert order[0] == lost.id
     assert order[1:] == [r.id for r in fresh]  # fresh work keeps its own order behind it
+
+
+def test_a_worker_process_loads_its_kinds_models_before_it_takes_a_message(celery_worker_process, transactional_db):
+    """A message waiting when the worker starts is claimed only after the pool process has loaded
+    the embedding model its queues' kinds declare: no run's time limit pays for start-up."""
+    from datetime import datetime
+
+    from tests.support import worker as worker_support
+
+    celery_worker_process.stop()
+    run = enqueue("tests.effect", key="after-warm-up")
+    warm = worker_support.worker("warm-worker", concurrency=1, WORKER_WARM_UP="1").start()
+    try:
+        final = wait_status(run, RunStatus.SUCCESS, timeout=90)
+    finally:
+        warm.stop()
+    loaded = warm.log_records(message="worker process warmed up", warm_up="ingest_warm_up")
+    assert loaded, "the pool process did not warm up"
+    warmed_at = datetime.strptime(loaded[0]["time"], "%Y-%m-%d %H:%M:%S,%f").astimezone()
+    assert warmed_at <= final.claimed_at
+    assert warm.log_records(message="embedding model loaded")

@@ -222,8 +222,8 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         ctx.checkpoint({"embedded": done, "worked_seconds": round(worked, 3)},
                        write=lambda batch=batch: PendingChunk.objects.bulk_update(batch, ["embedding"]))
         if done < total and ctx.slice_over(settings.INGEST_SLICE_SECONDS):
-            ctx.log(f"Embedded {done}/{total} chunks; yielding the worker after a slice of "
-                    f"{settings.INGEST_SLICE_SECONDS} s (INGEST_SLICE_SECONDS).")
+            ctx.log(f"Embedded {done - resumed_at} chunks in this slice ({done}/{total}); yielding the worker "
+                    f"after a slice of {settings.INGEST_SLICE_SECONDS} s (INGEST_SLICE_SECONDS).")
             ctx.yield_turn(reason=f"a slice of {settings.INGEST_SLICE_SECONDS} s used at {done}/{total} chunks")
     ctx.log(f"Embedded {total} chunks; this attempt embedded {total - resumed_at} of them "
             f"in {time.monotonic() - started:.2f} s.")

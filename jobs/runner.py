@@ -348,8 +348,10 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
                 if ctx.unsaved:  # a step finished while the database was away: kept now, not paid again
                     lifecycle.run_checkpoint(run_id=ctx.id, lease=ctx.lease, values=ctx.unsaved)
                     ctx.unsaved = {}
-                released = bool(lifecycle.run_release(
-                    run_id=ctx.id, lease=ctx.lease, reason=f"database unreachable during attempt {ctx.attempt}"))
+                if lifecycle.run_release(run_id=ctx.id, lease=ctx.lease,
+                                         reason=f"database unreachable during attempt {ctx.attempt}") is None:
+                    raise LeaseLost(ctx.id)  # taken over while this worker was cut off
+                released = True
                 break
             except DATABASE_DOWN:
                 time.sleep(DATABASE_POLL_SECONDS)

@@ -64,6 +64,8 @@ TEST_ENV = {
     "BEAT_LOCK_TTL_SECONDS": "6",
     # The suite restarts workers dozens of times; the tests of warm-up and `make run` turn it on.
     "WORKER_WARM_UP": "0",
+    # Every ingestion longer than this yields and resumes from its checkpoint: the path taken often.
+    "INGEST_SLICE_SECONDS": "3",
 }
 for key, value in TEST_ENV.items():
     os.environ.setdefault(key, value)

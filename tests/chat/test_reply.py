@@ -31,6 +31,9 @@ def llm_worker(fake_llm, celery_worker_process, django_db_setup, django_db_block
 
 @pytest.fixture
 def chat(llm_worker, fake_llm, transactional_db):
+    if not llm_worker.alive:  # a test stood it aside for a worker of its own
+        llm_worker.start()
+        wait_for_worker("llm-worker", timeout=90)
     fake_llm.reset()
     cache.delete(HEALTH_CACHE_KEY)
     return fake_llm
@@ -220,8 +223,6 @@ def test_replies_work_against_a_server_with_no_health_endpoint(chat, llm_worker)
         assert openai_like.log_records(message="AI server has no health endpoint; going ahead without it")
     finally:
         openai_like.stop()
-        llm_worker.start()
-        wait_for_worker("llm-worker", timeout=90)
 
 
 def test_a_reply_whose_final_write_failed_after_the_llm_answered_is_finished_with_one_llm_call(chat, llm_worker,
@@ -281,11 +282,11 @@ def test_a_reply_whose_answer_came_during_a_database_outage_is_saved_with_one_ll
                                     AI_HEALTH_TTL="30").start()
     try:
         wait_for_worker("llm-pg-proxied", timeout=90)
-        chat.default = Step(content="Kept through the outage.", delay=2.0)
+        chat.default = Step(content="Kept through the outage.", delay=1.5)
         message = post(ChatSession.objects.create(owner=UserFactory()), "Will this survive an outage?")
         wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the LLM to be asked")
         proxy.disable()
-        time.sleep(4)  # the answer arrives meanwhile, with nowhere to be written
+        time.sleep(3)  # the answer arrives meanwhile, with nowhere to be written
         proxy.enable()
         run = finished(message.run_id, "SUCCESS")
         assert [r.content for r in replies(message)] == ["Kept through the outage."]
@@ -295,5 +296,3 @@ def test_a_reply_whose_answer_came_during_a_database_outage_is_saved_with_one_ll
     finally:
         proxy.enable()
         proxied.stop()
-        llm_worker.start()
-        wait_for_worker("llm-worker", timeout=90)

@@ -6,6 +6,29 @@ from tests.support import worker as worker_support
 from tests.support.tasks import EFFECTS_DDL
 
 
+def _flush_retried_after_a_deadlock():
+    """A live worker may still be finishing an earlier test's work (a slice, a reply) while a
+    transactional test's teardown truncates every table; PostgreSQL then breaks the deadlock by
+    aborting one side. When it aborts the flush, flush again: the worker's side has rolled back."""
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    handle = flush.Command.handle
+
+    def handle_retried(self, **options):
+        for attempt in range(5):
+            try:
+                return handle(self, **options)
+            except CommandError as exc:
+                if "deadlock detected" not in str(exc.__cause__ or "") or attempt == 4:
+                    raise
+
+    flush.Command.handle = handle_retried
+
+
+_flush_retried_after_a_deadlock()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_test_redis():
     import redis

@@ -20,12 +20,23 @@ AI_TIMEOUT = 1.5
 
 @pytest.fixture(scope="module")
 def llm_worker(fake_llm, celery_worker_process, django_db_setup, django_db_blocker):
-    """The session worker steps aside for one configured with the fake LLM server."""
+    """The session worker steps aside for one configured with the fake LLM server. It reaches
+    PostgreSQL through a proxy (`db_proxy`) an outage test can cut."""
+    from django.db import connection
+
+    from tests.support.proxy import TcpProxy
+
     with django_db_blocker.unblock():
-        proc = worker_support.worker_instead_of(celery_worker_process, "llm-worker", AI_SERVER_URL=fake_llm.url,
-                                                AI_API_KEY="sk-test", AI_TIMEOUT=str(AI_TIMEOUT),
-                                                AI_CONNECT_TIMEOUT="1", AI_HEALTH_TTL="30")
+        db = connection.settings_dict
+        port = str(db.get("PORT") or 5432)
+        db_proxy = TcpProxy(target_host=db.get("HOST") or "127.0.0.1", target_port=int(port))
+        proc = worker_support.worker_instead_of(
+            celery_worker_process, "llm-worker", AI_SERVER_URL=fake_llm.url, AI_API_KEY="sk-test",
+            AI_TIMEOUT=str(AI_TIMEOUT), AI_CONNECT_TIMEOUT="1", AI_HEALTH_TTL="30",
+            DATABASE_URL=worker_support.test_database_url().replace(f":{port}/", f":{db_proxy.port}/"))
+    proc.db_proxy = db_proxy
     yield proc
+    db_proxy.enable()
     proc.stop()
 
 
@@ -269,30 +280,16 @@ def test_a_reply_whose_answer_came_during_a_database_outage_is_saved_with_one_ll
     is back, is kept then, and the run handed back and redelivered writes it without asking again."""
     import time
 
-    from django.db import connection
-
-    from tests.support.proxy import TcpProxy
-
-    db = connection.settings_dict
-    proxy = TcpProxy(target_host=db.get("HOST") or "127.0.0.1", target_port=int(db.get("PORT") or 5432))
-    proxied_url = worker_support.test_database_url().replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/")
-    llm_worker.stop()
-    proxied = worker_support.worker("llm-pg-proxied", DATABASE_URL=proxied_url, AI_SERVER_URL=chat.url,
-                                    AI_API_KEY="sk-test", AI_TIMEOUT="10", AI_CONNECT_TIMEOUT="1",
-                                    AI_HEALTH_TTL="30").start()
+    chat.default = Step(content="Kept through the outage.", delay=1.0)
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Will this survive an outage?")
+    wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the LLM to be asked")
+    llm_worker.db_proxy.disable()
     try:
-        wait_for_worker("llm-pg-proxied", timeout=90)
-        chat.default = Step(content="Kept through the outage.", delay=1.5)
-        message = post(ChatSession.objects.create(owner=UserFactory()), "Will this survive an outage?")
-        wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the LLM to be asked")
-        proxy.disable()
         time.sleep(3)  # the answer arrives meanwhile, with nowhere to be written
-        proxy.enable()
-        run = finished(message.run_id, "SUCCESS")
-        assert [r.content for r in replies(message)] == ["Kept through the outage."]
-        assert len(chat.requests) == 1
-        assert run.attempts == 1  # handed back during an outage, not a failed attempt
-        assert proxied.log_records(message="step already done; its result reused", run_id=str(run.id))
     finally:
-        proxy.enable()
-        proxied.stop()
+        llm_worker.db_proxy.enable()
+    run = finished(message.run_id, "SUCCESS")
+    assert [r.content for r in replies(message)] == ["Kept through the outage."]
+    assert len(chat.requests) == 1
+    assert run.attempts == 1  # handed back during an outage, not a failed attempt
+    assert llm_worker.log_records(message="step already done; its result reused", run_id=str(run.id))

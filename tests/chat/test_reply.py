@@ -285,7 +285,7 @@ def test_a_reply_whose_answer_came_during_a_database_outage_is_saved_with_one_ll
     wait_until(lambda: chat.requests, timeout=30, interval=0.05, message="the LLM to be asked")
     llm_worker.db_proxy.disable()
     try:
-        time.sleep(3)  # the answer arrives meanwhile, with nowhere to be written
+        time.sleep(2)  # the answer arrives meanwhile, with nowhere to be written
     finally:
         llm_worker.db_proxy.enable()
     run = finished(message.run_id, "SUCCESS")

@@ -61,7 +61,7 @@ def test_cancel_during_embedding_ends_cancelled_with_no_chunks(celery_worker):
 BATCHES_TEXT = "\n\n".join(
     f"Entry {i}: the lighthouse keeper records the wind, the swell and every passing ship in a ledger that "
     f"the harbour office collects each spring, with notes on fog, the lamp's oil and gulls near buoy {i}."
-    for i in range(400)
+    for i in range(300)
 ).encode()
 
 

@@ -61,7 +61,8 @@ def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(api,
             run_ids.append(response.json()["id"])
     finally:
         broker_proxy.enable()
-    assert max(timings) < 0.1, [round(t, 3) for t in timings]
+    # Within the second every request is promised, and never the broker's 2 s connect timeout.
+    assert max(timings) < 1.0, [round(t, 3) for t in timings]
     assert JobRun.objects.filter(id__in=run_ids, status=RunStatus.QUEUED, dispatched_at__isnull=True).count() == 20
     runs.publish_breaker.reset()
     assert runs.runs_dispatch_pending()["published"] == 20

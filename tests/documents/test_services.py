@@ -136,9 +136,11 @@ def test_a_killed_ingestion_is_taken_over_within_a_minute_and_resumes_at_its_che
     assert [entry["event"] for entry in run.attempt_log] == ["worker lost"]
     assert (parse_datetime(run.attempt_log[0]["at"]) - killed).total_seconds() < 60
     assert min(seen) >= kept  # never back to zero, nor below what was kept
-    # Every slice and attempt starts where the last committed batch ended: none is embedded twice.
+    # Every slice and attempt starts where the last committed batch ended, never before it: no
+    # committed batch is embedded twice (an attempt cut short before its next commit starts again
+    # at the same point, which the short test heartbeats make happen on a busy machine).
     resumed = [int(line.split()[3]) for line in log_lines(run.id, "Resumed at chunk")]
-    assert kept in resumed and resumed == sorted(set(resumed))
+    assert kept in resumed and resumed == sorted(resumed)
     assert len(log_lines(run.id, "Extracted")) == 1 and len(log_lines(run.id, "Split into")) == 1
     assert chunk_rows(document) == chunk_rows(clean)
     assert numpy.allclose(embeddings(document), embeddings(clean), atol=1e-5)

@@ -34,9 +34,8 @@ PROGRESS_MIN_INTERVAL = 0.5
 # A body that logs in a loop cannot fill the table: lines past these bounds are dropped.
 RUN_LOG_MAX_ENTRIES = 200
 RUN_LOG_MESSAGE_CHARS = 2000
-# RunContext.outcome of an attempt that handed its run over to child runs, or yielded its worker.
+# RunContext.outcome of an attempt that handed its run over to child runs.
 AWAITING_CHILDREN = "AWAITING_CHILDREN"
-YIELDED = "YIELDED"
 # Errors that say the database is unreachable rather than that the work is wrong.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # Redelivery of a message whose claim met a database outage: 1, 2, 4, 8, then every 10 s.
@@ -207,7 +206,6 @@ class RunContext:
             if status == RunStatus.QUEUED:
                 run = JobRun.objects.get(id=self.id)
                 transaction.on_commit(lambda: run_dispatch(run=run))
-        self.outcome = YIELDED
         raise _Yielded(self.id)
 
     @property

@@ -19,7 +19,7 @@ $(STAMP): requirements.txt | $(PY)
 install: $(STAMP)
 
 run: install
-	$(PY) -m project.launcher
+	$(PY) -m devserver.launcher
 
 # tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits.
 test: install
@@ -32,10 +32,10 @@ test-browser: install
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 services: install
-	$(PY) -m project.embedded start
+	$(PY) -m devserver.embedded start
 
 stop:
-	$(PY) -m project.embedded stop
+	$(PY) -m devserver.embedded stop
 
 migrate: install
 	$(PY) manage.py migrate
@@ -57,7 +57,7 @@ lint: install
 
 # Benchmarks print ratios against a baseline run side by side; figures go in the README.
 bench: install
-	$(PY) -m project.embedded start
+	$(PY) -m devserver.embedded start
 	$(PY) bench/task_overhead.py
 	$(PY) bench/checkpoints.py
 	$(PY) bench/ingest.py

@@ -15,9 +15,9 @@ from chat.serializers import (
     SessionInputSerializer,
     SessionOutputSerializer,
 )
+from core.api import OwnerScopedMixin, paginated, validated_input
 from jobs.api import accepted_run
 from jobs.serializers import RunOutputSerializer
-from project.api import OwnerScopedMixin, paginated, validated_input
 
 
 @extend_schema_view(

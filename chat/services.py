@@ -10,11 +10,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.context import ContextNote, context_notes
 from chat.errors import ChatError
-from chat.llm import ai_server_health, chat_complete
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
+from core.context import ContextNote, context_notes
 from documents.selectors import SearchHit, chunks_search
+from integrations.llm import llm_complete, llm_configured
 from jobs.models import JobRun, TriggeredBy
 from jobs.runner import RunContext
 from jobs.services.runs import run_enqueue, run_retry
@@ -123,9 +123,7 @@ def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
     notes = context_notes(user=message.session.owner, question=message.content)
     ctx.log(f"Found {len(hits)} passage(s) in the user's documents"
             + (f" and {len(notes)} note(s): {', '.join(n.title for n in notes)}." if notes else "."))
-    if settings.AI_SERVER_URL:
-        # Unhealthy → TransientError → retried later without ever calling the completion endpoint.
-        ai_server_health()
+    if llm_configured():
         context = "\n\n".join(f"[{n}] ({_where(h)}) {h.text.strip()}" for n, h in enumerate(hits, start=1))
         messages = [{"role": "system", "content": SYSTEM_PROMPT}]
         if context:
@@ -136,7 +134,7 @@ def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
                                                           f"{numbered}"})
         messages += _history(message) + [{"role": "user", "content": message.content}]
         started = time.monotonic()
-        content = chat_complete(messages=messages)
+        content = llm_complete(messages=messages)
         ctx.log(f"The LLM server answered in {time.monotonic() - started:.2f} s ({len(content)} characters).")
     else:
         content = _passages_reply(hits, notes)
@@ -196,10 +194,9 @@ def _extractive(texts: list[str]) -> str:
 def _summarise(*, prompt: str, texts: list[str]) -> str:
     if not texts:
         return ""
-    if not settings.AI_SERVER_URL:
+    if not llm_configured():
         return _extractive(texts)
-    ai_server_health()
-    return chat_complete(messages=[{"role": "system", "content": prompt},
+    return llm_complete(messages=[{"role": "system", "content": prompt},
                                    {"role": "user", "content": "\n\n".join(texts)[:HISTORY_CHAR_BUDGET * 2]}])
 
 
@@ -214,7 +211,7 @@ def session_summarize(*, session_id: int, ctx: RunContext) -> dict:
     if session is None:
         return {"skipped": "session deleted"}
     turns = list(session.messages.filter(status=MessageStatus.COMPLETE).order_by("created_at"))
-    texts = [f"{t.role}: {t.content}" for t in turns] if settings.AI_SERVER_URL else \
+    texts = [f"{t.role}: {t.content}" for t in turns] if llm_configured() else \
         [t.content for t in turns if t.role == Role.USER]
     summary = ctx.step("summary", lambda: _summarise(prompt=SUMMARY_PROMPT, texts=texts))
 

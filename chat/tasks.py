@@ -1,8 +1,8 @@
 from django.conf import settings
 
 from chat import services
+from core.errors import PermanentError
 from documents.pipeline.embed import embeddings_warm_up
-from jobs.errors import PermanentError
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 

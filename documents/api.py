@@ -6,6 +6,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import OwnerScopedMixin, validated_input
+from core.schema import error_response
 from documents import selectors, services
 from documents.models import Document
 from documents.retrieval import SearchMode
@@ -19,8 +21,6 @@ from documents.serializers import (
 )
 from jobs.api import accepted_run
 from jobs.serializers import RunOutputSerializer
-from project.api import OwnerScopedMixin, validated_input
-from project.schema import error_response
 
 
 @extend_schema_view(

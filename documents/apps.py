@@ -5,7 +5,15 @@ class DocumentsConfig(AppConfig):
     name = "documents"
 
     def ready(self):
+        from django.conf import settings
+
+        from core.health import HealthCheck, health_check_register
         from documents import tasks  # noqa: F401
+        from documents.vector_store import vector_store
+
+        # pgvector lives in the database (already checked); Pinecone is a service of its own.
+        health_check_register(HealthCheck("vector_store", lambda: vector_store().health(),
+                                          applies=lambda: settings.VECTOR_STORE == "pinecone"))
         from documents.checks import embedding_settings_check
 
         # Every process (web, workers, beat, manage.py) refuses to start with vectors that would not fit.

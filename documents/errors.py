@@ -1,4 +1,4 @@
-from project.errors import DomainError
+from core.errors import DomainError
 
 
 class DocumentsError(DomainError):

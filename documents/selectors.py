@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from django.db import connection
 from django.db.models import QuerySet
 
+from core.errors import ErrorCode, PermanentError, TransientError
 from documents.errors import DocumentsError
 from documents.models import SEARCH_CONFIG, Document, DocumentStatus
 from documents.pipeline.embed import texts_embed
@@ -22,7 +23,6 @@ from documents.retrieval import (
     snippet_html,
 )
 from documents.vector_store import vector_store
-from jobs.errors import PermanentError, TransientError
 
 SEARCH_MAX_K = 50
 # Documents are ranked by their passages: this many candidate passages per wanted document reach
@@ -122,7 +122,7 @@ def _vector_ranked(*, user, embedding: Future, n: int, document_id) -> list:
         return vector_store().nearest(owner_id=user.id, vector=vector, n=n, document_id=document_id)
     except (TransientError, PermanentError) as exc:
         raise DocumentsError(f"Search is unavailable: {exc}. Try again shortly, or use mode=keyword.",
-                             code="unavailable") from exc
+                             code=ErrorCode.UNAVAILABLE) from exc
 
 
 _embedder_pool: tuple[int, ThreadPoolExecutor] | None = None

@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.errors import ErrorCode, PermanentError
 from documents.errors import DocumentsError
 from documents.models import Chunk, Document, DocumentStage, DocumentStatus, DocumentText, PendingChunk
 from documents.pipeline.bounded import text_extract_bounded
@@ -22,7 +23,6 @@ from documents.pipeline.detect import format_detect, name_check
 from documents.pipeline.embed import embed_batch_size, embeddings_warm_up, texts_embed
 from documents.pipeline.extract import Page
 from documents.vector_store import vector_store
-from jobs.errors import PermanentError
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.runner import RunContext
 from jobs.services.runs import run_cancel, run_enqueue
@@ -44,10 +44,10 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
     size = upload.size or 0
     if size > settings.DOCUMENT_MAX_BYTES:
         raise DocumentsError(f"The file is {size} bytes; the limit is {settings.DOCUMENT_MAX_BYTES} bytes "
-                             "(DOCUMENT_MAX_BYTES).", code="too_large", field="file")
+                             "(DOCUMENT_MAX_BYTES).", code=ErrorCode.TOO_LARGE, field="file")
     data = upload.read(settings.DOCUMENT_MAX_BYTES + 1)
     if len(data) > settings.DOCUMENT_MAX_BYTES:
-        raise DocumentsError("The file is over the size limit.", code="too_large", field="file")
+        raise DocumentsError("The file is over the size limit.", code=ErrorCode.TOO_LARGE, field="file")
     if not data:
         raise DocumentsError("The file is empty.", field="file")
     fmt = format_detect(data=data)
@@ -87,7 +87,7 @@ def _quota_check(*, owner, size: int) -> None:
     if in_flight >= settings.DOCUMENT_MAX_IN_FLIGHT:
         raise DocumentsError(f"You have {in_flight} documents still being processed; the limit is "
                              f"{settings.DOCUMENT_MAX_IN_FLIGHT} (DOCUMENT_MAX_IN_FLIGHT). Upload more when some are ready.",
-                             code="throttled", retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS)
+                             code=ErrorCode.THROTTLED, retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS)
     since = timezone.now() - timedelta(days=1)
     recent = Document.objects.filter(owner=owner, created_at__gte=since)
     uploaded = recent.aggregate(total=Sum("size"))["total"] or 0
@@ -96,7 +96,7 @@ def _quota_check(*, owner, size: int) -> None:
         wait = max(60, int((oldest + timedelta(days=1) - timezone.now()).total_seconds()))
         raise DocumentsError(f"This upload would bring you to {uploaded + size} bytes in 24 hours; the limit is "
                              f"{settings.DOCUMENT_MAX_BYTES_PER_DAY} (DOCUMENT_MAX_BYTES_PER_DAY).",
-                             code="throttled", retry_after=wait)
+                             code=ErrorCode.THROTTLED, retry_after=wait)
 
 
 def _ingest_enqueue(*, document: Document, triggered_by: str) -> JobRun:
@@ -110,7 +110,7 @@ def _ingest_enqueue(*, document: Document, triggered_by: str) -> JobRun:
 def document_reprocess(*, document: Document, triggered_by: str = TriggeredBy.API) -> JobRun:
     if document.run and document.run.status not in FINISHED_STATUSES:
         raise DocumentsError("The document is being processed; cancel that run first or wait for it.",
-                             code="conflict")
+                             code=ErrorCode.CONFLICT)
     with transaction.atomic():
         return _ingest_enqueue(document=document, triggered_by=triggered_by)
 

@@ -1,7 +1,8 @@
 from django.conf import settings
 
+from core.errors import PermanentError
 from documents import services
-from jobs.errors import PermanentError
+from jobs.constants import MAINTENANCE_QUEUE
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 
@@ -21,7 +22,7 @@ def ingest(ctx, document_id: str):
     return services.document_ingest(document_id=document_id, ctx=ctx)
 
 
-@tracked_task(kind="documents.maintain", queue="maintenance", staff_only=True,
+@tracked_task(kind="documents.maintain", queue=MAINTENANCE_QUEUE, staff_only=True,
               default_schedule=("Maintain documents", {"every_seconds": 3600}),
               description="Removes stored files with no document; re-dispatches documents stuck before processing.")
 def maintain(ctx):

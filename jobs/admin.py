@@ -23,11 +23,11 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
+from core.errors import DomainError
 from jobs import selectors
 from jobs.forms import job_admin_form, schedule_summary
 from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunStatus, TriggeredBy
 from jobs.services import definitions, runs
-from project.errors import DomainError
 
 STATUS_COLOURS = {
     RunStatus.QUEUED: "#6c757d", RunStatus.STARTED: "#0d6efd", RunStatus.PROGRESS: "#0d6efd",

@@ -8,6 +8,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api import OwnerScopedMixin, paginated, validated_input
 from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
@@ -22,7 +23,6 @@ from jobs.serializers import (
     TriggerInputSerializer,
 )
 from jobs.services import definitions, runs
-from project.api import OwnerScopedMixin, paginated, validated_input
 
 
 def accepted_run(run: JobRun) -> Response:

@@ -12,6 +12,9 @@ class JobsConfig(AppConfig):
         from django.conf import settings
 
         from jobs import tasks  # noqa: F401
+        from jobs.health import health_checks_register
+
+        health_checks_register()
 
         # Kinds defined outside the apps (a team's own module, the tests' kinds) register the same way.
         for module in settings.TASK_MODULES_EXTRA:

@@ -1,10 +1,13 @@
-"""Where a run's message stands in line: the two priorities runs are published with, and the
-broker keys a queue of runs is kept under.
+"""The only code that speaks to the broker: Celery's control API, kombu and Redis live here.
 
-Resumed work (a run taken over from a lost worker, handed back after a database outage, or whose
-message vanished) was accepted before anything now waiting: it is published ahead of fresh work
-on its own queue, so it restarts as soon as a worker of that queue is free instead of waiting
-behind the whole queue a second time.
+Publishing a run's message, revoking and terminating, reading what waits in a queue, pinging the
+workers and the broker, and the beat leader's lock. Everything else asks these functions, so a
+change of broker (Redis or RabbitMQ) or of Celery's API is made in one module.
+
+Where a run's message stands in line: resumed work (a run taken over from a lost worker, handed
+back after a database outage, or whose message vanished) was accepted before anything now waiting,
+so it is published ahead of fresh work on its own queue; it restarts as soon as a worker of that
+queue is free instead of waiting behind the whole queue a second time.
 
 Broker priorities, not a resume queue of its own: a worker reading several queues rotates between
 them (kombu's round-robin cycle), so "read this queue first" is not something a worker can be told,
@@ -15,7 +18,22 @@ step 0 first. On RabbitMQ higher numbers go first.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from datetime import datetime
+
+from celery import current_app
 from django.conf import settings
+
+from core.logging import CORRELATION_HEADER
+
+logger = logging.getLogger(__name__)
+
+# A queue longer than this is not read message by message; its runs count as published.
+BROKER_SCAN_MAX_MESSAGES = 20_000
+# The broker answers a ping within this or counts as down (health checks).
+BROKER_PING_TIMEOUT_SECONDS = 2.0
 
 
 def _redis_steps() -> list[int] | None:
@@ -37,3 +55,211 @@ def redis_queue_keys(queue: str) -> list[str]:
     sep = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("sep", "\x06\x16")
     return [queue if step == 0 else f"{queue}{sep}{step}" for step in (_redis_steps() or [0])]
 
+
+
+def celery_app():
+    """The project's Celery app (the current one in every process Django configures)."""
+    return current_app._get_current_object()
+
+
+# --- publishing ---------------------------------------------------------------------------------
+
+class _PublishBreaker:
+    """After a failed publish, publishing is skipped for BROKER_BREAKER_SECONDS: during an outage
+    each request answers at once instead of waiting on the broker, and the watchdog publishes."""
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + settings.BROKER_BREAKER_SECONDS
+
+    def reset(self) -> None:
+        self.open_until = 0.0
+
+
+publish_breaker = _PublishBreaker()
+
+
+def run_message_publish(*, task_name: str, run_id: str, queue: str, correlation_id: str, kwargs_repr: str,
+                        resume: bool) -> None:
+    """The run's one message: its id is the run's, it carries only the run id. Raises whatever the
+    broker client raises when the broker cannot take it (kombu has several types for that)."""
+    celery_app().send_task(
+        task_name,
+        kwargs={"run_id": run_id},
+        task_id=run_id,
+        queue=queue,
+        headers={CORRELATION_HEADER: correlation_id} if correlation_id else None,
+        # What Flower and `celery inspect` show: the document / message / job the task is about.
+        kwargsrepr=kwargs_repr,
+        priority=publish_priority(resume=resume),
+        retry=False,
+    )
+
+
+def task_send_later(*, task_name: str, kwargs: dict, queue: str, countdown: float) -> None:
+    celery_app().send_task(task_name, kwargs=kwargs, queue=queue, countdown=countdown, retry=False)
+
+
+def run_revoke_broadcast(*, run_id: str, terminate: bool = False) -> None:
+    """Tell every worker to drop the run's message; with `terminate`, to end the process running it
+    (SIGTERM: the pool replaces it). Raises when the broker cannot take the broadcast."""
+    if terminate:
+        celery_app().control.revoke(run_id, terminate=True, signal="SIGTERM")
+    else:
+        celery_app().control.revoke(run_id)
+
+
+# --- reading the broker -------------------------------------------------------------------------
+
+def message_ids_held(*, queues: list[str], delivered_since: float) -> set[str] | None:
+    """Task ids whose message the broker holds: waiting in a queue, or delivered to a worker since
+    `delivered_since` (a Unix time) or due later than it (a countdown). None when the broker cannot
+    be read this way (not Redis, unreachable, or a queue too long to scan)."""
+    ids: set[str] = set()
+    try:
+        with celery_app().connection_for_read() as conn:
+            channel = conn.default_channel
+            client = getattr(channel, "client", None)
+            if client is None:
+                return None
+            for key in (key for queue in queues for key in redis_queue_keys(queue)):
+                if client.llen(key) > BROKER_SCAN_MAX_MESSAGES:
+                    return None
+                ids.update(_message_id(raw) for raw in client.lrange(key, 0, -1))
+            delivered_at = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
+            for tag, raw in client.hgetall(channel.unacked_key).items():
+                message = json.loads(raw)[0]
+                eta = (message.get("headers") or {}).get("eta")
+                due = _timestamp(eta) if eta else None
+                if delivered_at.get(tag, 0) >= delivered_since or (due is not None and due >= delivered_since):
+                    ids.add(str((message.get("headers") or {}).get("id") or ""))
+    except Exception as exc:
+        logger.warning("broker not readable; relying on ages", extra={"cause": f"{type(exc).__name__}: {exc}"})
+        return None
+    ids.discard("")
+    return ids
+
+
+def _message_id(raw) -> str:
+    try:
+        return str((json.loads(raw).get("headers") or {}).get("id") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _timestamp(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def queue_depths(*, queues: list[str]) -> dict[str, int | None]:
+    """Messages waiting in each queue (Redis list lengths, every priority); None where the broker
+    cannot be read."""
+    depths: dict[str, int | None] = {}
+    try:
+        with celery_app().connection_for_read() as conn:
+            client = conn.default_channel.client
+            for queue in queues:
+                depths[queue] = sum(int(client.llen(key)) for key in redis_queue_keys(queue))
+    except Exception:
+        return {queue: None for queue in queues}
+    return depths
+
+
+def broker_ping() -> str:
+    """'reachable', or raises: one connection attempt within BROKER_PING_TIMEOUT_SECONDS."""
+    with celery_app().connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=BROKER_PING_TIMEOUT_SECONDS)
+        conn.default_channel.client.ping()
+    return "reachable"
+
+
+def workers_ping(*, timeout: float) -> list[str]:
+    """The names of the workers that answer a ping within `timeout` (Celery collects replies until
+    then, so this always takes the whole timeout). Raises when the broker cannot be reached."""
+    replies = celery_app().control.ping(timeout=timeout) or []
+    return sorted(name for reply in replies for name in reply)
+
+
+def workers_inspect(*, timeout: float) -> dict:
+    """What `celery inspect` says of each worker: its queues, active, reserved and scheduled tasks.
+
+    A broadcast waits its whole timeout unless told how many replies to expect: one question finds
+    the workers (and their queues), then each other goes to exactly those and returns as soon as
+    all have answered."""
+    control = celery_app().control
+    queues = control.inspect(timeout=timeout).active_queues() or {}
+    workers = sorted(queues)
+    if not workers:
+        return {}
+    inspect = control.inspect(destination=workers, limit=len(workers), timeout=timeout)
+    active, reserved, scheduled = inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}
+    return {name: {"queues": [q["name"] for q in queues.get(name, [])], "active": active.get(name),
+                   "reserved": reserved.get(name), "scheduled": scheduled.get(name)} for name in workers}
+
+
+def queues_consumed() -> set[str]:
+    """The queues this worker process reads (all declared ones outside a worker)."""
+    queues = celery_app().amqp.queues
+    return set(queues.consume_from or queues)
+
+
+# --- the beat leader's lock ---------------------------------------------------------------------
+
+# Extend only if we still own the lock: compare-and-set in one round trip.
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class LockUnavailable(Exception):
+    """Redis did not answer the lock's question: nobody can say who leads."""
+
+
+class LeaderLock:
+    """A Redis key held by one process at a time, with an expiry it renews while it lives."""
+
+    def __init__(self, *, key: str, token: str, ttl_seconds: float):
+        import redis
+
+        self.key, self.token, self.ttl_ms = key, token, int(ttl_seconds * 1000)
+        self._errors = redis.RedisError
+        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+
+    def acquire_or_extend(self, *, held: bool) -> bool:
+        try:
+            if held and self._redis.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
+                return True
+            return bool(self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        except self._errors as exc:
+            raise LockUnavailable(str(exc)) from exc
+
+    def holder(self) -> str | None:
+        try:
+            value = self._redis.get(self.key)
+        except self._errors:
+            return None
+        return value.decode() if value else None
+
+    def release(self) -> None:
+        try:
+            self._redis.eval(_RELEASE, 1, self.key, self.token)
+        except self._errors:
+            pass

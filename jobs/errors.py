@@ -1,24 +1,12 @@
-"""The job platform's domain error, and the two signals a task body gives its retry policy."""
+"""The job platform's domain error, and the two signals the lifecycle raises inside a task body."""
 
 from __future__ import annotations
 
-from project.errors import DomainError
+from core.errors import DomainError
 
 
 class JobsError(DomainError):
     """A request the job platform refuses (invalid params or schedule, a run in the wrong state)."""
-
-
-class PermanentError(Exception):
-    """Will fail the same way every time (bad input, auth, HTTP 4xx): never retried."""
-
-
-class TransientError(Exception):
-    """May succeed later (timeout, 5xx, 429). `retry_after` is the server's hint in seconds, if any."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RunCancelled(Exception):

@@ -57,6 +57,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
+from jobs.constants import PROGRESS_MESSAGE_MAX_LENGTH, PROGRESS_STEP_MAX_LENGTH, RELEASE_REASON_MAX_CHARS, WORKER_MAX_LENGTH
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import (
     RUNNING_STATUSES,
@@ -204,9 +205,9 @@ def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | N
     missed two heartbeats (a worker really holding the run would have written them)."""
     now = timezone.now()
     rows = _execute(_CLAIM_SQL, {
-        "id": run_id, "now": now, "worker": worker[:200], "due_by": now + RETRY_DUE_TOLERANCE,
+        "id": run_id, "now": now, "worker": worker[:WORKER_MAX_LENGTH], "due_by": now + RETRY_DUE_TOLERANCE,
         "stale_before": now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
-        "in_doubt": in_doubt[:200] or None,
+        "in_doubt": in_doubt[:WORKER_MAX_LENGTH] or None,
         "unheld_before": now - timedelta(seconds=2 * settings.RUN_HEARTBEAT_SECONDS),
     })
     if not rows:
@@ -244,7 +245,8 @@ def run_progress(*, run_id: str, lease: int, current: int, total: int | None, st
                  eta: float | None) -> bool:
     """Record progress; True while the run should go on, False once cancelled, LeaseLost if not held."""
     rows = _execute(_PROGRESS_SQL, {"id": run_id, "lease": lease, "current": current, "total": total,
-                                    "step": step[:50], "message": message[:255], "eta": eta, "now": timezone.now()})
+                                    "step": step[:PROGRESS_STEP_MAX_LENGTH],
+                                    "message": message[:PROGRESS_MESSAGE_MAX_LENGTH], "eta": eta, "now": timezone.now()})
     return _go_on(run_id, rows)
 
 
@@ -292,7 +294,8 @@ def run_await_children(*, run_id: str, lease: int, total: int, step: str, messag
     return bool(JobRun.objects.filter(id=run_id, lease=lease, status__in=RUNNING_STATUSES,
                                       cancel_requested=False).update(
         status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=timezone.now(),
-        progress_current=0, progress_total=total, progress_step=step[:50], progress_message=message[:255],
+        progress_current=0, progress_total=total, progress_step=step[:PROGRESS_STEP_MAX_LENGTH],
+        progress_message=message[:PROGRESS_MESSAGE_MAX_LENGTH],
         eta_seconds=None))
 
 
@@ -517,7 +520,7 @@ def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: 
 
     The attempt is named by its `lease`, or, where only the worker's main process is left to speak
     for a pool process it stopped, by the process that holds the run (`held_by`, host:pid)."""
-    holder = {"lease": lease} if lease is not None else {"worker": held_by[:200] or "?"}
+    holder = {"lease": lease} if lease is not None else {"worker": held_by[:WORKER_MAX_LENGTH] or "?"}
     with transaction.atomic():
         run = JobRun.objects.select_for_update().filter(id=run_id, status__in=RUNNING_STATUSES, **holder).first()
         if run is None:
@@ -528,7 +531,7 @@ def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: 
             return RunStatus.REVOKED if revoked else None
         JobRun.objects.filter(id=run_id).update(
             status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=timezone.now(),
-            error="" if yielded else f"released: {reason}"[:500], worker="", eta_seconds=None)
+            error="" if yielded else f"released: {reason}"[:RELEASE_REASON_MAX_CHARS], worker="", eta_seconds=None)
     logger.info("run yielded its worker" if yielded else "run released for redelivery",
                 extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
     return RunStatus.QUEUED

@@ -6,6 +6,16 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from jobs.constants import (
+    CORRELATION_ID_MAX_LENGTH,
+    JOB_NAME_MAX_LENGTH,
+    KIND_MAX_LENGTH,
+    PROGRESS_MESSAGE_MAX_LENGTH,
+    PROGRESS_STEP_MAX_LENGTH,
+    QUEUE_MAX_LENGTH,
+    WORKER_MAX_LENGTH,
+)
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "QUEUED"
@@ -72,9 +82,9 @@ class JobRun(models.Model):
     """Every tracked execution, from the moment it is accepted. Its id is the Celery task id."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=100)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    queue = models.CharField(max_length=50)
+    queue = models.CharField(max_length=QUEUE_MAX_LENGTH)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="runs", db_index=False)
     triggered_by = models.CharField(max_length=10, choices=TriggeredBy.choices, default=TriggeredBy.SYSTEM)
@@ -94,8 +104,8 @@ class JobRun(models.Model):
                                    help_text="One entry per failed attempt: attempt, error, delay before the next.")
     progress_current = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
-    progress_step = models.CharField(max_length=50, blank=True, default="")
-    progress_message = models.CharField(max_length=255, blank=True, default="")
+    progress_step = models.CharField(max_length=PROGRESS_STEP_MAX_LENGTH, blank=True, default="")
+    progress_message = models.CharField(max_length=PROGRESS_MESSAGE_MAX_LENGTH, blank=True, default="")
     eta_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -107,7 +117,7 @@ class JobRun(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField(null=True, blank=True,
                                   help_text="When a RETRY run's next attempt may start; earlier messages do nothing.")
-    worker = models.CharField(max_length=200, blank=True, default="",
+    worker = models.CharField(max_length=WORKER_MAX_LENGTH, blank=True, default="",
                               help_text="Worker process (host:pid) of the attempt that holds (or last held) the run.")
     lease = models.PositiveIntegerField(
         default=0, help_text="Which claim holds the run: every claim takes the next number, and every write an "
@@ -121,7 +131,7 @@ class JobRun(models.Model):
     awaiting_children = models.BooleanField(
         default=False, help_text="Its body handed the work to its child runs and holds no worker; the last child "
                                  "to finish queues it again for its final step.")
-    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    correlation_id = models.CharField(max_length=CORRELATION_ID_MAX_LENGTH, blank=True, default="")
     time_limit = models.PositiveIntegerField(default=0, help_text="Hard limit in seconds.")
 
     objects = JobRunQuerySet.as_manager()
@@ -221,8 +231,8 @@ class JobRunLogEntry(models.Model):
 class Job(models.Model):
     """A named, parameterised kind of work that runs on demand or on a schedule kept in beat."""
 
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=100)
+    name = models.CharField(max_length=JOB_NAME_MAX_LENGTH)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH)
     params = models.JSONField(default=dict, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                               related_name="jobs")

@@ -18,8 +18,9 @@ from typing import Any, Callable
 import jsonschema
 from django.conf import settings
 
-from jobs.errors import JobsError, PermanentError
-from project.errors import DomainError
+from core.errors import DomainError, PermanentError
+from jobs.constants import MAINTENANCE_QUEUE
+from jobs.errors import JobsError
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,11 @@ def kind_find(kind: str) -> JobKind | None:
 
 def kinds_all() -> list[JobKind]:
     return sorted(_KINDS.values(), key=lambda k: k.kind)
+
+
+def queues_all() -> list[str]:
+    """Every queue a kind (or the platform's own maintenance tasks) is published to."""
+    return sorted({spec.queue for spec in _KINDS.values()} | {MAINTENANCE_QUEUE})
 
 
 def kinds_for(*, user) -> list[JobKind]:

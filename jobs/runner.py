@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from jobs import lifecycle
-from jobs.broker import publish_priority
+from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import JobRun, LogLevel, RunStatus
 from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register, kinds_all
@@ -432,8 +432,6 @@ def tracked_task(
     """
 
     def decorator(body: Callable[..., Any]):
-        from project.celery import app
-
         spec = JobKind(
             kind=kind, queue=queue, description=description, body=body,
             params_schema=params_schema or {"type": "object", "additionalProperties": False},
@@ -445,7 +443,7 @@ def tracked_task(
         )
         kind_register(spec)
 
-        @app.task(bind=True, base=TrackedTask, name=kind, queue=queue,
+        @celery_app().task(bind=True, base=TrackedTask, name=kind, queue=queue,
                   soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
         def task(self, run_id: str, claimed_by: str = ""):
             return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)
@@ -460,11 +458,9 @@ def tracked_task(
 @signals.worker_process_init.connect
 def _warm_up(**kwargs):
     """Before a pool process takes a message: load what the kinds of its worker's queues need."""
-    from project.celery import app
-
     if not settings.WORKER_WARM_UP:
         return
-    queues = set(app.amqp.queues.consume_from or app.amqp.queues)
+    queues = queues_consumed()
     warmers = {spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues}
     for warm_up in warmers:
         started = time.monotonic()

@@ -9,8 +9,9 @@ from django.db.models import CharField, Count, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from jobs import broker
 from jobs.models import Job, JobRun, RunStatus
-from jobs.registry import kind_find
+from jobs.registry import kind_find, queues_all
 
 # The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
 SHORT_ID = re.compile(r"[0-9a-f]{4,8}(-[0-9a-f-]{0,28})?")
@@ -55,30 +56,16 @@ def job_visible_to(*, user) -> QuerySet[Job]:
 
 
 def queue_depths() -> dict[str, int | None]:
-    """Messages waiting in each queue (Redis list lengths, every priority); None where the broker
-    cannot be read."""
-    from jobs.broker import redis_queue_keys
-    from project.celery import QUEUES, app
-
-    depths: dict[str, int | None] = {}
-    try:
-        with app.connection_for_read() as conn:
-            client = conn.default_channel.client
-            for queue in QUEUES:
-                depths[queue] = sum(int(client.llen(key)) for key in redis_queue_keys(queue))
-    except Exception:
-        return {queue: None for queue in QUEUES}
-    return depths
+    """Messages waiting in each queue; None where the broker cannot be read."""
+    return broker.queue_depths(queues=queues_all())
 
 
 def workers_online(*, timeout: float = 1.0) -> list[str]:
-    from project.celery import app
-
+    """The workers that answer a ping; none when the broker cannot be reached."""
     try:
-        replies = app.control.ping(timeout=timeout) or []
+        return broker.workers_ping(timeout=timeout)
     except Exception:
         return []
-    return sorted(name for reply in replies for name in reply)
 
 
 def run_stats(*, user) -> dict:
@@ -110,11 +97,9 @@ def run_stats(*, user) -> dict:
 
 
 def _own_waiting_by_queue(runs: QuerySet[JobRun]) -> dict[str, int]:
-    from project.celery import QUEUES
-
     waiting = dict(runs.filter(status__in=(RunStatus.QUEUED, RunStatus.RETRY)).values_list("queue")
                    .annotate(n=Count("id")).order_by())
-    return {queue: waiting.get(queue, 0) for queue in QUEUES}
+    return {queue: waiting.get(queue, 0) for queue in queues_all()}
 
 
 def runs_last_day_by_status() -> dict[str, int]:

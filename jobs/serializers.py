@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.constants import JOB_NAME_MAX_LENGTH, KIND_MAX_LENGTH
 from jobs.models import Job, JobRun, JobRunLogEntry
 from jobs.selectors import job_output, run_children_counts
 
@@ -89,15 +90,15 @@ class JobOutputSerializer(serializers.ModelSerializer):
 
 
 class JobInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    kind = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=JOB_NAME_MAX_LENGTH)
+    kind = serializers.CharField(max_length=KIND_MAX_LENGTH)
     params = serializers.JSONField(required=False, default=dict)
     schedule = serializers.JSONField(required=False, allow_null=True, default=None)
     enabled = serializers.BooleanField(required=False, default=True)
 
 
 class JobPatchSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
+    name = serializers.CharField(max_length=JOB_NAME_MAX_LENGTH, required=False)
     params = serializers.JSONField(required=False)
     schedule = serializers.JSONField(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False)

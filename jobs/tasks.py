@@ -6,6 +6,7 @@ import socket
 
 from celery import shared_task
 
+from jobs.constants import MAINTENANCE_QUEUE
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 from jobs.services import definitions, maintenance, runs
@@ -28,7 +29,7 @@ _RETENTION_SCHEMA = {
 }
 
 
-@tracked_task(kind="jobs.cleanup_results", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
+@tracked_task(kind="jobs.cleanup_results", queue=MAINTENANCE_QUEUE, retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up task results", {"crontab": "15 3 * * *", "timezone": "UTC"}),
               params_schema=_RETENTION_SCHEMA,
               description="Deletes django-celery-results rows older than the retention, in batches.")
@@ -36,7 +37,7 @@ def cleanup_results(ctx, older_than_days: int | None = None):
     return maintenance.results_cleanup(older_than_days=older_than_days)
 
 
-@tracked_task(kind="jobs.cleanup_runs", queue="maintenance", retry=MAINTENANCE_RETRY, staff_only=True,
+@tracked_task(kind="jobs.cleanup_runs", queue=MAINTENANCE_QUEUE, retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up old runs", {"crontab": "30 3 * * *", "timezone": "UTC"}),
               params_schema={"type": "object", "properties": {
                   "older_than_days": {"type": "integer", "minimum": 0},
@@ -48,19 +49,19 @@ def cleanup_runs(ctx, older_than_days: int | None = None, dead_older_than_days: 
 
 # Housekeeping is plain Celery tasks, not runs: see maintenance.watchdog for why.
 
-@shared_task(name=WATCHDOG_TASK, queue="maintenance", ignore_result=True, expires=60)
+@shared_task(name=WATCHDOG_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, expires=60)
 def watchdog():
     """Re-queues runs whose worker died, terminates cancelled runs past their grace, publishes lost messages."""
     return maintenance.watchdog()
 
 
-@shared_task(name=runs.CANCEL_ENFORCE_TASK, queue="maintenance", ignore_result=True)
+@shared_task(name=runs.CANCEL_ENFORCE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
 def enforce_cancel(run_id: str):
     """Terminates a cancelled run that is still running once its grace has passed."""
     return runs.runs_enforce_cancel(run_id=run_id)
 
 
-@shared_task(name=definitions.TRIGGER_TASK, queue="maintenance", ignore_result=True)
+@shared_task(name=definitions.TRIGGER_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
 def trigger_job(job_id: int):
     """Beat's entry point for a scheduled job: records a run and publishes it."""
     from jobs.models import Job, TriggeredBy

@@ -1,31 +1,20 @@
-"""The Celery app: queues, routes, and the signals that carry context into tasks."""
+"""The Celery app and the signals that carry context into tasks.
+
+It names no app: each kind declares its queue (jobs.runner.tracked_task), Celery creates a queue
+the first time it is used, and a worker is told its queues by `-Q` (devserver.workers)."""
 
 from __future__ import annotations
 
 import os
 
 from celery import Celery, signals
-from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-QUEUES = ("documents", "chat", "jobs", "research", "maintenance")
-app.conf.task_queues = [Queue(name) for name in QUEUES]
-# Routed by task name: each app's tasks land on their own queue, so a slow ingestion never
-# blocks a chat reply, and maintenance never waits behind user work.
-app.conf.task_routes = {
-    "documents.*": {"queue": "documents"},
-    "chat.*": {"queue": "chat"},
-    "jobs.*": {"queue": "jobs"},
-    "research.*": {"queue": "research"},
-}
 app.autodiscover_tasks()
-
-# Not "correlation_id": Celery already uses that name for the task id.
-CORRELATION_HEADER = "request_id"
 
 
 @signals.setup_logging.connect
@@ -40,7 +29,7 @@ def _use_django_logging(**kwargs):
 
 @signals.before_task_publish.connect
 def _attach_correlation_id(headers=None, **kwargs):
-    from project.logging import correlation_id_get
+    from core.logging import CORRELATION_HEADER, correlation_id_get
 
     if headers is not None and not headers.get(CORRELATION_HEADER):
         correlation_id = correlation_id_get()
@@ -53,7 +42,7 @@ def _attach_correlation_id(headers=None, **kwargs):
 
 @signals.task_prerun.connect
 def _task_prerun(task=None, **kwargs):
-    from project.logging import correlation_id_var
+    from core.logging import CORRELATION_HEADER, correlation_id_var
 
     correlation_id = getattr(task.request, CORRELATION_HEADER, None) if task else None
     correlation_id_var.set(correlation_id)
@@ -61,7 +50,7 @@ def _task_prerun(task=None, **kwargs):
 
 @signals.task_postrun.connect
 def _task_postrun(**kwargs):
-    from project.logging import correlation_id_var
+    from core.logging import correlation_id_var
 
     correlation_id_var.set(None)
 

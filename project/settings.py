@@ -13,7 +13,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from project import embedded
+from devserver import embedded
 from project.config_checks import check_celery_settings, check_production_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ if DJANGO_ENV not in ("development", "production"):
     raise ImproperlyConfigured(f"DJANGO_ENV must be 'development' or 'production', not {DJANGO_ENV!r}.")
 PRODUCTION = DJANGO_ENV == "production"
 
-# Unset URLs fall back to the embedded servers started by `make services` (`python -m project.embedded
+# Unset URLs fall back to the embedded servers started by `make services` (`python -m devserver.embedded
 # start`), read from the URLs they left in .local/services.env; nothing is started or written here.
 _embedded = embedded.read_services_env()
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
@@ -58,9 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "project.middleware.RequestIdMiddleware",
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "project.middleware.ContentSecurityPolicyMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     # Static files from the app itself (gunicorn, compose): compressed, and cached for good once hashed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,7 +92,7 @@ AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "project.urls"
 # The error page masks passwords inside URLs too (DATABASE_URL, REDIS_URL, the cache location).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "project.safe_reports.SecretsReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.safe_reports.SecretsReporterFilter"
 WSGI_APPLICATION = "project.wsgi.application"
 TEMPLATES = [
     {
@@ -113,14 +113,14 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, with a connection error that says how to start the embedded server.
-    DATABASES["default"]["ENGINE"] = "project.db"
+    DATABASES["default"]["ENGINE"] = "core.db"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Shared by web and workers (the LLM health memo lives here), so it must not be per-process.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                      "KEY_PREFIX": "app", "OPTIONS": {"serializer": "project.cache.JsonSerializer"}}}
+                      "KEY_PREFIX": "app", "OPTIONS": {"serializer": "core.cache.JsonSerializer"}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -158,21 +158,21 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "project.auth.TokenOrBearerAuthentication",
+        "core.auth.TokenOrBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "project.schema.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     # JSON bodies are JSON only; the one upload endpoint takes multipart itself.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # DRF's test client sends what the API accepts.
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "EXCEPTION_HANDLER": "project.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "project.throttling.AnonThrottle", "project.throttling.UserThrottle", "project.throttling.ActionThrottle",
+        "core.throttling.AnonThrottle", "core.throttling.UserThrottle", "core.throttling.ActionThrottle",
     ],
     # "N/second|minute|hour|day" each; uploads, chat messages and summaries start costly work.
     "DEFAULT_THROTTLE_RATES": {
@@ -204,7 +204,7 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI and ReDoc from the app (drf-spectacular-sidecar): no page loads anything from outside.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    # ReDoc's bundle from the sidecar, served by project.docs without its remote logo.
+    # ReDoc's bundle from the sidecar, served by core.docs without its remote logo.
     "REDOC_DIST": "/api/redoc/assets",
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "jobs.models.RunStatus",
@@ -364,7 +364,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "project.logging.CorrelationIdFilter"}},
+    "filters": {"correlation": {"()": "core.logging.CorrelationIdFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -409,7 +409,7 @@ check_celery_settings(
 )
 
 if SENTRY_DSN:
-    from project.sentry import sentry_init
+    from core.sentry import sentry_init
 
     sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
 

@@ -5,13 +5,13 @@ from rest_framework.routers import DefaultRouter
 
 from chat.urls import router as chat_router
 from chat.urls import urlpatterns as chat_urls
+from core.api_errors import api_not_found
+from core.docs import redoc_bundle
+from core.health import health
 from documents.urls import router as documents_router
 from documents.urls import urlpatterns as documents_urls
 from jobs.api import JobViewSet, RunViewSet
 from jobs.metrics import metrics_view
-from project.api_errors import api_not_found
-from project.docs import redoc_bundle
-from project.health import health
 from research.urls import router as research_router
 
 router = DefaultRouter()
@@ -36,5 +36,5 @@ urlpatterns = [
     # without the slash still get CommonMiddleware's redirect first.
     re_path(r"^api/.*/$", api_not_found),
 ]
-handler404 = "project.api_errors.api_not_found"
-handler500 = "project.api_errors.api_server_error"
+handler404 = "core.api_errors.api_not_found"
+handler500 = "core.api_errors.api_server_error"

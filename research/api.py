@@ -2,8 +2,8 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
+from core.api import OwnerScopedMixin
 from jobs.api import visible_jobs
-from project.api import OwnerScopedMixin
 from research import selectors
 from research.models import Digest
 from research.serializers import DigestOutputSerializer

@@ -5,7 +5,7 @@ class ResearchConfig(AppConfig):
     name = "research"
 
     def ready(self):
-        from chat.context import context_provider_register
+        from core.context import context_provider_register
         from research import tasks  # noqa: F401
         from research.selectors import digest_notes_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance
 
-from chat.context import ContextNote
+from core.context import ContextNote
 from documents.pipeline.embed import texts_embed
 from research.models import Digest
 

@@ -20,16 +20,16 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from html import unescape
 
-from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from core.errors import PermanentError, TransientError
 from documents.errors import DocumentsError
 from documents.models import Document, DocumentStatus
 from documents.pipeline.embed import texts_embed
 from documents.retrieval import SearchHit, SearchMode
 from documents.selectors import chunks_search, documents_relevant
-from jobs.errors import PermanentError, TransientError
+from integrations.llm import llm_complete, llm_configured
 from jobs.models import Job, JobRun, RunStatus
 from jobs.runner import RunContext
 from jobs.services.runs import run_enqueue
@@ -72,7 +72,7 @@ class DigestRequest:
 
     @property
     def method(self) -> str:
-        return FindingMethod.LLM if settings.AI_SERVER_URL else FindingMethod.EXTRACTIVE
+        return FindingMethod.LLM if llm_configured() else FindingMethod.EXTRACTIVE
 
     @property
     def question_key(self) -> str:
@@ -285,11 +285,9 @@ def _extractive_compose(*, request: DigestRequest, sections: list[tuple[str, str
 
 
 def _llm_compose(*, request: DigestRequest, sections: list[tuple[str, str]]) -> str:
-    from chat.llm import chat_complete
-
     findings = "\n\n".join(f"### {title}\n{text}" for title, text in sections)
     asked = "\n".join(f"- {q}" for q in request.questions) or "- What do these documents say about it?"
-    return chat_complete(messages=[
+    return llm_complete(messages=[
         {"role": "system", "content": "You write a research digest from findings about several documents. Use "
                                       "only the findings. Keep their bracketed citation numbers, such as [3], "
                                       "after each claim. Do not invent numbers."},
@@ -351,12 +349,10 @@ def _quote(hit: SearchHit) -> str:
 
 
 def _llm_finding(*, request: DigestRequest, title: str, hits: list[SearchHit]) -> str:
-    from chat.llm import chat_complete
-
     numbered = "\n\n".join(f"[{ref}] (page {hit.page or '?'}) {' '.join(hit.text.split())[:PROMPT_PASSAGE_CHARS]}"
                            for ref, hit in enumerate(hits, start=1))
     asked = "\n".join(f"- {q}" for q in request.questions) or f"- What does it say about {request.topic}?"
-    return chat_complete(messages=[
+    return llm_complete(messages=[
         {"role": "system", "content": "You report what one document says, using only the numbered passages. "
                                       "Cite the passage numbers in brackets, such as [2], after each claim."},
         {"role": "user", "content": f"Document: {title}\nTopic: {request.topic}\nQuestions:\n{asked}\n\n"

@@ -10,7 +10,7 @@ import os
 import shutil
 from urllib.parse import urlparse, urlunparse
 
-from project import embedded
+from devserver import embedded
 
 # The tests flush this Redis database at start: keep it apart from anything you use.
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.errors import PermanentError
 from documents.pipeline.extract import Limits, Page, limits_json
-from jobs.errors import PermanentError
 
 logger = logging.getLogger(__name__)
 

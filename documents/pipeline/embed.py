@@ -10,8 +10,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.errors import PermanentError
 from documents.models import EMBEDDING_DIMENSIONS
-from jobs.errors import PermanentError, TransientError
+from integrations.embeddings import embeddings_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +58,13 @@ def embeddings_warm_up() -> None:
         _local_model().encode(["warm-up"], normalize_embeddings=True, show_progress_bar=False)
 
 
-def _openai_embed(texts: list[str]) -> list[list[float]]:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {settings.EMBEDDING_API_KEY}"} if settings.EMBEDDING_API_KEY else {}
-    try:
-        response = httpx.post(f"{settings.EMBEDDING_API_URL.rstrip('/')}/v1/embeddings", headers=headers,
-                              json={"model": settings.EMBEDDING_MODEL, "input": texts}, timeout=60)
-    except httpx.TransportError as exc:
-        raise TransientError(f"embedding server unreachable: {type(exc).__name__}")
-    if response.status_code == 429 or response.status_code >= 500:
-        retry_after = response.headers.get("Retry-After")
-        raise TransientError(f"embedding server answered {response.status_code}",
-                             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
-    if response.status_code >= 400:
-        raise PermanentError(f"embedding server refused the request: {response.status_code} {response.reason_phrase}")
-    data = sorted(response.json()["data"], key=lambda item: item["index"])
-    return [item["embedding"] for item in data]
-
 
 def texts_embed(texts: list[str]):
     """Normalised float32 vectors (a NumPy array or a list of lists), one per text."""
     if not texts:
         return []
     if settings.EMBEDDING_BACKEND == "openai":
-        vectors = _openai_embed(texts)
+        vectors = embeddings_fetch(texts)
     else:
         vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)

@@ -9,6 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core.errors import ErrorCode
+from jobs.constants import JOB_NAME_MAX_LENGTH, MAINTENANCE_QUEUE
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun
 from jobs.registry import kind_get
@@ -74,7 +76,7 @@ def _schedule_parse(schedule: Any) -> dict | None:
 
 def _periodic_name(job: Job) -> str:
     # Beat's names are unique across everyone; job names only per owner.
-    return f"job {job.id}: {job.name}"[:200]
+    return f"job {job.id}: {job.name}"[:JOB_NAME_MAX_LENGTH]
 
 
 def _periodic_task_sync(*, job: Job) -> None:
@@ -99,7 +101,7 @@ def _periodic_task_sync(*, job: Job) -> None:
             every=job.schedule["every_seconds"], period=IntervalSchedule.SECONDS
         )
     values = dict(task=TRIGGER_TASK, kwargs=json.dumps({"job_id": job.id}), enabled=job.enabled,
-                  queue="maintenance", description=f"Runs job {job.name!r} ({job.kind})", **fields)
+                  queue=MAINTENANCE_QUEUE, description=f"Runs job {job.name!r} ({job.kind})", **fields)
     if job.periodic_task_id:
         periodic = PeriodicTask.objects.get(id=job.periodic_task_id)
         for key, value in values.items():
@@ -118,7 +120,7 @@ def _kind_allowed(*, kind: str, user) -> None:
     spec = kind_get(kind)
     if spec.staff_only and user is not None and not user.is_staff:
         raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define or run it.",
-                        code="forbidden", field="kind")
+                        code=ErrorCode.FORBIDDEN, field="kind")
 
 
 def _name_free(*, name: str, owner, exclude_id: int | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import timedelta
@@ -14,20 +13,19 @@ from django.db.models import Exists, Min, OuterRef, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from jobs import lifecycle
-from jobs.broker import publish_priority, redis_queue_keys
+from core.errors import ErrorCode
+from core.logging import correlation_id_get
+from jobs import broker, lifecycle
+from jobs.constants import MAINTENANCE_QUEUE
 from jobs.errors import JobsError
 from jobs.models import FINISHED_STATUSES, RUNNING_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunStatus, TriggeredBy
 from jobs.registry import kind_find, kind_get
 from jobs.selectors import run_children_counts
-from project.logging import correlation_id_get
 
 logger = logging.getLogger(__name__)
 
 # Publishing is one round trip per run; a bounded batch keeps one watchdog pass short.
 DISPATCH_BATCH_SIZE = 500
-# A queue longer than this is not read message by message; its runs count as published.
-BROKER_SCAN_MAX_MESSAGES = 20_000
 CANCEL_ENFORCE_TASK = "jobs.enforce_cancel"
 # Flower shows a task's kwargs as this text; ids and small params fit, a long param is cut.
 KWARGS_REPR_CHARS = 300
@@ -153,27 +151,6 @@ def _after_run_ended(sender, run_id, parent_id, owner_id, kind, status, **kwargs
         run_children_progress(parent_id=parent_id)
 
 
-class _PublishBreaker:
-    """After a failed publish, publishing is skipped for BROKER_BREAKER_SECONDS: during an outage
-    each request answers at once instead of waiting on the broker, and the watchdog publishes."""
-
-    def __init__(self) -> None:
-        self.open_until = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
-
-    def trip(self) -> None:
-        self.open_until = time.monotonic() + settings.BROKER_BREAKER_SECONDS
-
-    def reset(self) -> None:
-        self.open_until = 0.0
-
-
-publish_breaker = _PublishBreaker()
-
-
 def task_kwargs_repr(run: JobRun) -> str:
     about = {"run_id": str(run.id), **({"job_id": run.job_id} if run.job_id else {}), **(run.args or {})}
     text = repr(about)
@@ -184,80 +161,20 @@ def run_dispatch(*, run: JobRun, force: bool = False, resume: bool = False) -> b
     """Publish the run's message, behind the fresh work on its queue, or ahead of it when the run
     `resume`s (taken over, or its message lost). False (and the run marked undispatched) if the
     broker is unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
-    from project.celery import CORRELATION_HEADER, app
-
-    if publish_breaker.is_open and not force:
+    if broker.publish_breaker.is_open and not force:
         lifecycle.run_dispatched(run_id=run.id, at=None)
         return False
     try:
-        app.send_task(
-            run.kind,
-            kwargs={"run_id": str(run.id)},
-            task_id=str(run.id),
-            queue=run.queue,
-            headers={CORRELATION_HEADER: run.correlation_id} if run.correlation_id else None,
-            # What Flower and `celery inspect` show: the document / message / job the task is about.
-            kwargsrepr=task_kwargs_repr(run),
-            priority=publish_priority(resume=resume),
-            retry=False,
-        )
+        broker.run_message_publish(task_name=run.kind, run_id=str(run.id), queue=run.queue,
+                                   correlation_id=run.correlation_id, kwargs_repr=task_kwargs_repr(run), resume=resume)
     except Exception as exc:  # kombu raises several types for an unreachable broker
-        publish_breaker.trip()
+        broker.publish_breaker.trip()
         lifecycle.run_dispatched(run_id=run.id, at=None)
         logger.warning("broker unreachable; run left for the watchdog",
                        extra={"run_id": str(run.id), "kind": run.kind, "cause": f"{type(exc).__name__}: {exc}"})
         return False
-    publish_breaker.reset()
+    broker.publish_breaker.reset()
     return True
-
-
-def broker_message_ids(*, queues: list[str]) -> set[str] | None:
-    """Task ids whose message the broker holds: waiting in a queue, or delivered to a worker that
-    is alive enough to hold it (recently delivered, or a countdown not yet due). None when the
-    broker cannot be read this way (not Redis, unreachable, or a queue too long to scan)."""
-    from project.celery import app
-
-    now = time.time()
-    recent = now - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
-    ids: set[str] = set()
-    try:
-        with app.connection_for_read() as conn:
-            channel = conn.default_channel
-            client = getattr(channel, "client", None)
-            if client is None:
-                return None
-            for key in (key for queue in queues for key in redis_queue_keys(queue)):
-                if client.llen(key) > BROKER_SCAN_MAX_MESSAGES:
-                    return None
-                ids.update(_message_id(raw) for raw in client.lrange(key, 0, -1))
-            delivered_at = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
-            for tag, raw in client.hgetall(channel.unacked_key).items():
-                message = json.loads(raw)[0]
-                eta = (message.get("headers") or {}).get("eta")
-                due = _timestamp(eta) if eta else None
-                if delivered_at.get(tag, 0) >= recent or (due is not None and due >= recent):
-                    ids.add(str((message.get("headers") or {}).get("id") or ""))
-    except Exception as exc:
-        logger.warning("broker not readable; relying on ages", extra={"cause": f"{type(exc).__name__}: {exc}"})
-        return None
-    ids.discard("")
-    return ids
-
-
-def _message_id(raw) -> str:
-    try:
-        return str((json.loads(raw).get("headers") or {}).get("id") or "")
-    except (ValueError, AttributeError):
-        return ""
-
-
-def _timestamp(iso: str) -> float | None:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 def runs_dispatch_pending() -> dict[str, int]:
@@ -276,7 +193,9 @@ def runs_dispatch_pending() -> dict[str, int]:
     )
     if not candidates:
         return {"found": 0, "published": 0}
-    held = broker_message_ids(queues=sorted({run.queue for run in candidates}))
+    # A message delivered to a worker that has not beaten since is as good as lost with it.
+    held = broker.message_ids_held(queues=sorted({run.queue for run in candidates}),
+                                   delivered_since=time.time() - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
     fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
     published = 0
     parents: set = set()
@@ -318,7 +237,7 @@ def run_cancel(*, run: JobRun) -> JobRun:
     status = lifecycle.run_request_cancel(run_id=str(run.id))
     if status is None:
         run.refresh_from_db()
-        raise JobsError(f"Run {run.id} already finished ({run.status}); nothing to cancel.", code="conflict")
+        raise JobsError(f"Run {run.id} already finished ({run.status}); nothing to cancel.", code=ErrorCode.CONFLICT)
     _revoke_broadcast(run_id=str(run.id), status=status)
     # Its children go with it (the parent first: no child ending meanwhile can queue its final step).
     for child in JobRun.objects.filter(parent_id=run.id, status__in=UNFINISHED_STATUSES):
@@ -330,13 +249,11 @@ def run_cancel(*, run: JobRun) -> JobRun:
 
 
 def _revoke_broadcast(*, run_id: str, status: str) -> None:
-    from project.celery import app
-
     try:
-        app.control.revoke(run_id)
+        broker.run_revoke_broadcast(run_id=run_id)
         if status in RUNNING_STATUSES:
-            app.send_task(CANCEL_ENFORCE_TASK, kwargs={"run_id": run_id}, queue="maintenance",
-                          countdown=settings.CANCEL_GRACE_SECONDS, retry=False)
+            broker.task_send_later(task_name=CANCEL_ENFORCE_TASK, kwargs={"run_id": run_id}, queue=MAINTENANCE_QUEUE,
+                                   countdown=settings.CANCEL_GRACE_SECONDS)
     except Exception as exc:
         # The database flag is what counts; the watchdog enforces the grace if this message is lost.
         logger.warning("revoke broadcast failed", extra={"run_id": run_id, "cause": str(exc)})
@@ -345,8 +262,6 @@ def _revoke_broadcast(*, run_id: str, status: str) -> None:
 def runs_enforce_cancel(*, run_id: str | None = None) -> int:
     """Terminate runs still running CANCEL_GRACE_SECONDS after their cancel (one run, or all
     overdue ones), and end them REVOKED. Returns how many were terminated."""
-    from project.celery import app
-
     overdue = JobRun.objects.filter(status__in=RUNNING_STATUSES, cancel_requested=True,
                                     cancel_requested_at__lte=timezone.now()
                                     - timedelta(seconds=settings.CANCEL_GRACE_SECONDS * 0.9))
@@ -355,7 +270,7 @@ def runs_enforce_cancel(*, run_id: str | None = None) -> int:
     terminated = 0
     for run in overdue[:DISPATCH_BATCH_SIZE]:
         try:
-            app.control.revoke(str(run.id), terminate=True, signal="SIGTERM")
+            broker.run_revoke_broadcast(run_id=str(run.id), terminate=True)
         except Exception as exc:
             logger.warning("terminate broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
         if lifecycle.run_revoke(run_id=str(run.id), reason=f"terminated {settings.CANCEL_GRACE_SECONDS} s after "
@@ -370,11 +285,9 @@ def run_force_fail(*, run: JobRun, actor) -> JobRun:
     its worker process, if it still lives, is terminated so it cannot write after the fact."""
     run.refresh_from_db()
     if not run.stalled:
-        raise JobsError(f"Run {run.id} is {run.status} and not stalled; cancel it instead.", code="conflict")
-    from project.celery import app
-
+        raise JobsError(f"Run {run.id} is {run.status} and not stalled; cancel it instead.", code=ErrorCode.CONFLICT)
     try:
-        app.control.revoke(str(run.id), terminate=True, signal="SIGTERM")
+        broker.run_revoke_broadcast(run_id=str(run.id), terminate=True)
     except Exception as exc:
         logger.warning("terminate broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
     lifecycle.run_fail(run_id=str(run.id), error=f"force-failed by {actor} while stalled", attempt=run.attempts,
@@ -396,7 +309,7 @@ def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bo
             return existing, False
         if not locked.is_retryable:
             raise JobsError(f"Only FAILURE, REVOKED or partial runs can be retried; run {run.id} is {locked.status}.",
-                            code="conflict")
+                            code=ErrorCode.CONFLICT)
         new_run = run_enqueue(kind=locked.kind, args=locked.args, owner=locked.owner or owner,
                               triggered_by=triggered_by, job=locked.job, parent=locked.parent, retry_of=locked,
                               queue=locked.queue)

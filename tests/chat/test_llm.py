@@ -6,8 +6,8 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from chat.llm import HEALTH_CACHE_KEY, ai_server_health, chat_complete
-from jobs.errors import PermanentError, TransientError
+from core.errors import PermanentError, TransientError
+from integrations.llm import HEALTH_CACHE_KEY, ai_server_health, chat_complete
 from tests.support.fake_llm import FakeLLM, Step
 
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -5,9 +5,9 @@ from django.core.cache import cache
 from django.db import transaction
 
 from chat import services
-from chat.llm import HEALTH_CACHE_KEY
 from chat.models import ChatSession, Message
 from documents.services import document_upload
+from integrations.llm import HEALTH_CACHE_KEY
 from jobs.models import JobRun
 from tests.factories import UserFactory
 from tests.support import worker as worker_support

@@ -8,9 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
+from core.errors import PermanentError
 from documents.models import Chunk, Document
 from documents.pipeline.bounded import text_extract_bounded
-from jobs.errors import PermanentError
 from tests.support import hostile
 from tests.support.files import docx_bytes, pdf_bytes
 from tests.support.worker import wait_until

@@ -5,11 +5,11 @@ import codecs
 import pytest
 from django.test import override_settings
 
+from core.errors import PermanentError, TransientError
 from documents.pipeline.bounded import text_extract_bounded as text_extract
 from documents.pipeline.chunk import CHUNK_TOKENS, _chunker, text_chunk
 from documents.pipeline.embed import texts_embed
 from documents.pipeline.extract import Page, text_decode
-from jobs.errors import PermanentError, TransientError
 from tests.support.fake_llm import FakeLLM, Step
 from tests.support.files import docx_bytes, pdf_bytes
 

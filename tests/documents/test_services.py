@@ -246,8 +246,8 @@ def test_the_cap_grows_with_the_document_and_never_falls_below_the_floor(setting
 @pytest.mark.django_db
 def test_an_ingestion_that_worked_past_its_cap_fails_and_says_which_cap(settings):
     """In this process, on a run never published (its transaction is the test's, never committed)."""
+    from core.errors import PermanentError
     from jobs import lifecycle
-    from jobs.errors import PermanentError
     from jobs.runner import RunContext
 
     settings.INGEST_MIN_CAP_SECONDS = 900

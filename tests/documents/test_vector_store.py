@@ -5,11 +5,12 @@ outage during ingestion is retried like any transient error."""
 import pytest
 from django.db import transaction
 
-from documents.models import Document, DocumentStatus
+from core.errors import PermanentError, TransientError
+from documents.models import EMBEDDING_DIMENSIONS, Document, DocumentStatus
 from documents.selectors import chunks_search
 from documents.services import document_delete, document_reprocess, document_upload
-from documents.vector_store import PineconeStore, pinecone_vector_id, vector_store
-from jobs.errors import PermanentError, TransientError
+from documents.vector_store import vector_store
+from integrations.pinecone import PineconeStore, pinecone_vector_id
 from jobs.models import JobRun
 from tests.factories import UserFactory
 from tests.support import worker as worker_support
@@ -95,14 +96,16 @@ def test_ingest_search_reingest_and_delete_through_pinecone(pinecone_worker, pin
 
 
 def test_pinecone_errors_become_transient_or_permanent(pinecone_server):
-    store = PineconeStore(api_key=pinecone_server.api_key, host=pinecone_server.url, namespace=NAMESPACE, timeout=5)
+    store = PineconeStore(api_key=pinecone_server.api_key, host=pinecone_server.url, namespace=NAMESPACE, timeout=5,
+                          dimensions=EMBEDDING_DIMENSIONS)
     pinecone_server.fail_next(4, status=429, retry_after="0")  # more than the client's own retries
     with pytest.raises(TransientError):
         store.nearest(owner_id=1, vector=[0.1] * 384, n=3)
     pinecone_server.fail_next(1, status=200, garbage=True)  # an unreadable answer is not retried by the client
     with pytest.raises(TransientError):
         store.nearest(owner_id=1, vector=[0.1] * 384, n=3)
-    wrong_key = PineconeStore(api_key="not-the-key", host=pinecone_server.url, namespace=NAMESPACE, timeout=5)
+    wrong_key = PineconeStore(api_key="not-the-key", host=pinecone_server.url, namespace=NAMESPACE, timeout=5,
+                              dimensions=EMBEDDING_DIMENSIONS)
     with pytest.raises(PermanentError):
         wrong_key.nearest(owner_id=1, vector=[0.1] * 384, n=3)
     with pytest.raises(PermanentError):  # the index's dimension is not ours
@@ -110,7 +113,7 @@ def test_pinecone_errors_become_transient_or_permanent(pinecone_server):
 
 
 def test_health_reports_the_pinecone_index(pinecone_server, pinecone_settings):
-    from project.health import health_report
+    from core.health import health_report
 
     report, _ = health_report()
     assert report["checks"]["vector_store"]["status"] == "ok"

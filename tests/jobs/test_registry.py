@@ -2,7 +2,7 @@
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from jobs.errors import PermanentError, TransientError
+from core.errors import PermanentError, TransientError
 from jobs.registry import RetryPolicy
 
 

@@ -245,11 +245,11 @@ def test_final_writes_of_a_cancelled_run_are_never_committed(celery_worker, effe
 
 
 def test_a_run_terminated_through_celery_ends_revoked_at_once(celery_worker, effects):
-    from project.celery import app
+    from jobs.broker import run_revoke_broadcast
 
     run = enqueue("tests.stubborn", key="terminated-outside", seconds=60)
     wait_status(run, RunStatus.STARTED)
-    app.control.revoke(str(run.id), terminate=True)  # as Flower's "terminate" does
+    run_revoke_broadcast(run_id=str(run.id), terminate=True)  # as Flower's "terminate" does
     final = wait_status(run, RunStatus.REVOKED, timeout=10)
     assert final.cancel_requested
     assert effects() == {}

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from project import embedded
+from devserver import embedded
 
 
 def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_path, capsys):
@@ -50,7 +50,7 @@ def test_the_embedded_redis_starts_with_a_generated_password_and_refuses_command
     base = Path(__file__).resolve().parents[2]
 
     def embedded_call(code: str) -> str:
-        return subprocess.run([sys.executable, "-c", f"from project import embedded; {code}"], cwd=base, env=env,
+        return subprocess.run([sys.executable, "-c", f"from devserver import embedded; {code}"], cwd=base, env=env,
                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
     url = urlsplit(embedded_call("embedded.redis_start(); print(embedded.redis_url())"))

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from project.schema import COMMON_ERRORS
+from core.schema import COMMON_ERRORS
 from tests.support.worker import wait_until
 
 SCHEMA_PATH = "/api/schema/?format=json"

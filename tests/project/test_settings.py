@@ -82,4 +82,4 @@ def test_with_the_embedded_database_stopped_the_error_says_how_to_start_it(tmp_p
                              "from django.db import connection; connection.ensure_connection()"],
                             cwd=BASE_DIR, env=_fresh_clone_env(local), capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "make services" in result.stderr and "python -m project.embedded start" in result.stderr
+    assert "make services" in result.stderr and "python -m devserver.embedded start" in result.stderr

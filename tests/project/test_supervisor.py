@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from project import supervisor
-from project.supervisor import Program, Supervisor
+from devserver import supervisor
+from devserver.supervisor import Program, Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 

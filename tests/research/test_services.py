@@ -8,9 +8,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from chat.llm import HEALTH_CACHE_KEY
 from documents.models import Document, DocumentStatus
 from documents.services import document_upload
+from integrations.llm import HEALTH_CACHE_KEY
 from jobs.models import JobRun
 from research.models import Digest, DigestSource, Finding
 from research.services import PROCESS_KIND

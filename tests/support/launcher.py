@@ -1,4 +1,4 @@
-"""`python -m project.launcher` (what `make run` runs) as a test's subprocess, on the test database."""
+"""`python -m devserver.launcher` (what `make run` runs) as a test's subprocess, on the test database."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 class Launcher:
-    """`python -m project.launcher` on the test database, logging to a file."""
+    """`python -m devserver.launcher` on the test database, logging to a file."""
 
     def __init__(self, tmp_path: Path, **env: str):
         self.port = _free_port()
@@ -34,7 +34,7 @@ class Launcher:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "project.launcher"], cwd=BASE_DIR, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "devserver.launcher"], cwd=BASE_DIR, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self._serving, timeout=120, interval=0.5, message="make run to serve")
 

@@ -10,7 +10,7 @@ import time
 
 from django.db import connection
 
-from jobs.errors import PermanentError, TransientError
+from core.errors import PermanentError, TransientError
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 

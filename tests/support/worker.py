@@ -119,12 +119,11 @@ def beat(name: str = "test-beat") -> CeleryProcess:
 
 
 def wait_for_worker(name: str, timeout: float = 60) -> None:
-    from project.celery import app
+    from jobs.broker import workers_ping
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=0.5) or []
-        if any(key.startswith(f"{name}@") for reply in replies for key in reply):
+        if any(worker.startswith(f"{name}@") for worker in workers_ping(timeout=0.5)):
             return
     raise TimeoutError(f"worker {name} did not answer a ping within {timeout} s")
 

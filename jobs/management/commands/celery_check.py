@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from jobs.models import JobRun, RunStatus, TriggeredBy
+from jobs.registry import queues_all
 from jobs.services.runs import run_enqueue
-from project.celery import QUEUES
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, timeout, **options):
         sent = {}
-        for queue in QUEUES:
+        for queue in queues_all():
             with transaction.atomic():
                 run = run_enqueue(kind="jobs.ping", args={"echo": queue}, queue=queue, triggered_by=TriggeredBy.SHELL)
             sent[queue] = (run.id, time.monotonic())

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from jobs.broker import workers_inspect
 from jobs.selectors import queue_depths
-from project.celery import app
 
 
 class Command(BaseCommand):
@@ -15,22 +15,15 @@ class Command(BaseCommand):
         self.stdout.write("Queues (messages waiting):")
         for queue, depth in queue_depths().items():
             self.stdout.write(f"  {queue:<12} {depth if depth is not None else 'unreachable'}")
-        # A broadcast waits its whole timeout unless told how many replies to expect: one question
-        # finds the workers (and their queues), then each other goes to exactly those and returns as
-        # soon as all have answered.
-        queues = app.control.inspect(timeout=timeout).active_queues() or {}
-        workers = sorted(queues)
+        workers = workers_inspect(timeout=timeout)
         self.stdout.write(f"Workers online: {len(workers)}")
         if not workers:
             raise CommandError("no worker answered")
-        inspect = app.control.inspect(destination=workers, limit=len(workers), timeout=timeout)
-        active, reserved, scheduled = inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}
-        for name in workers:
-            consumes = ",".join(q["name"] for q in queues.get(name, []))
-            self.stdout.write(f"  {name:<32} queues={consumes:<24} active={_count(active, name)} "
-                              f"reserved={_count(reserved, name)} scheduled={_count(scheduled, name)}")
+        for name, seen in workers.items():
+            self.stdout.write(f"  {name:<32} queues={','.join(seen['queues']):<24} active={_count(seen['active'])} "
+                              f"reserved={_count(seen['reserved'])} scheduled={_count(seen['scheduled'])}")
 
 
-def _count(replies: dict, worker: str) -> str:
+def _count(tasks: list | None) -> str:
     # A worker that did not answer in time is shown as unknown, not as idle.
-    return str(len(replies[worker])) if worker in replies else "?"
+    return str(len(tasks)) if tasks is not None else "?"

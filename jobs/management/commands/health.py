@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from project.health import health_report
+from core.health import health_report
 
 
 class Command(BaseCommand):

@@ -7,6 +7,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from jobs import broker
 from jobs.broker import redis_queue_keys
 from jobs.models import JobRun, RunStatus
 from jobs.selectors import queue_depths
@@ -39,7 +40,7 @@ def test_runs_held_in_the_broker_are_not_published_twice(celery_worker, effects)
         waiting = runs.run_enqueue(kind="tests.effect", args={"key": "once"})
     JobRun.objects.filter(id=waiting.id).update(dispatched_at=waiting.created_at.replace(year=2000))
     # Old, but its message is still in the queue (a backed-up queue): nothing to publish.
-    assert str(waiting.id) in runs.broker_message_ids(queues=["jobs"])
+    assert str(waiting.id) in broker.message_ids_held(queues=["jobs"], delivered_since=time.time())
     assert runs.runs_dispatch_pending() == {"found": 1, "published": 0}
     assert queue_depths()["jobs"] == 1
 
@@ -64,7 +65,7 @@ def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(api,
     # Within the second every request is promised, and never the broker's 2 s connect timeout.
     assert max(timings) < 1.0, [round(t, 3) for t in timings]
     assert JobRun.objects.filter(id__in=run_ids, status=RunStatus.QUEUED, dispatched_at__isnull=True).count() == 20
-    runs.publish_breaker.reset()
+    broker.publish_breaker.reset()
     assert runs.runs_dispatch_pending()["published"] == 20
     wait_until(lambda: JobRun.objects.filter(id__in=run_ids, status=RunStatus.SUCCESS).count() == 20,
                timeout=60, message="every run accepted during the outage to finish")

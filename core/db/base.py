@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.backends.postgresql import base
 
 START_HINT = ("No database is reachable at {where}. With DATABASE_URL unset the service uses its embedded "
-              "PostgreSQL: start it with `make services` (or `python -m project.embedded start`), or run "
+              "PostgreSQL: start it with `make services` (or `python -m devserver.embedded start`), or run "
               "`make run`; or set DATABASE_URL to your server.")
 
 

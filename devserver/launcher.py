@@ -1,5 +1,5 @@
 """`make run`: embedded services (unless URLs are set), migrate, seed, admin user, then web,
-workers and beat under one supervisor (project.supervisor): a process that dies is restarted, and
+workers and beat under one supervisor (devserver.supervisor): a process that dies is restarted, and
 Ctrl-C stops everything it started, letting running work finish or go back to the queue."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from project import embedded
-from project.supervisor import Program, Supervisor, run_until_signalled
-from project.workers import worker_env, worker_programs
+from devserver import embedded
+from devserver.supervisor import Program, Supervisor, run_until_signalled
+from devserver.workers import worker_env, worker_programs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ADMIN_FILE = embedded.LOCAL_DIR / "admin.txt"

@@ -1,7 +1,7 @@
 """The Celery processes of a deployment: one worker per queue group, beat, and Flower on request.
 
-`python -m project.workers [--flower] [--no-beat]` (what start_workers.sh runs) supervises them;
-`make run` adds the web server to the same list. See project.supervisor for how they are stopped.
+`python -m devserver.workers [--flower] [--no-beat]` (what start_workers.sh runs) supervises them;
+`make run` adds the web server to the same list. See devserver.supervisor for how they are stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from project.supervisor import Program, Supervisor, run_until_signalled
+from devserver.supervisor import Program, Supervisor, run_until_signalled
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

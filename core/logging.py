@@ -6,6 +6,9 @@ import contextvars
 import logging
 import uuid
 
+# The Celery message header that carries it. Not "correlation_id": Celery already uses that name for the task id.
+CORRELATION_HEADER = "request_id"
+
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 

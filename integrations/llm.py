@@ -16,7 +16,8 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from jobs.errors import PermanentError, TransientError
+from core.errors import TransientError
+from integrations.http import response_check, retry_after_seconds, status_text
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +41,6 @@ def _client_for(url: str, api_key: str, username: str, password: str, timeout: f
                         timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
 
 def ai_server_health(*, use_cache: bool = True) -> str:
     """'healthy', or raises TransientError. A healthy answer is remembered for AI_HEALTH_TTL seconds.
@@ -68,17 +62,14 @@ def ai_server_health(*, use_cache: bool = True) -> str:
             logger.info("AI server has no health endpoint; going ahead without it", extra={"path": path})
         state = "healthy (no health endpoint)"
     elif response.status_code >= 300:
-        raise TransientError(f"AI server health check answered {_status(response)}",
-                             retry_after=_retry_after(response))
+        raise TransientError(f"AI server health check answered {status_text(response)}",
+                             retry_after=retry_after_seconds(response))
     else:
         state = "healthy"
     if settings.AI_HEALTH_TTL > 0:
         cache.set(HEALTH_CACHE_KEY, True, timeout=settings.AI_HEALTH_TTL)
     return state
 
-
-def _status(response: httpx.Response) -> str:
-    return f"{response.status_code} {response.reason_phrase}".strip()
 
 
 def chat_complete(*, messages: list[dict[str, str]]) -> str:
@@ -102,9 +93,7 @@ def chat_complete(*, messages: list[dict[str, str]]) -> str:
         raise TransientError(f"AI server unreachable: {type(exc).__name__}")
     if response.status_code == 429 or response.status_code >= 500:
         cache.delete(HEALTH_CACHE_KEY)
-        raise TransientError(f"AI server answered {_status(response)}", retry_after=_retry_after(response))
-    if response.status_code >= 400:
-        raise PermanentError(f"AI server refused the request: {_status(response)}")
+    response_check(response, service="AI server")
     try:
         content = json.loads(bytes(body))["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
@@ -112,3 +101,16 @@ def chat_complete(*, messages: list[dict[str, str]]) -> str:
     logger.info("completion received", extra={"seconds": round(time.monotonic() - started, 3),
                                               "chars": len(content or "")})
     return content or ""
+
+
+def llm_configured() -> bool:
+    """The one decision between an LLM and the extractive fallback (replies, summaries, findings):
+    an LLM server is used when AI_SERVER_URL names one."""
+    return bool(settings.AI_SERVER_URL)
+
+
+def llm_complete(*, messages: list[dict[str, str]]) -> str:
+    """The health gate, then one completion: an unhealthy server is a TransientError before any
+    completion is paid for, so the run is retried later without calling it."""
+    ai_server_health()
+    return chat_complete(messages=messages)

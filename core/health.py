@@ -1,4 +1,7 @@
-"""GET /api/health/: database, broker, workers and the AI server, each checked with a short timeout.
+"""GET /api/health/: each registered check, with a short timeout.
+
+The database check is core's own; the apps register theirs from AppConfig.ready (the job platform
+its broker and workers, chat its LLM server, documents a Pinecone index), so this module names no app.
 
 Anyone gets the overall status, from a result at most HEALTH_ANON_CACHE_SECONDS old in this process
 (so anonymous polling costs one probe per period, whatever its rate). A caller with a token, or
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from django.conf import settings
 from django.db import connection
@@ -16,21 +21,40 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from project.schema import error_response
-
-BROKER_TIMEOUT_SECONDS = 2.0
-# Celery collects ping replies until the timeout, so this is also the endpoint's floor latency.
-WORKER_PING_TIMEOUT_SECONDS = 1.0
+from core.schema import error_response
 
 
 class CheckFailed(Exception):
     """A check's own finding, worded here, so safe to show (unlike a library's exception text)."""
 
 
-def _timed(check):
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    # Returns a detail (a short text or a list) when healthy; raises otherwise.
+    probe: Callable[[], object]
+    # Without it nothing is accepted ("down"); any other failing check only degrades the service.
+    required: bool = False
+    # Another check that must be ok first (workers are asked through the broker).
+    needs: str | None = None
+    # Why the check does not apply here (None when it does): shown as not_configured.
+    unconfigured: Callable[[], str | None] | None = None
+    # Listed at all only when this says so (a Pinecone index, with VECTOR_STORE=pinecone).
+    applies: Callable[[], bool] | None = None
+
+
+_checks: dict[str, HealthCheck] = {}
+
+
+def health_check_register(check: HealthCheck) -> None:
+    """Add (or replace, by name) a check; report order is registration order."""
+    _checks[check.name] = check
+
+
+def _timed(check: HealthCheck) -> dict:
     started = time.monotonic()
     try:
-        detail = check()
+        detail = check.probe()
         status = "ok"
     except Exception as exc:  # each check reports its own failure instead of failing the endpoint
         # The type says what went wrong; the message may carry host names, ports or credentials.
@@ -38,58 +62,32 @@ def _timed(check):
     return {"status": status, "detail": detail, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
-def _database():
+def _database() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return "reachable"
 
 
-def _broker():
-    from project.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-        conn.default_channel.client.ping()
-    return "reachable"
-
-
-def _workers():
-    from project.celery import app
-
-    replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
-    if not replies:
-        # A broadcast can miss workers that are reconnecting their control channel (seen just after start-up):
-        # ask once more before reporting none.
-        replies = app.control.ping(timeout=WORKER_PING_TIMEOUT_SECONDS) or []
-    names = sorted(name for reply in replies for name in reply)
-    if not names:
-        raise CheckFailed("no worker answered a ping")
-    return names
+health_check_register(HealthCheck("database", _database, required=True))
 
 
 def health_report() -> tuple[dict, int]:
-    from chat.llm import ai_server_health
-
-    checks = {"database": _timed(_database), "broker": _timed(_broker)}
-    if checks["broker"]["status"] == "ok":
-        checks["workers"] = _timed(_workers)
-    else:
-        checks["workers"] = {"status": "unknown", "detail": "broker unreachable", "ms": 0.0}
-    if settings.AI_SERVER_URL:
-        checks["ai_server"] = _timed(lambda: ai_server_health(use_cache=False))
-    else:
-        checks["ai_server"] = {"status": "not_configured", "detail": "AI_SERVER_URL is not set", "ms": 0.0}
-
-    if settings.VECTOR_STORE == "pinecone":
-        from documents.vector_store import vector_store
-
-        checks["vector_store"] = _timed(lambda: vector_store().health())
-    # Database and broker are required: without them nothing is accepted. Missing workers or
-    # an unhealthy AI server delay work but lose nothing, so they only degrade.
-    if any(checks[name]["status"] != "ok" for name in ("database", "broker")):
+    checks: dict[str, dict] = {}
+    for check in _checks.values():
+        if check.applies is not None and not check.applies():
+            continue
+        reason = check.unconfigured() if check.unconfigured is not None else None
+        if reason:
+            checks[check.name] = {"status": "not_configured", "detail": reason, "ms": 0.0}
+        elif check.needs and checks.get(check.needs, {}).get("status") != "ok":
+            checks[check.name] = {"status": "unknown", "detail": f"{check.needs} unreachable", "ms": 0.0}
+        else:
+            checks[check.name] = _timed(check)
+    # Required checks down: nothing is accepted. Missing workers or an unhealthy AI server delay
+    # work but lose nothing, so they only degrade.
+    if any(checks[c.name]["status"] != "ok" for c in _checks.values() if c.required and c.name in checks):
         overall = "down"
-    elif (checks["workers"]["status"] != "ok" or checks["ai_server"]["status"] == "error"
-          or checks.get("vector_store", {}).get("status") == "error"):
+    elif any(result["status"] in ("error", "unknown") for result in checks.values()):
         overall = "degraded"
     else:
         overall = "ok"

@@ -1,6 +1,6 @@
 import re
 
-from project.logging import correlation_id_new, correlation_id_var
+from core.logging import correlation_id_new, correlation_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is echoed into logs and headers: accept only a safe, bounded token.

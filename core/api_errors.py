@@ -2,7 +2,7 @@
 
 `code` is stable and machine-readable ("invalid", "not_found", "throttled", …), `message` is one
 sentence for a person, `fields` maps each input field at fault to its messages (empty otherwise).
-The schema documents this shape on every operation (project.schema), so clients handle one thing.
+The schema documents this shape on every operation (core.schema), so clients handle one thing.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -13,17 +13,13 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from project.errors import HTTP_STATUS_BY_CODE, DomainError
+from core.errors import CODE_BY_STATUS, DomainError, ErrorCode
 
 # A field key DRF uses for errors that belong to no one field.
 NON_FIELD_KEYS = {"non_field_errors", "detail"}
 
-# The domain's codes, and those only DRF itself answers with.
-CODE_BY_STATUS = {status: code for code, status in HTTP_STATUS_BY_CODE.items()} | {
-    401: "not_authenticated", 405: "method_not_allowed", 406: "not_acceptable", 415: "unsupported_media_type"}
 
-
-def error_body(*, code: str, message: str, fields: dict | None = None) -> dict:
+def error_body(*, code: ErrorCode, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
@@ -37,7 +33,7 @@ def _messages(value) -> list[str]:
 
 def _validation_body(detail) -> dict:
     if not isinstance(detail, dict):
-        return error_body(code="invalid", message=" ".join(_messages(detail)) or "The request is invalid.")
+        return error_body(code=ErrorCode.INVALID, message=" ".join(_messages(detail)) or "The request is invalid.")
     fields = {key: _messages(value) for key, value in detail.items() if key not in NON_FIELD_KEYS}
     general = [m for key in NON_FIELD_KEYS if key in detail for m in _messages(detail[key])]
     if general:
@@ -45,7 +41,7 @@ def _validation_body(detail) -> dict:
     else:
         first_field, first_messages = next(iter(fields.items()))
         message = f"{first_field}: {first_messages[0]}" if first_messages else "The request is invalid."
-    return error_body(code="invalid", message=message, fields=fields)
+    return error_body(code=ErrorCode.INVALID, message=message, fields=fields)
 
 
 def exception_handler(exc, context):
@@ -65,7 +61,7 @@ def exception_handler(exc, context):
     else:
         detail = getattr(exc, "detail", None) if not isinstance(exc, Http404) else None
         message = " ".join(_messages(detail)) if detail else "Not found."
-        code = CODE_BY_STATUS.get(response.status_code, "error")
+        code = CODE_BY_STATUS.get(response.status_code, ErrorCode.ERROR)
         response.data = error_body(code=code, message=message)
     return response
 
@@ -74,7 +70,7 @@ def exception_handler(exc, context):
 def api_not_found(request, exception=None):
     """A URL under /api/ that names nothing answers in the API's shape; elsewhere Django's page stays."""
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body(code="not_found", message=f"No API endpoint at {request.path}."),
+        return JsonResponse(error_body(code=ErrorCode.NOT_FOUND, message=f"No API endpoint at {request.path}."),
                             status=status.HTTP_404_NOT_FOUND)
     from django.views.defaults import page_not_found
 
@@ -83,7 +79,7 @@ def api_not_found(request, exception=None):
 
 def api_server_error(request):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body(code="server_error", message="The server failed; the error is logged."),
+        return JsonResponse(error_body(code=ErrorCode.SERVER_ERROR, message="The server failed; the error is logged."),
                             status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     from django.views.defaults import server_error
 

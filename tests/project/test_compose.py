@@ -7,8 +7,9 @@ import yaml
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
-SETTINGS_TEXT = "".join((BASE_DIR / path).read_text() for path in (
-    "project/settings.py", "devserver/workers.py", "devserver/supervisor.py", "start_workers.sh"))
+SETTINGS_TEXT = "".join(path.read_text() for path in (
+    *sorted((BASE_DIR / "project" / "settings").glob("*.py")),
+    *(BASE_DIR / name for name in ("devserver/workers.py", "devserver/supervisor.py", "start_workers.sh"))))
 ENV_EXAMPLE = dict(line.split("=", 1) for line in (BASE_DIR / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
 COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}

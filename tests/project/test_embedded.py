@@ -30,10 +30,12 @@ def test_a_free_remembered_port_is_kept(tmp_path):
 
 
 def test_urls_are_computed_without_writing_anything(tmp_path, monkeypatch):
-    monkeypatch.setattr(embedded, "PG_PORT_FILE", tmp_path / "missing" / "pg.port")
-    monkeypatch.setattr(embedded, "REDIS_PORT_FILE", tmp_path / "missing" / "redis.port")
-    assert embedded.postgres_url().endswith(f":{embedded.PREFERRED_PG_PORT}/app")
-    assert embedded.redis_url().endswith(f":{embedded.PREFERRED_REDIS_PORT}/0")
+    from core import local_services
+
+    monkeypatch.setattr(local_services, "PG_PORT_FILE", tmp_path / "missing" / "pg.port")
+    monkeypatch.setattr(local_services, "REDIS_PORT_FILE", tmp_path / "missing" / "redis.port")
+    assert local_services.postgres_url().endswith(f":{local_services.PREFERRED_PG_PORT}/app")
+    assert local_services.redis_url().endswith(f":{local_services.PREFERRED_REDIS_PORT}/0")
     assert not (tmp_path / "missing").exists()
 
 

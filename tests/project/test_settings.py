@@ -12,7 +12,8 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ENV", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ENV", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS",
+                                                               "DJANGO_SETTINGS_MODULE")}
     full_env.update(env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=full_env,
                           capture_output=True, text=True, timeout=120)
@@ -55,7 +56,8 @@ def test_production_settings_pass_check_deploy():
 def _fresh_clone_env(local_dir: Path) -> dict[str, str]:
     """The environment of a fresh clone: no URLs set, nothing started, an empty .local/."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ENV", "SECRET_KEY")}
+           if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ENV", "SECRET_KEY",
+                        "DJANGO_SETTINGS_MODULE")}
     env["LOCAL_DIR"] = str(local_dir)
     return env
 

@@ -62,3 +62,20 @@ def check_celery_settings(
             f"RUN_HEARTBEAT_TIMEOUT_SECONDS ({heartbeat_timeout}) must be at least twice RUN_HEARTBEAT_SECONDS "
             f"({heartbeat_seconds}), which must be above 0."
         )
+
+
+def settings_check(namespace: dict) -> None:
+    """The checks every environment's settings module ends with (`settings_check(globals())`)."""
+    check_celery_settings(
+        task_serializer=namespace["CELERY_TASK_SERIALIZER"],
+        result_serializer=namespace["CELERY_RESULT_SERIALIZER"],
+        accept_content=namespace["CELERY_ACCEPT_CONTENT"],
+        soft_time_limit=namespace["CELERY_TASK_SOFT_TIME_LIMIT"],
+        hard_time_limit=namespace["CELERY_TASK_TIME_LIMIT"],
+        visibility_timeout=namespace["CELERY_BROKER_VISIBILITY_TIMEOUT"],
+        max_countdown=namespace["MAX_RETRY_COUNTDOWN"],
+        prefetch_multiplier=namespace["CELERY_WORKER_PREFETCH_MULTIPLIER"],
+        retry_delays=namespace["AI_RETRY_DELAYS"],
+        heartbeat_seconds=namespace["RUN_HEARTBEAT_SECONDS"],
+        heartbeat_timeout=namespace["RUN_HEARTBEAT_TIMEOUT_SECONDS"],
+    )

@@ -1,39 +1,33 @@
-"""Settings, all from the environment (django-environ).
+"""Settings every environment shares, all from the environment (django-environ).
 
-Development defaults work with nothing set. `DJANGO_ENV=production` turns on
-the production checks: SECRET_KEY required, DEBUG off, no wildcard host.
-Every variable is listed with its default in the README.
+Development defaults work with nothing set; local.py, production.py and test.py add what differs
+(see project/settings/__init__.py for which one runs). Every variable is listed with its default in
+the README. Importing settings reads the environment and `.local/` and changes nothing.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from devserver import embedded
-from project.config_checks import check_celery_settings, check_production_settings
+from core import local_services
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in ("development", "production"):
     raise ImproperlyConfigured(f"DJANGO_ENV must be 'development' or 'production', not {DJANGO_ENV!r}.")
-PRODUCTION = DJANGO_ENV == "production"
 
 # Unset URLs fall back to the embedded servers started by `make services` (`python -m devserver.embedded
 # start`), read from the URLs they left in .local/services.env; nothing is started or written here.
-_embedded = embedded.read_services_env()
+_embedded = local_services.services_env_read()
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
-DATABASE_URL = env.str("DATABASE_URL", default="") or _embedded.get("DATABASE_URL", embedded.postgres_url())
-REDIS_URL = env.str("REDIS_URL", default="") or _embedded.get("REDIS_URL", embedded.redis_url())
+DATABASE_URL = env.str("DATABASE_URL", default="") or _embedded.get("DATABASE_URL", local_services.postgres_url())
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded.get("REDIS_URL", local_services.redis_url())
 
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
-SECRET_KEY = env.str("SECRET_KEY", default="" if PRODUCTION else "dev-only-insecure-key-change-me-0123456789abcdef")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -51,6 +45,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "axes",
+    "core",
     "jobs",
     "documents",
     "chat",
@@ -134,7 +129,7 @@ TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
-LOCAL_DIR = embedded.LOCAL_DIR
+LOCAL_DIR = local_services.LOCAL_DIR
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(LOCAL_DIR / "static")))
 # Before collectstatic has run (tests, manage.py shell) a file is named without its hash.
@@ -254,10 +249,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
 # Recovery that needs no operator (see jobs.services.maintenance.watchdog); beat keeps it in its table.
 WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
-CELERY_BEAT_SCHEDULE = {
-    "jobs-watchdog": {"task": "jobs.watchdog", "schedule": float(WATCHDOG_INTERVAL_SECONDS),
-                      "options": {"queue": "maintenance", "expires": WATCHDOG_INTERVAL_SECONDS * 4}},
-}
+
+
+def beat_schedule(*, watchdog_interval: float) -> dict:
+    return {"jobs-watchdog": {"task": "jobs.watchdog", "schedule": float(watchdog_interval),
+                              "options": {"expires": watchdog_interval * 4}}}
+
+
+CELERY_BEAT_SCHEDULE = beat_schedule(watchdog_interval=WATCHDOG_INTERVAL_SECONDS)
 CELERY_TIMEZONE = TIME_ZONE
 # Results are trimmed by our own cleanup_results job; no built-in backend_cleanup entry.
 CELERY_RESULT_EXPIRES = None
@@ -382,35 +381,3 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
-
-# --- Security (production) -------------------------------------------------------------
-if PRODUCTION:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    check_production_settings(secret_key=SECRET_KEY, debug=DEBUG, allowed_hosts=ALLOWED_HOSTS)
-
-check_celery_settings(
-    task_serializer=CELERY_TASK_SERIALIZER,
-    result_serializer=CELERY_RESULT_SERIALIZER,
-    accept_content=CELERY_ACCEPT_CONTENT,
-    soft_time_limit=CELERY_TASK_SOFT_TIME_LIMIT,
-    hard_time_limit=CELERY_TASK_TIME_LIMIT,
-    visibility_timeout=CELERY_BROKER_VISIBILITY_TIMEOUT,
-    max_countdown=MAX_RETRY_COUNTDOWN,
-    prefetch_multiplier=CELERY_WORKER_PREFETCH_MULTIPLIER,
-    retry_delays=AI_RETRY_DELAYS,
-    heartbeat_seconds=RUN_HEARTBEAT_SECONDS,
-    heartbeat_timeout=RUN_HEARTBEAT_TIMEOUT_SECONDS,
-)
-
-if SENTRY_DSN:
-    from core.sentry import sentry_init
-
-    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,54 @@
+"""Where the embedded PostgreSQL and Redis of a checkout are found (`make run`, `make services`).
+
+devserver.embedded starts them and writes their URLs to `.local/services.env`; local settings read
+that file (or, before anything was started, the ports last used) when DATABASE_URL / REDIS_URL are
+unset. Reading only, and the standard library only: this module is imported by both."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", BASE_DIR / ".local"))
+SERVICES_ENV = LOCAL_DIR / "services.env"
+PG_PORT_FILE = LOCAL_DIR / "pg.port"
+REDIS_PORT_FILE = LOCAL_DIR / "redis.port"
+REDIS_PASSWORD_FILE = LOCAL_DIR / "redis.password"
+DATABASE_NAME = "app"
+# Ports away from the usual 5432/6379 so an installed server is never hit by mistake.
+PREFERRED_PG_PORT = 54329
+PREFERRED_REDIS_PORT = 63799
+
+
+def remembered_port(state_file: Path, preferred: int) -> int:
+    """The port a server was last started on."""
+    try:
+        return int(state_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return preferred
+
+
+def redis_password() -> str:
+    """The embedded Redis's password, generated on its first start."""
+    try:
+        return REDIS_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def postgres_url() -> str:
+    return f"postgres://postgres@127.0.0.1:{remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)}/{DATABASE_NAME}"
+
+
+def redis_url() -> str:
+    password = redis_password()
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{remembered_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT)}/0"
+
+
+def services_env_read() -> dict[str, str]:
+    if not SERVICES_ENV.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in SERVICES_ENV.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}

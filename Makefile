@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-browser install services stop migrate check lint bench clean
+.PHONY: run test test-unit test-browser install services stop migrate check lint bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -25,6 +25,12 @@ run: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
+# The unit layer alone (pure logic, a few seconds): no embedded server is started, and the
+# database and Redis URLs point at a closed port, so a test that needs either fails here.
+test-unit: install
+	DATABASE_URL=postgres://nobody@127.0.0.1:9/none REDIS_URL=redis://127.0.0.1:9/0 \
+	  $(PY) -m pytest -o addopts="-ra --strict-markers --timeout=60" -m unit --ignore=tests/browser $(PYTEST_ARGS)
 
 # Headless Chromium against a live `make run` stack: needs Debian's chromium and chromium-driver
 # (`.ci/run` installs them with apt-get). Screenshots land in .local/screenshots/.

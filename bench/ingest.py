@@ -32,8 +32,8 @@ from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
 from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E402
 from documents.pipeline.extract import Page  # noqa: E402
-from documents.selectors import chunks_nearest  # noqa: E402
 from documents.services import document_upload  # noqa: E402
+from documents.vector_store import vector_store  # noqa: E402
 
 DIMENSIONS = 384
 # Rows per COPY / bulk_create batch in the insert comparison (the pipeline's INDEX_BATCH_SIZE).
@@ -120,9 +120,9 @@ def bench_search(user, document, sizes: list[int], queries: int) -> tuple[list[d
         for vector in probes:
             vector = vector.tolist()
             started = time.perf_counter()
-            approximate = chunks_nearest(user=user, vector=vector, k=10)
+            approximate = vector_store().nearest(owner_id=user.id, vector=vector, n=10)
             latencies.append((time.perf_counter() - started) * 1000)
-            exact = chunks_nearest(user=user, vector=vector, k=10, exact=True)
+            exact = vector_store().nearest(owner_id=user.id, vector=vector, n=10, exact=True)
             truth = {key for key, _ in exact}
             recalls.append(len(truth & {key for key, _ in approximate}) / max(1, len(truth)))
         results.append({"size": size, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),

@@ -12,7 +12,6 @@ class Role(models.TextChoices):
 
 
 class MessageStatus(models.TextChoices):
-    PENDING = "pending"
     COMPLETE = "complete"
     FAILED = "failed"
 

@@ -167,11 +167,6 @@ def _word_weights(*, owner_id: int, query: str) -> dict[str, float]:
     return {lexeme: math.log(1 + (total - df + 0.5) / (df + 0.5)) for lexeme, df in kept}
 
 
-def chunks_nearest(*, user, vector: list[float], k: int, document_id=None, exact: bool = False) -> list:
-    """(key, cosine similarity) of the k chunks closest to `vector`; `exact` scans every row."""
-    return vector_store().nearest(owner_id=user.id, vector=vector, n=k, document_id=document_id, exact=exact)
-
-
 def _hits(*, owner_id: int, query: str, chosen: list, vector: list, keyword: list) -> list[SearchHit]:
     if not chosen:
         return []

@@ -65,6 +65,7 @@ from jobs.models import (
     WAITING_STATUSES,
     JobRun,
     RunStatus,
+    heartbeat_deadline,
 )
 from jobs.registry import kind_find
 
@@ -100,7 +101,9 @@ INSERT INTO django_celery_results_taskresult
        (task_id, task_name, task_args, task_kwargs, status, worker, content_type, content_encoding,
         result, date_created, date_started, date_done, traceback, meta, periodic_task_name)
 SELECT changed.id::text, changed.kind, '()', %(task_kwargs)s, changed.status, %(worker)s,
-       'application/json', 'utf-8', %(task_result)s, %(now)s, changed.started_at, %(now)s,
+       'application/json', 'utf-8',
+       COALESCE(CASE WHEN changed.status = 'REVOKED' THEN %(revoked)s END, %(task_result)s),
+       %(now)s, changed.started_at, %(now)s,
        %(task_traceback)s, '{"children": []}', NULL
   FROM changed
     ON CONFLICT (task_id) DO UPDATE
@@ -113,9 +116,12 @@ SELECT stored.status, changed.parent_id, changed.owner_id, changed.kind FROM sto
 """
 
 
-def _task_params(*, run_id: str, now: datetime, result: str, traceback: str = "", worker: str = "") -> dict:
+def _task_params(*, run_id: str, now: datetime, result: str, traceback: str = "", worker: str = "",
+                 revoked: str | None = None) -> dict:
+    """The values the task result is written with; `revoked` is the result instead where the
+    statement ends the run REVOKED (a success that met a cancel)."""
     return {"task_kwargs": repr({"run_id": str(run_id)}), "task_result": result, "now": now,
-            "task_traceback": traceback or None, "worker": worker}
+            "task_traceback": traceback or None, "worker": worker, "revoked": revoked}
 
 
 def _log_entry(*, attempt: int | None, error: str, delay: float | None, now: datetime, event: str) -> str:
@@ -206,7 +212,7 @@ def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | N
     now = timezone.now()
     rows = _execute(_CLAIM_SQL, {
         "id": run_id, "now": now, "worker": worker[:WORKER_MAX_LENGTH], "due_by": now + RETRY_DUE_TOLERANCE,
-        "stale_before": now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
+        "stale_before": heartbeat_deadline(now),
         "in_doubt": in_doubt[:WORKER_MAX_LENGTH] or None,
         "unheld_before": now - timedelta(seconds=2 * settings.RUN_HEARTBEAT_SECONDS),
     })
@@ -347,8 +353,7 @@ WITH changed AS (
      WHERE {HELD_SQL}
     RETURNING {_ENDED_COLUMNS}
 )
-""" + _TASK_RESULT_UPSERT.replace("%(task_result)s",
-                                  "CASE WHEN changed.status = 'SUCCESS' THEN %(task_result)s ELSE %(revoked)s END")
+""" + _TASK_RESULT_UPSERT
 
 
 def run_succeed(*, run_id: str, lease: int, result: Any, attempt: int, worker: str = "") -> str | None:
@@ -359,8 +364,8 @@ def run_succeed(*, run_id: str, lease: int, result: Any, attempt: int, worker: s
     encoded = json.dumps(result)
     params = {"id": run_id, "lease": lease, "result": None if result is None else encoded,
               "cancel_entry": _log_entry(attempt=attempt, error="cancelled", delay=None, now=now, event="cancelled"),
-              "revoked": _exception_payload("TaskRevokedError", "cancelled"),
-              **_task_params(run_id=run_id, now=now, result=encoded, worker=worker)}
+              **_task_params(run_id=run_id, now=now, result=encoded, worker=worker,
+                             revoked=_exception_payload("TaskRevokedError", "cancelled"))}
     rows = _execute(_SUCCEED_SQL, params)
     status = rows[0][0] if rows else None
     if status == RunStatus.REVOKED:
@@ -561,7 +566,6 @@ def run_reap(*, run: JobRun) -> str | None:
 def runs_stale(*, limit: int) -> list[JobRun]:
     """Held runs with no heartbeat for RUN_HEARTBEAT_TIMEOUT_SECONDS, oldest first (a run awaiting
     its children is held by no worker, and never stale)."""
-    stale_before = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=stale_before,
+    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=heartbeat_deadline(),
                                       awaiting_children=False)
                 .order_by("heartbeat_at")[:limit])

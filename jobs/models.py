@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -30,6 +31,12 @@ class RunStatus(models.TextChoices):
 FINISHED_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED)
 WAITING_STATUSES = (RunStatus.QUEUED, RunStatus.RETRY)
 RUNNING_STATUSES = (RunStatus.STARTED, RunStatus.PROGRESS)
+
+
+def heartbeat_deadline(now: datetime | None = None) -> datetime:
+    """The stale rule, the one place it is written: a running run (not awaiting children) whose
+    last heartbeat is older than this has lost its worker, and may be taken over."""
+    return (now or timezone.now()) - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
 UNFINISHED_STATUSES = WAITING_STATUSES + RUNNING_STATUSES
 
 
@@ -64,18 +71,15 @@ class JobRunQuerySet(models.QuerySet):
 
     def stalled(self) -> "JobRunQuerySet":
         """Running runs that JobRun.stalled flags, in SQL."""
-        from datetime import timedelta
-
         from django.db.models.expressions import RawSQL
 
-        grace = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-        now = timezone.now()
+        deadline = heartbeat_deadline()
         return self.filter(status__in=RUNNING_STATUSES, awaiting_children=False).alias(
             hard_deadline=RawSQL("coalesce(claimed_at, started_at) + make_interval(secs => time_limit)", [],
                                  output_field=models.DateTimeField()),
-        ).filter(models.Q(heartbeat_at__lt=now - grace)
-                 | models.Q(heartbeat_at__isnull=True, started_at__lt=now - grace)
-                 | models.Q(time_limit__gt=0, hard_deadline__lt=now - grace))
+        ).filter(models.Q(heartbeat_at__lt=deadline)
+                 | models.Q(heartbeat_at__isnull=True, started_at__lt=deadline)
+                 | models.Q(time_limit__gt=0, hard_deadline__lt=deadline))
 
 
 class JobRun(models.Model):
@@ -157,6 +161,17 @@ class JobRun(models.Model):
             models.Index(fields=["created_at"], name="run_awaiting_children",
                          condition=models.Q(awaiting_children=True)),
         ]
+        # What the lifecycle keeps true, kept by the database too: a write that would break it
+        # (a bug, a hand-made UPDATE) is refused instead of leaving a run no one can reason about.
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=RunStatus.values), name="run_status_known"),
+            # Counts are never negative already (positive integer columns); a run has at least one attempt.
+            models.CheckConstraint(condition=models.Q(max_attempts__gte=1), name="run_max_attempts_at_least_one"),
+            models.CheckConstraint(condition=~models.Q(status__in=[s.value for s in FINISHED_STATUSES])
+                                   | models.Q(finished_at__isnull=False), name="run_finished_has_finished_at"),
+            models.CheckConstraint(condition=models.Q(dead=False) | models.Q(status=RunStatus.FAILURE),
+                                   name="run_dead_only_failed"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
@@ -184,13 +199,12 @@ class JobRun(models.Model):
         it over, an operator may force-fail it first."""
         if self.status not in RUNNING_STATUSES or self.awaiting_children:
             return False
-        now = timezone.now()
+        deadline = heartbeat_deadline()
         beat = self.heartbeat_at or self.started_at
-        if beat and (now - beat).total_seconds() > settings.RUN_HEARTBEAT_TIMEOUT_SECONDS:
+        if beat and beat < deadline:
             return True
         claimed = self.claimed_at or self.started_at
-        return bool(self.time_limit and claimed
-                    and (now - claimed).total_seconds() > self.time_limit + settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+        return bool(self.time_limit and claimed and claimed + timedelta(seconds=self.time_limit) < deadline)
 
     @property
     def short_id(self) -> str:

@@ -103,7 +103,6 @@ class RunContext:
     args: dict = field(default_factory=dict)
     checkpoints: dict = field(default_factory=dict)
     worker: str = ""
-    writes: int = 0
     outcome: str | None = None
     started: float = field(default_factory=time.monotonic)
     # Step results whose checkpoint met a database outage, written once it is back (see _database_outage).
@@ -140,7 +139,6 @@ class RunContext:
             eta = round(max(total - current, 0) / rate, 1)
         go_on = lifecycle.run_progress(run_id=self.id, lease=self.lease, current=current, total=total, step=step,
                                        message=message, eta=eta)
-        self.writes += 1
         self._last_write = now
         self._last_step = step
         if not go_on:

@@ -42,7 +42,7 @@ RESEARCH_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60)
                           "then one digest with citations.",
               job_output=services.digest_job_output, params_check=services.digest_params_check,
               warm_up=embeddings_warm_up)
-def digest(ctx, **params):
+def digest(ctx, **_):
     return services.digest_run(ctx=ctx)
 
 
@@ -50,5 +50,5 @@ def digest(ctx, **params):
               description="Reads one document of a digest: its most relevant passages and a finding with citations.",
               params_schema={"type": "object"}, parent_share=settings.RESEARCH_MAX_CHILDREN_IN_FLIGHT,
               warm_up=embeddings_warm_up)
-def process_document(ctx, source_id: int, document_id: str):
+def process_document(ctx, source_id: int, **_):
     return services.document_process(ctx=ctx, source_id=source_id)

@@ -29,20 +29,41 @@ def _flush_retried_after_a_deadlock():
 _flush_retried_after_a_deadlock()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _flush_test_redis():
+# The three layers (pytest.ini): a test's layer is what it needs, read from its fixtures and
+# markers unless it names one itself. `make test-unit` runs the first with neither PostgreSQL nor
+# Redis reachable.
+LAYERS = ("unit", "integration", "worker")
+# Every fixture that starts a worker builds on celery_worker_process; beats start beat processes.
+WORKER_FIXTURES = {"celery_worker_process", "beats"}
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(layer) for layer in LAYERS):
+            continue
+        needs = set(item.fixturenames)
+        if needs & WORKER_FIXTURES:
+            item.add_marker(pytest.mark.worker)
+        elif needs & DATABASE_FIXTURES or item.get_closest_marker("django_db"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, an empty test Redis database, and the static files collected as
+    `make run` collects them (pages name them through the manifest, as in production): what
+    every test past the unit layer stands on, prepared once."""
     import redis
     from django.conf import settings
-
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _collected_static_files():
-    """Pages name their static files through the manifest, as in production: collect them once."""
     from django.core.management import call_command
 
-    call_command("collectstatic", "--no-input", verbosity=0)
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    with django_db_blocker.unblock():
+        call_command("collectstatic", "--no-input", verbosity=0)
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -257,3 +257,54 @@ def test_an_ingestion_that_worked_past_its_cap_fails_and_says_which_cap(settings
     ctx.checkpoints["worked_seconds"] = 901.0
     with pytest.raises(PermanentError, match=r"worked 901 s in all, over the cap of 900 s for a document of 14 bytes"):
         services.document_ingest(document_id=str(document.id), ctx=ctx)
+
+
+# --- the body service itself, called with a fake run context (no worker) -----------------------
+
+def _uploaded(text: bytes, name: str = "delta.txt") -> Document:
+    document, _ = services.document_upload(owner=UserFactory(), upload=upload(name, text))
+    return document
+
+
+def test_ingest_makes_a_searchable_document_reporting_every_stage():
+    from documents.selectors import chunks_search
+    from tests.support.run_context import FakeRunContext
+
+    document = _uploaded(b"The ferrymen measure the channel depth at dawn.\n\n" * 30)
+    ctx = FakeRunContext(id=str(document.run_id))
+    result = services.document_ingest(document_id=str(document.id), ctx=ctx)
+
+    document.refresh_from_db()
+    assert document.status == "ready" and result == {"chunks": document.chunk_count, "pages": None}
+    assert Chunk.objects.filter(document=document).count() == document.chunk_count > 0
+    assert not PendingChunk.objects.filter(document=document).exists()
+    assert [step for _, _, step in ctx.reports][:3] == ["extracting", "chunking", "embedding"]
+    assert ctx.reports[-1] == (document.chunk_count, document.chunk_count, "indexing")
+    assert chunks_search(user=document.owner, query="channel depth at dawn", k=1)[0].document_id == str(document.id)
+
+
+def test_a_cancelled_ingestion_indexes_nothing_and_the_next_attempt_resumes_from_its_steps():
+    from jobs.errors import RunCancelled
+    from tests.support.run_context import FakeRunContext
+
+    document = _uploaded(b"Sandbars move with the season's currents.\n\n" * 30)
+    first = FakeRunContext(id=str(document.run_id), cancel_at_report=3)  # extracting, chunking, embedding
+    with pytest.raises(RunCancelled):
+        services.document_ingest(document_id=str(document.id), ctx=first)
+    assert not Chunk.objects.filter(document=document).exists()
+    assert Document.objects.get(id=document.id).status != "ready"
+    assert {"extracted", "chunked"} <= set(first.checkpoints)
+
+    second = FakeRunContext(id=str(document.run_id), attempt=2, checkpoints=dict(first.checkpoints))
+    services.document_ingest(document_id=str(document.id), ctx=second)
+    assert Document.objects.get(id=document.id).status == "ready"
+    # Neither the text nor the chunks were made again: the second attempt began at embedding.
+    assert second.reports[0][2] == "embedding"
+    assert Chunk.objects.filter(document=document).count() == first.checkpoints["chunked"]
+
+
+def test_an_ingestion_of_a_deleted_document_is_skipped():
+    from tests.support.run_context import FakeRunContext
+
+    assert services.document_ingest(document_id="00000000-0000-0000-0000-000000000000",
+                                    ctx=FakeRunContext()) == {"skipped": "document deleted"}

@@ -216,3 +216,26 @@ def test_a_cancel_seen_by_a_stale_attempt_does_not_revoke_the_run_its_successor_
     assert lifecycle.run_progress(run_id=str(run.id), lease=holder.lease, current=1, total=2, step="", message="",
                                   eta=None) is False
     assert lifecycle.run_revoke(run_id=str(run.id), lease=holder.lease) is True
+
+
+def test_the_task_result_adapter_writes_every_column_django_celery_results_requires():
+    import re
+
+    from django.db import models
+
+    listed = re.search(r"INSERT INTO django_celery_results_taskresult\s*\(([^)]*)\)", lifecycle._TASK_RESULT_UPSERT)
+    written = {column.strip() for column in listed.group(1).split(",")}
+    required = {field.column for field in TaskResult._meta.concrete_fields
+                if not field.primary_key and not field.null and field.default is models.NOT_PROVIDED
+                and not getattr(field, "auto_now", False) and not getattr(field, "auto_now_add", False)}
+    assert required <= written, f"columns django-celery-results needs that the adapter leaves out: {required - written}"
+    assert written <= {field.column for field in TaskResult._meta.concrete_fields}
+
+
+def test_the_database_refuses_a_run_that_breaks_the_lifecycles_invariants():
+    from django.db import IntegrityError, transaction
+
+    for broken in ({"status": "SUCCESS", "finished_at": None}, {"status": "QUEUED", "dead": True},
+                   {"status": "LOST"}, {"max_attempts": 0}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            JobRun.objects.create(kind="jobs.ping", queue="jobs", **broken)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Each case starts manage.py in a process of its own.
+pytestmark = pytest.mark.integration
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 

@@ -381,3 +381,47 @@ def test_run_job_wait_shows_the_roll_up(llm, api, user):
     assert rolled and any("ETA" in line for line in rolled), lines
     assert any("composing" in line for line in lines) and "SUCCESS" in lines[-2], lines
     assert '"partial": false' in lines[-1]
+
+
+# --- the bodies called directly with a fake run context (no worker) ------------------------------
+
+@pytest.mark.django_db
+def test_a_digest_run_called_directly_fans_out_reads_each_document_and_composes_once(settings):
+    from jobs.services.runs import run_enqueue
+    from research.services import digest_run, document_process
+    from tests.factories import UserFactory
+    from tests.support.run_context import FakeRunContext, document_ready
+
+    settings.AI_SERVER_URL = ""
+    owner = UserFactory()
+    for name in ("wal.txt", "fsync.txt", "replication.txt"):
+        document_ready(owner=owner, text=NOTES[name].encode(), name=name)
+    run = run_enqueue(kind="research.digest", args={"topic": TOPIC, "max_documents": 3}, owner=owner)
+    parent = FakeRunContext(id=str(run.id))
+
+    assert digest_run(ctx=parent) is None and parent.awaiting_children
+    sources = list(DigestSource.objects.filter(run=run).order_by("rank"))
+    assert len(sources) == 3 and all(source.child_id for source in sources)
+    for source in sources:
+        result = document_process(ctx=FakeRunContext(id=str(source.child_id)), source_id=source.pk)
+        assert result["method"] == "extractive" and result["passages"] >= 1
+
+    composed = digest_run(ctx=FakeRunContext(id=str(run.id), attempt=2))
+    digest = Digest.objects.get(run=run)
+    assert composed == {**composed, "digest_id": digest.pk, "documents": 3, "read": 3, "partial": False}
+    assert {s.title for s in sources} <= {c["title"] for c in digest.citations}
+    assert Finding.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_digest_whose_documents_could_not_be_read_fails_for_good():
+    from core.errors import PermanentError
+    from research.services import _request_from, digest_compose
+    from tests.factories import DigestSourceFactory
+    from tests.support.run_context import FakeRunContext
+
+    source = DigestSourceFactory(run__args={"topic": TOPIC})
+    with pytest.raises(PermanentError, match="none of the 1 chosen documents could be read"):
+        digest_compose(ctx=FakeRunContext(id=str(source.run_id)), run=source.run,
+                       request=_request_from(source.run.args))
+    assert not Digest.objects.exists()

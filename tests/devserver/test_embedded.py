@@ -29,16 +29,7 @@ def test_a_free_remembered_port_is_kept(tmp_path):
     assert embedded._choose_port(state, embedded.PREFERRED_REDIS_PORT, ours=False, what="Redis") == free
 
 
-def test_urls_are_computed_without_writing_anything(tmp_path, monkeypatch):
-    from core import local_services
-
-    monkeypatch.setattr(local_services, "PG_PORT_FILE", tmp_path / "missing" / "pg.port")
-    monkeypatch.setattr(local_services, "REDIS_PORT_FILE", tmp_path / "missing" / "redis.port")
-    assert local_services.postgres_url().endswith(f":{local_services.PREFERRED_PG_PORT}/app")
-    assert local_services.redis_url().endswith(f":{local_services.PREFERRED_REDIS_PORT}/0")
-    assert not (tmp_path / "missing").exists()
-
-
+@pytest.mark.integration  # starts a real Redis
 def test_the_embedded_redis_starts_with_a_generated_password_and_refuses_commands_without_it(tmp_path):
     import os
     import subprocess

@@ -10,6 +10,9 @@ from core.errors import PermanentError, TransientError
 from integrations.llm import HEALTH_CACHE_KEY, ai_server_health, chat_complete
 from tests.support.fake_llm import FakeLLM, Step
 
+# The health memo lives in the shared cache (Redis).
+pytestmark = pytest.mark.integration
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

@@ -6,14 +6,19 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from devserver import supervisor
 from devserver.supervisor import Program, Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+# Real processes, signals and back-off delays.
+pytestmark = pytest.mark.integration
 
 # Ignores SIGTERM (like a worker busy past its grace), exits on SIGQUIT; starts a grandchild meanwhile.
 STUBBORN = """
 import signal, subprocess, sys, time
+
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGQUIT, lambda *a: sys.exit(0))
 subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])

@@ -43,6 +43,7 @@ def _operations(schema: dict):
             yield method.upper(), path, operation
 
 
+@pytest.mark.integration  # the anonymous throttle counts in the shared cache
 def test_every_operation_is_described_json_only_and_documents_its_errors(client):
     schema = client.get(SCHEMA_PATH).json()
     for method, path, operation in _operations(schema):

@@ -2,9 +2,13 @@
 
 import pickle
 
+import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+
+# Through the real Redis.
+pytestmark = pytest.mark.integration
 
 
 class _Planted:

@@ -1,0 +1,97 @@
+import pytest
+
+from tests.support.worker import wait_for_worker
+
+WITH_A_WORKER = pytest.mark.django_db(transaction=True)
+
+
+@WITH_A_WORKER
+def test_ok_with_a_worker_up(celery_worker, api):
+    response = api.get("/api/health/")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["broker"]["status"] == "ok"
+    assert any(name.startswith("test-worker@") for name in body["checks"]["workers"]["detail"])
+    assert body["checks"]["ai_server"]["status"] == "not_configured"
+
+
+@WITH_A_WORKER
+def test_down_when_the_broker_is_unreachable(celery_worker, api, broker_proxy):
+    broker_proxy.disable()
+    response = api.get("/api/health/")
+    assert response.status_code == 503
+    assert response.json()["status"] == "down"
+    assert response.json()["checks"]["broker"]["status"] == "error"
+    assert "127.0.0.1" not in response.content.decode() and str(broker_proxy.port) not in response.content.decode()
+
+
+@WITH_A_WORKER
+def test_degraded_when_no_worker_answers(celery_worker, api):
+    celery_worker.stop()
+    try:
+        response = api.get("/api/health/")
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
+        assert response.json()["checks"]["workers"]["status"] == "error"
+    finally:
+        celery_worker.start()
+        wait_for_worker("test-worker")
+
+
+@WITH_A_WORKER
+def test_anonymous_callers_get_only_the_status_from_a_shared_recent_probe(celery_worker, client, settings):
+    import time
+
+    first = client.get("/api/health/")
+    assert first.status_code == 200 and first.json() == {"status": "ok"}
+    # A real probe waits on a worker ping (about a second); the next callers share the one result.
+    started = time.monotonic()
+    answers = [client.get("/api/health/").json() for _ in range(20)]
+    assert time.monotonic() - started < 1.0
+    assert answers == [{"status": "ok"}] * 20
+
+
+# --- the registry's verdict, from checks registered here (no server asked) ------------------------
+
+def _registry(monkeypatch, *checks):
+    from core import health
+
+    monkeypatch.setattr(health, "_checks", {})
+    for check in checks:
+        health.health_check_register(check)
+    return health
+
+
+def _fails():
+    from core.health import CheckFailed
+
+    raise CheckFailed("no answer")
+
+
+def test_a_required_check_failing_is_down_and_what_needs_it_is_unknown(monkeypatch):
+    from core.health import HealthCheck
+
+    health = _registry(monkeypatch, HealthCheck("store", _fails, required=True),
+                       HealthCheck("readers", lambda: ["r1"], needs="store"))
+    body, status = health.health_report()
+    assert status == 503 and body["status"] == "down"
+    assert body["checks"]["store"] == {**body["checks"]["store"], "status": "error", "detail": "no answer"}
+    assert body["checks"]["readers"] == {"status": "unknown", "detail": "store unreachable", "ms": 0.0}
+
+
+def test_an_optional_check_failing_degrades_one_not_configured_does_not_and_one_not_applying_is_absent(monkeypatch):
+    from core.health import HealthCheck
+
+    health = _registry(monkeypatch, HealthCheck("store", lambda: "reachable", required=True),
+                       HealthCheck("model", lambda: "healthy", unconfigured=lambda: "MODEL_URL is not set"),
+                       HealthCheck("index", _fails, applies=lambda: False))
+    body, status = health.health_report()
+    assert (status, body["status"], set(body["checks"])) == (200, "ok", {"store", "model"})
+    assert body["checks"]["model"]["status"] == "not_configured"
+
+    health.health_check_register(HealthCheck("index", lambda: 1 / 0))
+    body, status = health.health_report()
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["checks"]["index"]["detail"] == "ZeroDivisionError"  # the type, never a message that may hold a host

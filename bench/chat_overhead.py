@@ -8,7 +8,6 @@ end-to-end latency minus that delay: p50 and p99, tracked reply against bare tas
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.support import django_with_fake_llm  # noqa: E402
+from bench.support import bench_options, django_with_fake_llm  # noqa: E402
 
 FAKE = django_with_fake_llm()
 
@@ -60,10 +59,7 @@ def bare_latencies(n: int, delay: float) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--replies", type=int, default=50)
-    parser.add_argument("--delay", type=float, default=0.2)
-    options = parser.parse_args()
+    options = bench_options(replies=50, delay=0.2)
     FAKE.default = Step(delay=options.delay, content="The harbour answer.")
 
     worker = start_worker(queues=BENCH_QUEUE, concurrency=1, include="bench.noop_tasks", name="bench-chat",

@@ -11,7 +11,6 @@ checkpointed batches, each against the same work without them, side by side in o
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import transaction  # noqa: E402
 
 from bench.ingest import bench_pipeline  # noqa: E402
-from bench.support import start_worker, stop_worker  # noqa: E402
+from bench.support import bench_options, start_worker, stop_worker  # noqa: E402
 from documents.models import Document  # noqa: E402
 from jobs.models import JobRun  # noqa: E402
 from jobs.services.runs import run_enqueue  # noqa: E402
@@ -49,11 +48,7 @@ def tracked(kind: str, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=500)
-    parser.add_argument("--chunks", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
+    options = bench_options(tasks=500, chunks=400, rounds=3)
 
     import bench.noop_tasks  # noqa: F401  (registers the kinds in this process)
 

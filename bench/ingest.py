@@ -6,7 +6,6 @@ against COPY, and the peak memory of a documents worker — all in one run.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
@@ -27,7 +26,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from bench.support import ingest_here, percentile  # noqa: E402
+from bench.support import bench_options, ingest_here, percentile  # noqa: E402
 from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
 from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E402
@@ -158,11 +157,7 @@ def bench_worker_memory(user) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--chunks", type=int, default=400)
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--queries", type=int, default=200)
-    options = parser.parse_args()
+    options = bench_options(chunks=400, sizes="10000,100000", queries=200)
 
     user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
     Document.objects.filter(owner=user).delete()

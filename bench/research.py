@@ -12,14 +12,13 @@ queueing, the roll-up and the compose step.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.support import django_with_fake_llm  # noqa: E402
+from bench.support import bench_options, django_with_fake_llm  # noqa: E402
 
 FAKE = django_with_fake_llm()
 
@@ -62,11 +61,7 @@ def digest_once(user, document_ids: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="10,50")
-    parser.add_argument("--llm-delay", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, default=2)
-    options = parser.parse_args()
+    options = bench_options(sizes="10,50", llm_delay=0.2, concurrency=2)
     sizes = [int(s) for s in options.sizes.split(",")]
     FAKE.default = Step(delay=options.llm_delay, content="The report says the harbour coped [1].")
     user, _ = get_user_model().objects.get_or_create(username="bench-research")

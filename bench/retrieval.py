@@ -12,7 +12,7 @@ MRR (top 10), p50/p99 latency in process on the corpus and with --filler synthet
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import re
 import socket
@@ -36,7 +36,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from bench.support import ingest_here, percentile  # noqa: E402
+from bench.support import bench_options, ingest_here, percentile  # noqa: E402
 from documents.models import Document, LexemeStat  # noqa: E402
 from documents.retrieval import SearchMode  # noqa: E402
 from documents.selectors import chunks_search  # noqa: E402
@@ -51,59 +51,9 @@ CORPUS = {
     "Apache-2.0": LICENSES / "Apache-2.0",
     "MPL-2.0": LICENSES / "MPL-2.0",
 }
-# (question as a user asks it, the document that answers it, a phrase the answering passage contains)
-QUESTIONS = [
-    ("how much memory does postgres give its shared buffer cache by default", "postgresql.conf",
-     "shared_buffers = 128MB"),
-    ("default memory a sort can use before it spills to disk", "postgresql.conf", "work_mem = 4MB"),
-    ("how many clients can connect at once out of the box", "postgresql.conf", "max_connections = 100"),
-    ("how often does an automatic checkpoint happen", "postgresql.conf", "checkpoint_timeout = 5min"),
-    ("I want slow queries written to the log, which setting?", "postgresql.conf", "log_min_duration_statement"),
-    ("setting that aborts any query running too long", "postgresql.conf", "statement_timeout"),
-    ("kill sessions that sit idle in an open transaction", "postgresql.conf", "idle_in_transaction_session_timeout"),
-    ("which wal_level do I need for logical replication", "postgresql.conf", "minimal, replica, or logical"),
-    ("what hash is used to store passwords", "postgresql.conf", "password_encryption = scram-sha-256"),
-    ("how long to wait on a lock before checking for deadlock", "postgresql.conf", "deadlock_timeout = 1s"),
-    ("how often does autovacuum wake up", "postgresql.conf", "autovacuum_naptime = 1min"),
-    ("planner cost of reading a page non-sequentially", "postgresql.conf", "random_page_cost = 4.0"),
-    ("which network address does the server listen on by default", "postgresql.conf",
-     "listen_addresses = 'localhost'"),
-    ("how large can the write-ahead log grow before a checkpoint is forced", "postgresql.conf", "max_wal_size = 1GB"),
-    ("turn off just-in-time compilation of queries", "postgresql.conf", "jit = on"),
-    ("collect timing for disk block reads in the statistics", "postgresql.conf", "track_io_timing"),
-    ("memory used by vacuum and create index", "postgresql.conf", "maintenance_work_mem = 64MB"),
-    ("how often are server log files rotated", "postgresql.conf", "log_rotation_age = 1d"),
-    ("which connection type is a unix domain socket", "pg_hba.conf", '"local" is a Unix-domain socket'),
-    ("does the all database keyword cover replication connections", "pg_hba.conf",
-     'The "all" keyword does not match'),
-    ("which authentication method sends the password unencrypted", "pg_hba.conf",
-     '"password" sends passwords in clear text'),
-    ("match any address on the networks the server is attached to", "pg_hba.conf", '"samenet" to match any address'),
-    ("require TLS encryption for TCP connections", "pg_hba.conf", '"hostssl" is a TCP/IP socket that is SSL-encrypted'),
-    ("which files in an included directory get loaded", "pg_hba.conf", "will be loaded if suffixed"),
-    ("how long must my written offer to provide source code stay valid", "GPL-3", "for at least three years"),
-    ("can I sell copies of the program for money", "GPL-3", "charge any price or no price"),
-    ("if I stop violating the license when do I get my rights back for good", "GPL-3",
-     "prior to 60 days after the cessation"),
-    ("do I have to give buyers of a consumer device the keys to install modified software", "GPL-3",
-     "Installation Information"),
-    ("can this code be linked with software under the Affero license", "GPL-3", "GNU Affero General Public License"),
-    ("does the software count as a DRM measure under anti-circumvention law", "GPL-3",
-     "effective technological measure"),
-    ("what happens to my patent license if I sue claiming the work infringes a patent", "Apache-2.0",
-     "terminate as of the date such litigation is filed"),
-    ("must I mark files that I changed when I redistribute", "Apache-2.0",
-     "carry prominent notices stating that You changed the files"),
-    ("what do I do with the NOTICE file when redistributing", "Apache-2.0", 'a "NOTICE" text file as part of its'),
-    ("am I allowed to use the project's trademarks", "Apache-2.0", "does not grant permission to use the trade names"),
-    ("under which terms are the contributions I submit licensed", "Apache-2.0",
-     "intentionally submitted for inclusion in the Work by You"),
-    ("which licenses count as secondary licenses", "MPL-2.0", "GNU Lesser General Public License, Version 2.1"),
-    ("how much can I charge for the source code of an executable I ship", "MPL-2.0", "no more than the cost of"),
-    ("where can lawsuits about this license be filed", "MPL-2.0", "principal place of business"),
-    ("who is allowed to publish new versions of the license", "MPL-2.0", "Mozilla Foundation is the license steward"),
-    ("do my patent rights end if I start patent litigation", "MPL-2.0", "asserting a patent infringement claim"),
-]
+# What a user asks, the document that answers it, and a phrase the answering passage contains.
+QUESTIONS = [(item["question"], item["document"], item["phrase"])
+             for item in json.loads((Path(__file__).with_name("retrieval_questions.json")).read_text())]
 MODES = [SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.KEYWORD]
 # Words of the filler chunks: technical-looking, but answering none of the questions.
 FILLER_WORDS = ("cluster replica segment buffer index tuple vacuum planner cursor lease token shard quorum "
@@ -213,10 +163,7 @@ def http_latencies(user, queries: int) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--filler", type=int, default=100_000)
-    parser.add_argument("--http-queries", type=int, default=100)
-    options = parser.parse_args()
+    options = bench_options(filler=100_000, http_queries=100)
 
     user, _ = get_user_model().objects.get_or_create(username="bench-retrieval")
     _forget(user)

@@ -1,3 +1,4 @@
+import argparse
 import os
 import signal
 import subprocess
@@ -19,6 +20,14 @@ def django_with_fake_llm():
 
     django.setup()
     return fake
+
+
+def bench_options(**defaults):
+    """The bench's command-line options, one `--name` per default (underscores as dashes), typed like it."""
+    parser = argparse.ArgumentParser()
+    for name, default in defaults.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    return parser.parse_args()
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -13,7 +13,6 @@ commits: the run at enqueue, the claim, and the outcome with its TaskResult row 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 
-from bench.support import start_worker, stop_worker  # noqa: E402
+from bench.support import bench_options, start_worker, stop_worker  # noqa: E402
 from jobs.models import JobRun  # noqa: E402
 from jobs.services.runs import run_enqueue  # noqa: E402
 from project.celery import app  # noqa: E402
@@ -91,12 +90,7 @@ def measured(run, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--work-ms", type=float, default=50.0,
-                        help="Also compare tasks that do this much work (sleep), to show the overhead in context.")
-    options = parser.parse_args()
+    options = bench_options(tasks=500, concurrency=2, work_ms=50.0)
 
     worker = start_worker(queues=BENCH_QUEUE, concurrency=options.concurrency, include="bench.noop_tasks")
     try:

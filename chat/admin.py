@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from chat import services
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
-from jobs.admin import apply_each
+from jobs.admin.widgets import apply_each
 from jobs.models import TriggeredBy
 
 
@@ -62,7 +62,7 @@ def retry_reply(modeladmin, request, queryset):
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "session", "role", "status", "short_content", "created_at")
     list_filter = ("status", "role")
-    search_fields = ("content",)
+    search_fields = ("content", "session__title")
     actions = (retry_reply,)
     list_select_related = ("session",)
 

@@ -1,11 +1,11 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.models import ChatSession, ProfileSummary
+from chat.models import ProfileSummary
 from chat.serializers import (
     MessageFilterSerializer,
     MessageInputSerializer,
@@ -15,22 +15,19 @@ from chat.serializers import (
     SessionInputSerializer,
     SessionOutputSerializer,
 )
-from core.api import OwnerScopedMixin, paginated, validated_input
+from core.api import OwnedViewSet, described, paginated, validated_input
 from jobs.api import accepted_run
 from jobs.serializers import RunOutputSerializer
 
 
-@extend_schema_view(
-    list=extend_schema(description="List your chat sessions."),
-    retrieve=extend_schema(description="Show one chat session with its summary."),
-    destroy=extend_schema(description="Delete a chat session and its messages."),
+@described(
+    list="List your chat sessions.", retrieve="Show one chat session with its summary.",
+    destroy="Delete a chat session and its messages.",
 )
-class SessionViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                     viewsets.GenericViewSet):
+class SessionViewSet(OwnedViewSet):
     serializer_class = SessionOutputSerializer
     lookup_value_regex = "[0-9]+"
 
-    model = ChatSession
     visible_to = staticmethod(selectors.session_visible_to)
     throttle_scopes = {"messages:POST": "chat", "summarize": "summaries"}
 

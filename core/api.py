@@ -1,5 +1,7 @@
 """Small helpers every app's API uses."""
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.settings import api_settings
 
@@ -14,18 +16,28 @@ def validated_input(serializer_class, data, **kwargs) -> dict:
 
 class OwnerScopedMixin:
     """A viewset's queryset from its `<thing>_visible_to(user=…)` selector, so every app scopes objects
-    to their owner the same way (another user's object is a 404); empty for the schema generator."""
+    to their owner the same way (another user's object is a 404); for the schema generator, none
+    of the model its (model) serializer shows."""
 
-    model = None
     visible_to = None  # staticmethod(selector)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
-            return self.model.objects.none()
+            return self.serializer_class.Meta.model.objects.none()
         return self.visible_to(user=self.request.user)
+
+
+class OwnedViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                   viewsets.GenericViewSet):
+    """List, show and delete the caller's own objects (the owner's documents, chat sessions)."""
 
 
 def paginated(view, request, queryset, serializer_class):
     paginator = api_settings.DEFAULT_PAGINATION_CLASS()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def described(**descriptions: str):
+    """A viewset's actions described for the schema, one sentence each: `@described(list="…", retrieve="…")`."""
+    return extend_schema_view(**{action: extend_schema(description=text) for action, text in descriptions.items()})

@@ -55,6 +55,12 @@ class DomainError(Exception):
     def http_status(self) -> int:
         return self.code.http_status
 
+    @property
+    def transient(self) -> bool:
+        """Whether asking again later may succeed: a service unavailable or a limit reached, not a
+        request that is wrong. A task body's retry policy retries only these (jobs.registry)."""
+        return self.code in (ErrorCode.UNAVAILABLE, ErrorCode.THROTTLED)
+
 
 class PermanentError(Exception):
     """Will fail the same way every time (bad input, auth, HTTP 4xx): never retried."""

@@ -141,20 +141,20 @@ def _pg_port() -> int:
     return remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)
 
 
-def _postmaster_pid() -> int | None:
-    """The pid of our PostgreSQL, if it runs (postmaster.pid names a live process)."""
+def _live_pid(pidfile: Path) -> int | None:
+    """The pid a server's pid file names, if that process lives."""
     try:
-        pid = int((PGDATA / "postmaster.pid").read_text().split()[0])
+        pid = int(pidfile.read_text().split()[0])
         os.kill(pid, 0)
     except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
         return None
     except PermissionError:
-        pass  # alive, owned by the pgserver user
+        pass  # alive, owned by another user (PostgreSQL runs as the pgserver user under root)
     return pid
 
 
 def postgres_running() -> bool:
-    return _postmaster_pid() is not None and _port_open(_pg_port())
+    return _live_pid(PGDATA / "postmaster.pid") is not None and _port_open(_pg_port())
 
 
 def postgres_start() -> bool:
@@ -218,6 +218,10 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def redis_running() -> bool:
+    return _live_pid(REDIS_DIR / "redis.pid") is not None and _port_open(_redis_port())
+
+
 def _redis_demands_password() -> bool:
     """True if the running embedded Redis refuses commands without a password."""
     import redis
@@ -229,22 +233,6 @@ def _redis_demands_password() -> bool:
     except redis.ResponseError as exc:
         return "NOAUTH" in str(exc)
     return False
-
-
-def _redis_pid() -> int | None:
-    pidfile = REDIS_DIR / "redis.pid"
-    if not pidfile.exists():
-        return None
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError, PermissionError):
-        return None
-    return pid
-
-
-def redis_running() -> bool:
-    return _redis_pid() is not None and _port_open(_redis_port())
 
 
 def redis_start() -> bool:
@@ -281,12 +269,12 @@ def redis_start() -> bool:
 
 
 def redis_stop() -> None:
-    pid = _redis_pid()
+    pid = _live_pid(REDIS_DIR / "redis.pid")
     if pid is None:
         return
     os.kill(pid, 15)
     for _ in range(100):
-        if _redis_pid() is None:
+        if _live_pid(REDIS_DIR / "redis.pid") is None:
             break
         time.sleep(0.05)
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from documents import services
 from documents.models import Chunk, Document
-from jobs.admin import LIVE_MEDIA, apply_each, run_live_cell
+from jobs.admin.widgets import LIVE_MEDIA, apply_each, run_live_cell
 from jobs.models import TriggeredBy
 
 

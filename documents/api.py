@@ -1,15 +1,14 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import OwnerScopedMixin, validated_input
+from core.api import OwnedViewSet, described, validated_input
 from core.schema import error_response
 from documents import selectors, services
-from documents.models import Document
 from documents.retrieval import SearchMode
 from documents.serializers import (
     DocumentOutputSerializer,
@@ -23,18 +22,16 @@ from jobs.api import accepted_run
 from jobs.serializers import RunOutputSerializer
 
 
-@extend_schema_view(
-    list=extend_schema(description="List your documents, newest first, optionally by status."),
-    retrieve=extend_schema(description="Show one document with its latest ingestion run."),
-    destroy=extend_schema(description="Delete a document, its stored file and its chunks."),
+@described(
+    list="List your documents, newest first, optionally by status.",
+    retrieve="Show one document with its latest ingestion run.",
+    destroy="Delete a document, its stored file and its chunks.",
 )
-class DocumentViewSet(OwnerScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                      viewsets.GenericViewSet):
+class DocumentViewSet(OwnedViewSet):
     serializer_class = DocumentOutputSerializer
     filterset_fields = ["status"]
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
-    model = Document
     visible_to = staticmethod(selectors.document_visible_to)
     throttle_scopes = {"create": "uploads", "reprocess": "uploads"}
 

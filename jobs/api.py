@@ -3,12 +3,12 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from core.api import OwnerScopedMixin, paginated, validated_input
+from core.api import OwnerScopedMixin, described, paginated, validated_input
 from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
@@ -71,10 +71,9 @@ class RunFilter(filters.FilterSet):
         fields = ["status", "kind", "queue", "dead", "triggered_by", "job", "parent"]
 
 
-@extend_schema_view(
-    list=extend_schema(description="List your runs, newest first, filtered by status, kind, queue, job, parent "
-                                "or time."),
-    retrieve=extend_schema(description="Show one run: status, progress with ETA, attempts, error and result."),
+@described(
+    list="List your runs, newest first, filtered by status, kind, queue, job, parent or time.",
+    retrieve="Show one run: status, progress with ETA, attempts, error and result.",
 )
 class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RunOutputSerializer
@@ -82,7 +81,6 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     # Anything but a UUID is simply not a run: 404, not a validation error.
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
-    model = JobRun
     visible_to = staticmethod(selectors.run_visible_to)
 
     def get_queryset(self):
@@ -116,7 +114,6 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
-    model = Job
     visible_to = staticmethod(selectors.job_visible_to)
     serializer_class = JobOutputSerializer
     filter_backends: list = []

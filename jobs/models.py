@@ -219,10 +219,12 @@ class JobRun(models.Model):
 
 
 class LogLevel(models.TextChoices):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
+    """Python's logging levels, as a body's log lines name them."""
+
+    DEBUG = "debug", "Debug"
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
 
 
 class JobRunLogEntry(models.Model):

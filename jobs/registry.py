@@ -47,6 +47,8 @@ class RetryPolicy:
     def should_retry(self, exc: BaseException, *, attempt: int) -> bool:
         if attempt >= self.max_attempts or isinstance(exc, self.never_retry):
             return False
+        if isinstance(exc, DomainError) and not exc.transient:  # a refusal repeats itself
+            return False
         return isinstance(exc, self.retry_on)
 
     def delay_for(self, exc: BaseException, *, attempt: int) -> float:

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from jobs.admin import LIVE_MEDIA, run_link, run_live_cell
+from jobs.admin.widgets import LIVE_MEDIA, run_link, run_live_cell
 from research.models import Digest, Finding
 
 

@@ -23,8 +23,7 @@ from html import unescape
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from core.errors import PermanentError, TransientError
-from documents.errors import DocumentsError
+from core.errors import PermanentError
 from documents.models import Document, DocumentStatus
 from documents.pipeline.embed import texts_embed
 from documents.retrieval import SearchHit, SearchMode
@@ -117,10 +116,8 @@ def digest_run(*, ctx: RunContext) -> dict | None:
     """One attempt of a digest run. First call: choose the documents and hand them to child runs
     (returns None while they work). Called again once the last child has ended: compose."""
     run = JobRun.objects.select_related("owner", "job__owner", "retry_of").get(id=ctx.id)
-    try:
-        request = _request_from(run.args)
-    except ResearchError as exc:  # params that skipped validation (a run enqueued from the shell)
-        raise PermanentError(exc.message) from exc
+    # Params that skipped validation (a run enqueued from the shell) raise ResearchError: not retried.
+    request = _request_from(run.args)
     if _reader(run) is None:
         raise PermanentError("a digest run needs an owner (or a job with one): whose documents would it read?")
     if DigestSource.objects.filter(run=run).exists():
@@ -190,10 +187,8 @@ def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
     by_id = {str(d.pk): d for d in candidates.only("id", "title", "ready_at", "owner_id")}
     if not by_id:
         return []
-    try:
-        ranked = documents_relevant(user=owner, query=request.subject, limit=request.max_documents, among=set(by_id))
-    except DocumentsError as exc:  # the vector store is unreachable: try again later
-        raise TransientError(exc.message) from exc
+    # An unreachable vector store is a DocumentsError coded unavailable: the run is retried later.
+    ranked = documents_relevant(user=owner, query=request.subject, limit=request.max_documents, among=set(by_id))
     if request.documents:
         ranked += [pk for pk in by_id if pk not in ranked]
     return [by_id[pk] for pk in ranked[:request.max_documents]]
@@ -311,11 +306,8 @@ def document_process(*, ctx: RunContext, source_id: int) -> dict:
     passages: dict[int, SearchHit] = {}
     for done, query in enumerate(request.queries):
         ctx.progress(done, steps, step="reading", message=document.title[:200])
-        try:
-            hits = chunks_search(user=document.owner, query=query, k=FINDING_PASSAGES_PER_QUESTION,
-                                 document_id=document.pk, mode=SearchMode.HYBRID)
-        except DocumentsError as exc:
-            raise TransientError(exc.message) from exc
+        hits = chunks_search(user=document.owner, query=query, k=FINDING_PASSAGES_PER_QUESTION,
+                             document_id=document.pk, mode=SearchMode.HYBRID)
         for hit in hits:
             passages.setdefault(hit.chunk_index, hit)
     if not passages:

@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry
+from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunStatus
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -19,6 +19,7 @@ class JobRunFactory(factory.django.DjangoModelFactory):
 
     kind = "jobs.ping"
     queue = "jobs"
+    status = RunStatus.QUEUED
     owner = factory.SubFactory(UserFactory)
     # A finished run has ended at some moment (the database insists).
     finished_at = factory.LazyAttribute(lambda run: timezone.now() if run.status in FINISHED_STATUSES else None)

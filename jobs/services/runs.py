@@ -55,9 +55,9 @@ def run_enqueue(
         parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
         correlation_id=correlation_id_get() or "",
     )
-    if (spec.fair_share and owner is not None and _in_broker(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
+    if (spec.fair_share and owner is not None and _published_unfinished(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
             (spec.parent_share and parent is not None
-             and _in_broker(kind=kind, parent_id=parent.pk) > spec.parent_share):
+             and _published_unfinished(kind=kind, parent_id=parent.pk) > spec.parent_share):
         # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
         lifecycle.run_dispatched(run_id=run.id, at=None)
         return run
@@ -65,28 +65,28 @@ def run_enqueue(
     return run
 
 
-def _in_broker(*, kind: str, owner_id: int | None = None, parent_id=None) -> int:
+def _published_unfinished(*, kind: str, owner_id: int | None = None, parent_id=None) -> int:
     """This owner's (or this parent's) runs of this kind that were published and have not ended."""
     scope = {"owner_id": owner_id} if parent_id is None else {"parent_id": parent_id}
     return JobRun.objects.filter(kind=kind, status__in=UNFINISHED_STATUSES, dispatched_at__isnull=False,
                                  **scope).count()
 
 
-def runs_dispatch_held(*, kind: str, owner_id: int) -> int:
+def runs_dispatch_waiting(*, kind: str, owner_id: int) -> int:
     """Publish this owner's oldest runs that wait their turn, up to the kind's fair share."""
     spec = kind_find(kind)
     if spec is None or not spec.fair_share:
         return 0
-    free = spec.fair_share - _in_broker(kind=kind, owner_id=owner_id)
-    held = list(JobRun.objects.filter(kind=kind, owner_id=owner_id, status=RunStatus.QUEUED, cancel_requested=False,
+    free = spec.fair_share - _published_unfinished(kind=kind, owner_id=owner_id)
+    waiting = list(JobRun.objects.filter(kind=kind, owner_id=owner_id, status=RunStatus.QUEUED, cancel_requested=False,
                                       dispatched_at__isnull=True).order_by("created_at")[:max(free, 0)])
-    for run in held:
+    for run in waiting:
         lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
         run_dispatch(run=run)
-    return len(held)
+    return len(waiting)
 
 
-def runs_dispatch_held_children(*, parent_id) -> int:
+def runs_dispatch_waiting_children(*, parent_id) -> int:
     """Publish the parent's oldest children that wait their turn, up to their kind's parent share.
     The parent's row is locked meanwhile, so children ending together never exceed the share, and
     nothing is published for a parent being cancelled."""
@@ -94,14 +94,14 @@ def runs_dispatch_held_children(*, parent_id) -> int:
         parent = JobRun.objects.select_for_update().filter(id=parent_id).first()
         if parent is None or parent.cancel_requested or parent.is_finished:
             return 0
-        held = JobRun.objects.filter(parent_id=parent_id, status=RunStatus.QUEUED, cancel_requested=False,
+        waiting = JobRun.objects.filter(parent_id=parent_id, status=RunStatus.QUEUED, cancel_requested=False,
                                      dispatched_at__isnull=True).order_by("created_at")
-        first = held.first()
+        first = waiting.first()
         spec = kind_find(first.kind) if first is not None else None
         if spec is None:
             return 0
-        free = (spec.parent_share or len(held)) - _in_broker(kind=spec.kind, parent_id=parent_id)
-        chosen = list(held[:max(free, 0)])
+        free = (spec.parent_share or len(waiting)) - _published_unfinished(kind=spec.kind, parent_id=parent_id)
+        chosen = list(waiting[:max(free, 0)])
         for run in chosen:
             lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
             transaction.on_commit(lambda run=run: run_dispatch(run=run))
@@ -112,7 +112,7 @@ def run_children_progress(*, parent_id) -> bool:
     """A child of `parent_id` ended: publish the next waiting children, roll their progress up into
     the parent's, and, once none is unfinished, queue the parent for its final step (exactly once
     however many ends are announced, and in whatever order). True if this call queued the parent."""
-    runs_dispatch_held_children(parent_id=parent_id)
+    runs_dispatch_waiting_children(parent_id=parent_id)
     counts = run_children_counts(parent_id=parent_id)
     total = sum(counts.values())
     ended = sum(counts.get(status, 0) for status in FINISHED_STATUSES)
@@ -146,7 +146,7 @@ def _after_run_ended(sender, run_id, parent_id, owner_id, kind, status, **kwargs
     children and, after the last child, the parent's final step."""
     spec = kind_find(kind)
     if spec is not None and spec.fair_share and owner_id is not None:
-        runs_dispatch_held(kind=kind, owner_id=owner_id)
+        runs_dispatch_waiting(kind=kind, owner_id=owner_id)
     if parent_id is not None:
         run_children_progress(parent_id=parent_id)
 
@@ -194,7 +194,7 @@ def runs_dispatch_pending() -> dict[str, int]:
     if not candidates:
         return {"found": 0, "published": 0}
     # A message delivered to a worker that has not beaten since is as good as lost with it.
-    held = broker.message_ids_held(queues=sorted({run.queue for run in candidates}),
+    in_broker = broker.message_ids_held(queues=sorted({run.queue for run in candidates}),
                                    delivered_since=time.time() - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
     fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
     published = 0
@@ -203,22 +203,22 @@ def runs_dispatch_pending() -> dict[str, int]:
         never_sent = run.dispatched_at is None
         spec = kind_find(run.kind)
         if never_sent and spec and spec.fair_share and run.owner_id is not None \
-                and _in_broker(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
+                and _published_unfinished(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
             continue  # waiting its turn, not lost
         if never_sent and spec and spec.parent_share and run.parent_id is not None:
             parents.add(run.parent_id)  # its parent's turn decides, below
             continue
         if not never_sent:
-            if held is None and run.dispatched_at >= fallback_before:
+            if in_broker is None and run.dispatched_at >= fallback_before:
                 continue  # the broker cannot say; only very old runs are sent again
-            if held is not None and str(run.id) in held:
+            if in_broker is not None and str(run.id) in in_broker:
                 continue
         lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
         # A message that vanished was in line before anything waiting now: it goes first.
         if not run_dispatch(run=run, force=True, resume=not never_sent):
             break
         published += 1
-    published += sum(runs_dispatch_held_children(parent_id=parent_id) for parent_id in parents)
+    published += sum(runs_dispatch_waiting_children(parent_id=parent_id) for parent_id in parents)
     if published:
         logger.info("published runs whose message was missing", extra={"published": published,
                                                                          "found": len(candidates)})

@@ -4,6 +4,8 @@ from `make run`'s. Each value can still be set in the environment, as a test's w
 checks of project.settings.checks still hold. tests/bootstrap.py points DATABASE_URL, REDIS_URL and
 CELERY_BROKER_URL at the servers it started."""
 
+from pathlib import Path
+
 from project.settings.checks import settings_check
 from project.settings.local import *  # noqa: F403
 from project.settings.local import LOCAL_DIR, REST_FRAMEWORK, beat_schedule, env
@@ -36,7 +38,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
 }
 CELERY_BEAT_SCHEDULE = beat_schedule(watchdog_interval=WATCHDOG_INTERVAL_SECONDS)  # noqa: F405
 # The tests' files live apart from `make run`'s (tests/bootstrap.py empties them at start).
-MEDIA_ROOT = LOCAL_DIR / "test-media"
-STATIC_ROOT = LOCAL_DIR / "test-static"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(LOCAL_DIR / "test-media")))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(LOCAL_DIR / "test-static")))
 
 settings_check(globals())

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from documents.models import Document
 from jobs.models import JobRun
@@ -16,6 +17,6 @@ def test_document_list_and_reprocess_action(client):
                                        sha256="0" * 64, file="documents/x/y/original", status="processing", run=run)
     page = client.get("/admin/documents/document/").content.decode()
     assert "Atlas" in page and "25%" in page
-    JobRun.objects.filter(id=run.id).update(status="FAILURE")
+    JobRun.objects.filter(id=run.id).update(status="FAILURE", finished_at=timezone.now())
     client.post("/admin/documents/document/", {"action": "reprocess", "_selected_action": [document.id]})
     assert Document.objects.get(id=document.id).run_id != run.id

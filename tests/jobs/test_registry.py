@@ -32,3 +32,14 @@ def test_permanent_errors_never_retry_and_a_soft_timeout_follows_the_policy():
     policy = RetryPolicy(delays=(1, 2))
     assert not policy.should_retry(PermanentError("bad input"), attempt=1)
     assert policy.should_retry(SoftTimeLimitExceeded(), attempt=1)
+
+
+def test_a_refusal_is_never_retried_but_a_service_unavailable_or_a_limit_reached_is():
+    from core.errors import DomainError, ErrorCode
+
+    policy = RetryPolicy(retries=3)
+    assert not policy.should_retry(DomainError("topic must not be empty"), attempt=1)
+    assert not policy.should_retry(DomainError("not yours", code=ErrorCode.NOT_FOUND), attempt=1)
+    assert policy.should_retry(DomainError("search is unavailable", code=ErrorCode.UNAVAILABLE), attempt=1)
+    assert policy.should_retry(DomainError("slow down", code=ErrorCode.THROTTLED, retry_after=7), attempt=1)
+    assert policy.delay_for(DomainError("slow down", code=ErrorCode.THROTTLED, retry_after=7), attempt=1) >= 7

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -27,6 +28,8 @@ def test_database_url() -> str:
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = test_database_url()
+    # The files the test process stored (uploads) are the ones its workers and servers read.
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     # Children talk to Redis directly; only this process goes through the cuttable proxy.
     env.pop("CELERY_BROKER_URL", None)
     env["PYTHONUNBUFFERED"] = "1"

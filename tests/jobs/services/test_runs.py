@@ -181,4 +181,4 @@ def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
                                         message="")
     assert runs.run_cancel(run=parent).status == RunStatus.REVOKED
     assert set(JobRun.objects.filter(id__in=[k.id for k in kids]).values_list("status", flat=True)) == {"REVOKED"}
-    assert runs.runs_dispatch_held_children(parent_id=parent.id) == 0
+    assert runs.runs_dispatch_waiting_children(parent_id=parent.id) == 0

@@ -1,0 +1,330 @@
+"""Runs in the admin: the list whose status cells update themselves, filters for what needs
+attention, the run page with its attempts, log, children and retry / cancel / force-fail buttons;
+and django-celery-results' task results, retryable as runs."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import Q
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+from django_celery_results.admin import TaskResultAdmin
+from django_celery_results.models import TaskResult
+
+from core.errors import DomainError
+from jobs import selectors
+from jobs.admin.widgets import (
+    LIVE_MEDIA,
+    apply_each,
+    link,
+    preformatted,
+    retry_each,
+    retry_from_admin,
+    run_link,
+    run_live_cell,
+    seconds_shown,
+    time_to_the_second,
+)
+from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry, RunStatus
+from jobs.services import runs
+
+# At most this many runs are refreshed per poll: one list page.
+LIVE_MAX_RUNS = 200
+# Arguments that name an object, and the admin page that shows it.
+ARG_LINKS = {"document_id": "admin:documents_document_change", "message_id": "admin:chat_message_change",
+             "session_id": "admin:chat_chatsession_change", "user_id": "admin:auth_user_change"}
+# A run page lists this many of its children; the counts by status cover them all.
+CHILDREN_SHOWN = 200
+# Characters of a run's error shown in the list.
+ERROR_EXCERPT_CHARS = 80
+
+
+@admin.action(description="Retry selected runs (new linked runs)")
+def retry_runs(modeladmin, request, queryset):
+    retry_each(modeladmin, request, queryset)
+
+
+@admin.action(description="Cancel selected runs")
+def cancel_runs(modeladmin, request, queryset):
+    apply_each(modeladmin, request, queryset, lambda run: runs.run_cancel(run=run), done="Runs cancelled",
+               log="Cancelled")
+
+
+@admin.action(description="Force-fail selected stalled runs")
+def force_fail_runs(modeladmin, request, queryset):
+    apply_each(modeladmin, request, queryset, lambda run: runs.run_force_fail(run=run, actor=request.user),
+               done="Stalled runs failed", log="Force-failed while stalled")
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    title = "attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("dead_letter", "Dead letters (not retried)"), ("retried", "Dead, retried"),
+                ("stalled", "Stalled"), ("active", "Waiting or running")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "dead_letter":
+            return queryset.dead_letters()
+        if value == "retried":
+            return queryset.filter(dead=True, retries__isnull=False).distinct()
+        if value == "stalled":
+            return queryset.stalled()
+        if value == "active":
+            return queryset.exclude(status__in=FINISHED_STATUSES)
+        return queryset
+
+
+class LogEntryInline(admin.TabularInline):
+    model = JobRunLogEntry
+    fields = ("time", "level", "message")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name = "log entry"
+    verbose_name_plural = "What the run reported"
+
+    @admin.display(description="time")
+    def time(self, entry):
+        return seconds_shown(entry.created_at)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "live", "kind", "queue", "attempts_display", "error_excerpt", "duration", "owner",
+                    "triggered_by", "created_at")
+    list_filter = (AttentionFilter, "status", "kind", "queue", "triggered_by", "created_at")
+    # Short ids and error text go through get_search_results; these match as Django would.
+    search_fields = ("kind", "correlation_id", "error")
+    search_help_text = "A run's short id (the first characters of its id), a whole id, words of its error, "\
+                       "a kind or a correlation id."
+    actions = (retry_runs, cancel_runs, force_fail_runs)
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    inlines = (LogEntryInline,)
+    change_form_template = "admin/jobs/jobrun/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("id", "kind", "live", "queue", "owner", "triggered_by", "job_link", "correlation_id",
+                           "worker")}),
+        ("Times", {"fields": ("created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
+                              "finished_at_s", "duration")}),
+        ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
+        ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_requested",
+                                 "time_limit", "lease", "steps_kept")}),
+        ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "retry_runs_links")}),
+    )
+    readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "job_link", "correlation_id", "worker",
+                       "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
+                       "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
+                       "attempts_display", "attempts_table", "traceback_pre", "cancel_requested", "time_limit",
+                       "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
+
+    @property
+    def media(self):
+        return super().media + LIVE_MEDIA
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_retries()
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        by_id = selectors.runs_matching_id(prefix=search_term, runs=queryset)
+        if by_id is not None:
+            results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id.values("pk")))
+        return results, may_have_duplicates
+
+    # --- the run's own pages: live JSON, and the buttons of the run page ---
+
+    def get_urls(self):
+        def view(function):
+            return self.admin_site.admin_view(function)
+
+        return [
+            path("live/", view(self.live_view), name="jobs_jobrun_live"),
+            path("<path:object_id>/retry/", view(require_POST(self.retry_view)), name="jobs_jobrun_retry"),
+            path("<path:object_id>/cancel/", view(require_POST(self.cancel_view)), name="jobs_jobrun_cancel"),
+            path("<path:object_id>/force-fail/", view(require_POST(self.force_fail_view)),
+                 name="jobs_jobrun_force_fail"),
+        ] + super().get_urls()
+
+    def live_view(self, request):
+        """The live cells of the runs a page shows, for its script: {id: {"html", "finished"}}."""
+        if not self.has_view_permission(request):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        ids = [i for i in request.GET.get("ids", "").split(",") if i][:LIVE_MAX_RUNS]
+        found = selectors.runs_by_ids(ids=ids)
+        return JsonResponse({"runs": {str(run.pk): {"html": str(run_live_cell(run)), "finished": run.is_finished,
+                                                    "status": run.status}
+                                      for run in found}})
+
+    def _act(self, request, object_id, act, *, log: str):
+        run = get_object_or_404(JobRun, pk=unquote(object_id))
+        if not self.has_view_permission(request, run):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        try:
+            target = act(run) or run
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.WARNING)
+            target = run
+        else:
+            self.log_change(request, run, log)
+            self.message_user(request, f"{log}: run {run.short_id}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_jobrun_change", args=[target.pk]))
+
+    def retry_view(self, request, object_id):
+        return self._act(request, object_id, lambda run: retry_from_admin(self, request, run), log="Retried")
+
+    def cancel_view(self, request, object_id):
+        return self._act(request, object_id, lambda run: runs.run_cancel(run=run) and None, log="Cancelled")
+
+    def force_fail_view(self, request, object_id):
+        return self._act(request, object_id, lambda run: runs.run_force_fail(run=run, actor=request.user) and None,
+                         log="Force-failed while stalled")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update({
+                "can_retry": obj.is_retryable and not obj.retries.exists(),
+                "can_cancel": not obj.is_finished, "can_force_fail": obj.stalled,
+            })
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    # --- columns and fields ---
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, run):
+        return run.short_id
+
+    @admin.display(description="status and progress", ordering="status")
+    def live(self, run):
+        return run_live_cell(run)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, run):
+        return f"{run.attempts}/{run.max_attempts}"
+
+    @admin.display(description="error")
+    def error_excerpt(self, run):
+        return (run.error[:ERROR_EXCERPT_CHARS] + "…") if len(run.error) > ERROR_EXCERPT_CHARS else (run.error or "")
+
+    @admin.display(description="duration")
+    def duration(self, run):
+        return "—" if run.elapsed_seconds is None else f"{run.elapsed_seconds:.1f} s"
+
+    created_at_s = time_to_the_second("created_at", "created")
+    dispatched_at_s = time_to_the_second("dispatched_at", "published")
+    started_at_s = time_to_the_second("started_at", "started")
+    heartbeat_at_s = time_to_the_second("heartbeat_at", "last heartbeat")
+
+    @admin.display(description="next attempt")
+    def due_at_s(self, run):
+        return seconds_shown(run.due_at) if run.status == RunStatus.RETRY else "—"
+
+    finished_at_s = time_to_the_second("finished_at", "finished")
+
+    @admin.display(description="job")
+    def job_link(self, run):
+        if run.job_id is None:
+            return "—"
+        return link(reverse("admin:jobs_job_change", args=[run.job_id]), run.job)
+
+    @admin.display(description="args")
+    def args_links(self, run):
+        rows = []
+        for key, value in (run.args or {}).items():
+            try:
+                shown = link(reverse(ARG_LINKS[key], args=[value]), value)
+            except (KeyError, NoReverseMatch):
+                shown = json.dumps(value)
+            rows.append((key, shown))
+        return render_to_string("admin/jobs/jobrun/args.html", {"rows": rows}) if rows else "—"
+
+    @admin.display(description="result")
+    def result_pretty(self, run):
+        if run.result is None:
+            return "—"
+        return preformatted(json.dumps(run.result, indent=2, ensure_ascii=False))
+
+    @admin.display(description="steps kept for the next attempt")
+    def steps_kept(self, run):
+        return ", ".join(sorted(run.checkpoints)) if run.checkpoints else "—"
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, run):
+        return preformatted(run.traceback) if run.traceback else "—"
+
+    @admin.display(description="attempt log")
+    def attempts_table(self, run):
+        if not run.attempt_log:
+            return "—"
+        rows = ((entry.get("attempt") or "—", entry.get("event", ""), entry.get("error", ""),
+                 "—" if entry.get("delay") is None else f"{entry['delay']:.1f} s",
+                 (entry.get("at") or "")[:19].replace("T", " ")) for entry in run.attempt_log)
+        return render_to_string("admin/jobs/jobrun/attempts.html", {"rows": rows})
+
+    @admin.display(description="task result")
+    def task_result(self, run):
+        result = TaskResult.objects.filter(task_id=str(run.id)).first()
+        if not result:
+            return "—"
+        url = reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
+        return link(url, f"{result.status} ({result.worker or '?'})")
+
+    @admin.display(description="parent")
+    def parent_link(self, run):
+        return run_link(run.parent)
+
+    @admin.display(description="retry of")
+    def retry_of_link(self, run):
+        return run_link(run.retry_of)
+
+    @admin.display(description="children")
+    def children_runs(self, run):
+        """The run tree below this run: each child with what it works on and its live status."""
+        children = list(run.children.order_by("created_at").with_retries()[:CHILDREN_SHOWN])
+        if not children:
+            return "—"
+        counts = selectors.run_children_counts(parent_id=run.pk)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        rows = [(link(reverse("admin:jobs_jobrun_change", args=[child.pk]), child.short_id), child.kind,
+                 self.args_links(child), f"{child.attempts}/{child.max_attempts}", run_live_cell(child))
+                for child in children]
+        return render_to_string("admin/jobs/jobrun/children.html", {
+            "summary": summary, "rows": rows, "shown": len(children), "more": sum(counts.values()) > len(children)})
+
+    @admin.display(description="retries")
+    def retry_runs_links(self, run):
+        # Each link comes rendered (and escaped) from its template.
+        return mark_safe(", ".join(run_link(retry) for retry in run.retries.all())) or "—"
+
+
+@admin.action(description="Retry selected tracked tasks")
+def retry_task_results(modeladmin, request, queryset):
+    retry_each(modeladmin, request, JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True))))
+
+
+admin.site.unregister(TaskResult)
+
+
+@admin.register(TaskResult)
+class TrackedTaskResultAdmin(TaskResultAdmin):
+    actions = (*TaskResultAdmin.actions, retry_task_results) if TaskResultAdmin.actions else (retry_task_results,)

@@ -17,7 +17,8 @@ from documents.selectors import SearchHit, chunks_search
 from integrations.llm import llm_complete, llm_configured
 from jobs.models import JobRun, TriggeredBy
 from jobs.runner import RunContext
-from jobs.services.runs import run_enqueue, run_retry
+from jobs.services.runs import run_enqueue
+from jobs.services.steering import run_retry
 
 logger = logging.getLogger(__name__)
 

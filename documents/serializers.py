@@ -4,7 +4,7 @@ from rest_framework import serializers
 from documents.models import Document
 from documents.retrieval import SearchMode
 from documents.selectors import SEARCH_MAX_K
-from jobs.serializers import RunOutputSerializer, RunProgressSerializer
+from jobs.serializers import RunOutputSerializer, RunProgressSerializer, run_progress
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
@@ -36,8 +36,7 @@ class DocumentStatusSerializer(serializers.ModelSerializer):
         run = document.run
         if run is None:
             return None
-        return {"current": run.progress_current, "total": run.progress_total, "percent": run.percent,
-                "step": run.progress_step, "message": run.progress_message, "eta_seconds": run.eta_seconds}
+        return {**run_progress(run), "eta_seconds": run.eta_seconds}
 
 
 class DocumentUploadSerializer(serializers.Serializer):

@@ -25,7 +25,8 @@ from documents.pipeline.extract import Page
 from documents.vector_store import vector_store
 from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
 from jobs.runner import RunContext
-from jobs.services.runs import run_cancel, run_enqueue
+from jobs.services.runs import run_enqueue
+from jobs.services.steering import run_cancel
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from jobs.serializers import (
     RunStatsSerializer,
     TriggerInputSerializer,
 )
-from jobs.services import definitions, runs
+from jobs.services import definitions, steering
 
 
 def accepted_run(run: JobRun) -> Response:
@@ -90,14 +90,14 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run: a waiting run never starts, a running one stops at its next progress report."""
-        return accepted_run(runs.run_cancel(run=self.get_object()))
+        return accepted_run(steering.run_cancel(run=self.get_object()))
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Run a failed, cancelled or partial run again as a new run; asked twice, it answers with the same retry."""
         # Asked again (or concurrently), it answers with the one retry already made.
-        run, _ = runs.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
+        run, _ = steering.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
         return accepted_run(run)
 
     @extend_schema(responses=RunStatsSerializer)

@@ -13,6 +13,7 @@ class JobsConfig(AppConfig):
 
         from jobs import tasks  # noqa: F401
         from jobs.health import health_checks_register
+        from jobs.services import fan_out  # noqa: F401  (what waited for an ended run answers run_ended)
 
         health_checks_register()
 

@@ -28,7 +28,7 @@ raises LeaseLost and stops, and never cancels, fails or finishes a run it no lon
 | succeed        | lease held, cancelled                   | REVOKED                       | runner (cancel ignored)      |
 | fail           | lease held                              | FAILURE, dead                 | runner                       |
 | fail           | any unfinished (same heartbeat)         | FAILURE, dead                 | reaper, force-fail           |
-| request cancel | any unfinished                          | flag; waiting or awaiting     | services.runs.run_cancel     |
+| request cancel | any unfinished                          | flag; waiting or awaiting     | services.steering.run_cancel |
 |                |                                         | children → REVOKED            |                              |
 | revoke         | lease held                              | REVOKED                       | runner (cancel seen)         |
 | revoke         | any unfinished                          | REVOKED                       | grace, task_revoked          |
@@ -41,7 +41,7 @@ goes to the back, behind other owners' waiting work.
 
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
 parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
-an owner's next turn) is published by services.runs in answer.
+an owner's next turn) is published by services.runs and services.fan_out in answer.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _execute(sql: str, params: dict) -> list[tuple]:
 
 
 def _announce_end(run_id, rows: list[tuple]) -> None:
-    """After commit, tell services.runs that a run with a parent, or of a fair-share kind, ended."""
+    """After commit, tell services.fan_out that a run with a parent, or of a fair-share kind, ended."""
     if not rows:
         return
     status, parent_id, owner_id, kind = rows[0]

@@ -6,6 +6,12 @@ from jobs.models import Job, JobRun, JobRunLogEntry
 from jobs.selectors import job_output, run_children_counts
 
 
+def run_progress(run: JobRun) -> dict:
+    """A run's progress as every answer shows it (RunProgressSerializer)."""
+    return {"current": run.progress_current, "total": run.progress_total, "percent": run.percent,
+            "step": run.progress_step, "message": run.progress_message}
+
+
 class RunProgressSerializer(serializers.Serializer):
     current = serializers.IntegerField()
     total = serializers.IntegerField(allow_null=True)
@@ -50,13 +56,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(RunProgressSerializer)
     def get_progress(self, run: JobRun) -> dict:
-        return {
-            "current": run.progress_current,
-            "total": run.progress_total,
-            "percent": run.percent,
-            "step": run.progress_step,
-            "message": run.progress_message,
-        }
+        return run_progress(run)
 
     def get_eta_seconds(self, run: JobRun) -> float | None:
         return None if run.is_finished else run.eta_seconds

@@ -9,7 +9,7 @@ from celery import shared_task
 from jobs.constants import MAINTENANCE_QUEUE
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
-from jobs.services import definitions, maintenance, runs
+from jobs.services import definitions, maintenance, steering
 
 MAINTENANCE_RETRY = RetryPolicy(retries=2, backoff=2.0, backoff_max=30)
 WATCHDOG_TASK = "jobs.watchdog"
@@ -55,10 +55,10 @@ def watchdog():
     return maintenance.watchdog()
 
 
-@shared_task(name=runs.CANCEL_ENFORCE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
+@shared_task(name=steering.CANCEL_ENFORCE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
 def enforce_cancel(run_id: str):
     """Terminates a cancelled run that is still running once its grace has passed."""
-    return runs.runs_enforce_cancel(run_id=run_id)
+    return steering.runs_enforce_cancel(run_id=run_id)
 
 
 @shared_task(name=definitions.TRIGGER_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)

@@ -33,7 +33,7 @@ from jobs.admin.widgets import (
     time_to_the_second,
 )
 from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry, RunStatus
-from jobs.services import runs
+from jobs.services import steering
 
 # At most this many runs are refreshed per poll: one list page.
 LIVE_MAX_RUNS = 200
@@ -53,13 +53,13 @@ def retry_runs(modeladmin, request, queryset):
 
 @admin.action(description="Cancel selected runs")
 def cancel_runs(modeladmin, request, queryset):
-    apply_each(modeladmin, request, queryset, lambda run: runs.run_cancel(run=run), done="Runs cancelled",
+    apply_each(modeladmin, request, queryset, lambda run: steering.run_cancel(run=run), done="Runs cancelled",
                log="Cancelled")
 
 
 @admin.action(description="Force-fail selected stalled runs")
 def force_fail_runs(modeladmin, request, queryset):
-    apply_each(modeladmin, request, queryset, lambda run: runs.run_force_fail(run=run, actor=request.user),
+    apply_each(modeladmin, request, queryset, lambda run: steering.run_force_fail(run=run, actor=request.user),
                done="Stalled runs failed", log="Force-failed while stalled")
 
 
@@ -194,10 +194,10 @@ class JobRunAdmin(admin.ModelAdmin):
         return self._act(request, object_id, lambda run: retry_from_admin(self, request, run), log="Retried")
 
     def cancel_view(self, request, object_id):
-        return self._act(request, object_id, lambda run: runs.run_cancel(run=run) and None, log="Cancelled")
+        return self._act(request, object_id, lambda run: steering.run_cancel(run=run) and None, log="Cancelled")
 
     def force_fail_view(self, request, object_id):
-        return self._act(request, object_id, lambda run: runs.run_force_fail(run=run, actor=request.user) and None,
+        return self._act(request, object_id, lambda run: steering.run_force_fail(run=run, actor=request.user) and None,
                          log="Force-failed while stalled")
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

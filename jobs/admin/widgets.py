@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from jobs.models import JobRun, RunStatus, TriggeredBy
-from jobs.services import runs
+from jobs.services import steering
 
 STATUS_COLOURS = {
     RunStatus.QUEUED: "#6c757d", RunStatus.STARTED: "#0d6efd", RunStatus.PROGRESS: "#0d6efd",
@@ -105,7 +105,7 @@ def apply_each(modeladmin, request, objects, action, *, done: str, log: str | No
 
 def retry_from_admin(modeladmin, request, run: JobRun) -> JobRun:
     """One retry per run however often it is asked (a double-submitted form included)."""
-    new_run, created = runs.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user)
+    new_run, created = steering.run_retry(run=run, triggered_by=TriggeredBy.ADMIN, owner=request.user)
     if not created:
         modeladmin.message_user(request, f"{run}: already retried as run {new_run.id}.", messages.INFO)
     return new_run

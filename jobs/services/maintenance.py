@@ -7,11 +7,15 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from jobs import lifecycle
-from jobs.models import FINISHED_STATUSES, JobRun
-from jobs.services.runs import runs_dispatch_pending, runs_enforce_cancel, runs_resume_parents
+from jobs import broker, lifecycle
+from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
+from jobs.registry import kind_find
+from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
+from jobs.services.runs import DISPATCH_BATCH_SIZE, _published_unfinished, run_dispatch
+from jobs.services.steering import runs_enforce_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +25,58 @@ CLEANUP_BATCH_SIZE = 1000
 REAP_BATCH_SIZE = 200
 
 
+def runs_dispatch_pending() -> dict[str, int]:
+    """Publish runs whose message is gone: never published (broker down at the time), or vanished
+    from the broker (flushed, restarted empty, held by a worker that died). The claim makes any
+    duplicate a no-op, and a RETRY run is published only once its due time is well past."""
+    now = timezone.now()
+    lost_after = now - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS)
+    candidates = list(
+        JobRun.objects.filter(cancel_requested=False)
+        .filter(Q(status=RunStatus.QUEUED, dispatched_at__isnull=True)
+                | Q(status=RunStatus.QUEUED, dispatched_at__lt=lost_after)
+                | Q(status=RunStatus.RETRY, due_at__lt=lost_after)
+                | Q(status=RunStatus.RETRY, due_at__isnull=True, dispatched_at__lt=lost_after))
+        .order_by("created_at")[:DISPATCH_BATCH_SIZE]
+    )
+    if not candidates:
+        return {"found": 0, "published": 0}
+    # A message delivered to a worker that has not beaten since is as good as lost with it.
+    in_broker = broker.message_ids_held(queues=sorted({run.queue for run in candidates}),
+                                   delivered_since=time.time() - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+    fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
+    published = 0
+    parents: set = set()
+    for run in candidates:
+        never_sent = run.dispatched_at is None
+        spec = kind_find(run.kind)
+        if never_sent and spec and spec.fair_share and run.owner_id is not None \
+                and _published_unfinished(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
+            continue  # waiting its turn, not lost
+        if never_sent and spec and spec.parent_share and run.parent_id is not None:
+            parents.add(run.parent_id)  # its parent's turn decides, below
+            continue
+        if not never_sent:
+            if in_broker is None and run.dispatched_at >= fallback_before:
+                continue  # the broker cannot say; only very old runs are sent again
+            if in_broker is not None and str(run.id) in in_broker:
+                continue
+        lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+        # A message that vanished was in line before anything waiting now: it goes first.
+        if not run_dispatch(run=run, force=True, resume=not never_sent):
+            break
+        published += 1
+    published += sum(runs_dispatch_waiting_children(parent_id=parent_id) for parent_id in parents)
+    if published:
+        logger.info("published runs whose message was missing", extra={"published": published,
+                                                                         "found": len(candidates)})
+    return {"found": len(candidates), "published": published}
+
+
 def runs_reap_stale() -> dict[str, int]:
     """Runs whose worker stopped heartbeating (its process is gone, paused or cut off): re-queued and
     published ahead of fresh work while attempts remain, else failed and dead (with the kind's
     final-failure hook). A worker that wakes later holds no lease and writes nothing."""
-    from jobs.services.runs import run_dispatch
-
     outcomes = {"requeued": 0, "failed": 0, "revoked": 0}
     for run in lifecycle.runs_stale(limit=REAP_BATCH_SIZE):
         status = lifecycle.run_reap(run=run)

@@ -202,7 +202,7 @@ def test_health_reports_the_ai_server(chat):
 def test_cancelling_a_reply_while_the_server_holds_the_answer_saves_nothing(chat):
     from django_celery_results.models import TaskResult
 
-    from jobs.services.runs import run_cancel
+    from jobs.services.steering import run_cancel
 
     chat.default = Step(delay=AI_TIMEOUT - 0.5, content="Too late.")
     message = post(ChatSession.objects.create(owner=UserFactory()), "Slow one?")

@@ -8,7 +8,8 @@ from django.db import transaction
 from documents import services
 from documents.models import Chunk, Document, PendingChunk
 from jobs.models import JobRun, JobRunLogEntry
-from jobs.services.runs import run_cancel, run_dispatch
+from jobs.services.runs import run_dispatch
+from jobs.services.steering import run_cancel
 from tests.factories import UserFactory
 from tests.support.files import upload
 from tests.support.worker import wait_until
@@ -261,11 +262,16 @@ def test_an_ingestion_that_worked_past_its_cap_fails_and_says_which_cap(settings
 
 # --- the body service itself, called with a fake run context (no worker) -----------------------
 
+# Inside one transaction that is never committed, so no ingestion message is ever published: a
+# worker left running by an earlier test must not ingest the same document meanwhile.
+IN_ONE_TRANSACTION = pytest.mark.django_db
+
 def _uploaded(text: bytes, name: str = "delta.txt") -> Document:
     document, _ = services.document_upload(owner=UserFactory(), upload=upload(name, text))
     return document
 
 
+@IN_ONE_TRANSACTION
 def test_ingest_makes_a_searchable_document_reporting_every_stage():
     from documents.selectors import chunks_search
     from tests.support.run_context import FakeRunContext
@@ -283,6 +289,7 @@ def test_ingest_makes_a_searchable_document_reporting_every_stage():
     assert chunks_search(user=document.owner, query="channel depth at dawn", k=1)[0].document_id == str(document.id)
 
 
+@IN_ONE_TRANSACTION
 def test_a_cancelled_ingestion_indexes_nothing_and_the_next_attempt_resumes_from_its_steps():
     from jobs.errors import RunCancelled
     from tests.support.run_context import FakeRunContext
@@ -303,6 +310,7 @@ def test_a_cancelled_ingestion_indexes_nothing_and_the_next_attempt_resumes_from
     assert Chunk.objects.filter(document=document).count() == first.checkpoints["chunked"]
 
 
+@IN_ONE_TRANSACTION
 def test_an_ingestion_of_a_deleted_document_is_skipped():
     from tests.support.run_context import FakeRunContext
 

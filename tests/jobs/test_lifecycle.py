@@ -102,9 +102,9 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
     import logging
     import threading
 
-    from jobs.services import runs
+    from jobs.services import fan_out
 
-    caplog.set_level(logging.INFO, logger="jobs.services.runs")
+    caplog.set_level(logging.INFO, logger="jobs.services.fan_out")
     for _ in range(10):
         caplog.clear()
         # On a queue no worker reads: once queued for its final step it stays QUEUED to be looked at.
@@ -126,7 +126,7 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
         assert parent.attempts == 0  # handing over was not an attempt
         queued = [r for r in caplog.records if r.getMessage().startswith("children ended; parent queued")]
         assert len(queued) == 1
-        assert runs.run_children_progress(parent_id=parent.id) is False  # a late or repeated announcement
+        assert fan_out.run_children_progress(parent_id=parent.id) is False  # a late or repeated announcement
 
 
 def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revokes_it():
@@ -141,7 +141,7 @@ def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revo
     assert lifecycle.run_claim(run_id=str(parent.id), worker="other:2") is None
     assert lifecycle.run_children_done(run_id=str(parent.id)) is False  # its child is unfinished
     assert lifecycle.run_request_cancel(run_id=str(parent.id)) == RunStatus.REVOKED
-    assert JobRun.objects.get(id=child.id).status == RunStatus.QUEUED  # children: services.runs.run_cancel
+    assert JobRun.objects.get(id=child.id).status == RunStatus.QUEUED  # children: services.steering.run_cancel
 
 
 def _taken_over(settings) -> tuple[JobRun, lifecycle.Claim, lifecycle.Claim]:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 
 from jobs.models import RUNNING_STATUSES, JobRun, RunStatus
-from jobs.services import maintenance, runs
+from jobs.services import maintenance, runs, steering
 from tests.support.worker import wait_for_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,9 +65,9 @@ def test_broker_outage_during_post_is_accepted_and_dispatched_later(celery_worke
     run = JobRun.objects.get(id=response.json()["id"])
     assert run.status == RunStatus.QUEUED and run.dispatched_at is None
 
-    assert runs.runs_dispatch_pending()["published"] == 0  # still down: nothing lost, nothing published
+    assert maintenance.runs_dispatch_pending()["published"] == 0  # still down: nothing lost, nothing published
     broker_proxy.enable()
-    assert runs.runs_dispatch_pending()["published"] == 1
+    assert maintenance.runs_dispatch_pending()["published"] == 1
     assert wait_status(run, RunStatus.SUCCESS).result["echo"] == "later"
 
 
@@ -80,7 +80,7 @@ def test_a_retry_whose_message_was_never_published_is_dispatched_again(celery_wo
     due = timezone.now() - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS + 5)
     lost = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "retry-lost"}, status=RunStatus.RETRY,
                                  attempts=1, max_attempts=4, due_at=due, dispatched_at=due)
-    assert runs.runs_dispatch_pending()["published"] == 1
+    assert maintenance.runs_dispatch_pending()["published"] == 1
     assert wait_status(lost, RunStatus.SUCCESS).attempts == 2
     assert effects() == {"retry-lost": "2"}
 
@@ -100,13 +100,13 @@ def test_a_duplicate_message_for_a_retry_before_its_due_time_runs_no_attempt(cel
     assert (after.status, after.attempts) == (RunStatus.RETRY, 1)
     assert effects() == {}
     # Nor does the watchdog send it again while its own countdown is still pending.
-    assert runs.runs_dispatch_pending()["published"] == 0
+    assert maintenance.runs_dispatch_pending()["published"] == 0
 
 
 def test_a_retry_waits_for_its_countdown_even_when_the_watchdog_runs(celery_worker, effects):
     run = enqueue("tests.flaky", key="hinted-wait", fail_times=1, retry_after=2)
     wait_status(run, RunStatus.RETRY)
-    assert runs.runs_dispatch_pending()["published"] == 0
+    assert maintenance.runs_dispatch_pending()["published"] == 0
     final = wait_status(run, RunStatus.SUCCESS)
     assert final.attempts == 2
     first, = final.attempt_log
@@ -117,7 +117,7 @@ def test_a_retry_waits_for_its_countdown_even_when_the_watchdog_runs(celery_work
 def test_cancel_while_no_worker_runs_means_the_body_never_runs(celery_worker, effects):
     celery_worker.stop()
     run = enqueue("tests.effect", key="never", seconds=0.0)
-    cancelled = runs.run_cancel(run=run)
+    cancelled = steering.run_cancel(run=run)
     assert cancelled.status == RunStatus.REVOKED
 
     celery_worker.start()
@@ -133,7 +133,7 @@ def test_cancel_while_no_worker_runs_means_the_body_never_runs(celery_worker, ef
 def test_cancel_a_running_task_stops_it_at_its_next_progress_report(celery_worker, effects):
     run = enqueue("tests.progress", calls=100, interval=0.05, key="should-not-finish")
     wait_until(lambda: JobRun.objects.get(id=run.id).progress_current >= 5, message="progress reported")
-    runs.run_cancel(run=JobRun.objects.get(id=run.id))
+    steering.run_cancel(run=JobRun.objects.get(id=run.id))
     final = wait_status(run, RunStatus.REVOKED, timeout=5)
     assert final.progress_current < 100
     assert effects() == {}
@@ -174,7 +174,7 @@ def test_exhausted_retries_end_dead_with_one_hook_call_and_a_manual_retry_succee
 
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM test_effects WHERE key = 'outage'")
-    retried, created = runs.run_retry(run=JobRun.objects.get(id=run.id), triggered_by="shell")
+    retried, created = steering.run_retry(run=JobRun.objects.get(id=run.id), triggered_by="shell")
     assert created
     assert retried.retry_of_id == run.id and retried.args == final.args
     assert wait_status(retried, RunStatus.SUCCESS).result == {"attempt": 1}
@@ -219,7 +219,7 @@ def test_a_cancelled_body_that_ignores_progress_is_terminated_within_the_grace(c
     run = enqueue("tests.stubborn", key="stubborn", seconds=60)
     wait_status(run, RunStatus.STARTED)
     asked = time.monotonic()
-    runs.run_cancel(run=JobRun.objects.get(id=run.id))
+    steering.run_cancel(run=JobRun.objects.get(id=run.id))
     final = wait_status(run, RunStatus.REVOKED, timeout=settings.CANCEL_GRACE_SECONDS + 10)
     assert time.monotonic() - asked < settings.CANCEL_GRACE_SECONDS + 5
     # The worker process that held it was terminated: the worker replaces it and serves the next run.
@@ -236,7 +236,7 @@ def test_final_writes_of_a_cancelled_run_are_never_committed(celery_worker, effe
 
     run = enqueue("tests.committing", key="must-not-land", seconds=1.5)
     wait_status(run, RunStatus.STARTED)
-    runs.run_cancel(run=JobRun.objects.get(id=run.id))
+    steering.run_cancel(run=JobRun.objects.get(id=run.id))
     final = wait_status(run, RunStatus.REVOKED, timeout=10)
     time.sleep(2)  # past the moment the body would have committed
     assert effects() == {}
@@ -268,7 +268,7 @@ def test_ten_concurrent_retries_of_one_dead_run_make_one_new_run(celery_worker):
 
         barrier.wait()
         try:
-            new_run, _ = runs.run_retry(run=JobRun.objects.get(id=dead.id), triggered_by="api")
+            new_run, _ = steering.run_retry(run=JobRun.objects.get(id=dead.id), triggered_by="api")
             answers.append(str(new_run.id))
         finally:
             thread_connection.close()
@@ -281,7 +281,7 @@ def test_ten_concurrent_retries_of_one_dead_run_make_one_new_run(celery_worker):
     assert len(answers) == 10 and len(set(answers)) == 1
     assert JobRun.objects.filter(retry_of=dead.id).count() == 1
     # retry_failed (the shell's way) does not retry it again either.
-    assert dead.id not in {run.id for run in runs.runs_retry_failed(dry_run=True)}
+    assert dead.id not in {run.id for run in steering.runs_retry_failed(dry_run=True)}
 
 
 def test_completed_runs_cost_three_writes_and_agree_with_celery_results(celery_worker):

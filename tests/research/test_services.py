@@ -305,7 +305,8 @@ def test_two_children_ending_at_the_same_moment_compose_once(llm, api, user):
     assert len(llm.requests) == 3  # two findings, one digest: composed once
 
     # Redelivered messages of the children and the parent, and a late announcement, change nothing.
-    from jobs.services.runs import run_children_progress, run_dispatch
+    from jobs.services.fan_out import run_children_progress
+    from jobs.services.runs import run_dispatch
 
     for redelivered in [*children(run_id), run]:
         run_dispatch(run=redelivered)

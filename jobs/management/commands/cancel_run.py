@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.errors import JobsError
 from jobs.selectors import runs_matching_id
-from jobs.services.runs import run_cancel
+from jobs.services.steering import run_cancel
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
 
-from jobs.services.runs import runs_retry_failed
+from jobs.services.steering import runs_retry_failed
 
 
 class Command(BaseCommand):

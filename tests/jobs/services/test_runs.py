@@ -11,7 +11,7 @@ from jobs import broker
 from jobs.broker import redis_queue_keys
 from jobs.models import JobRun, RunStatus
 from jobs.selectors import queue_depths
-from jobs.services import runs
+from jobs.services import fan_out, maintenance, runs, steering
 from tests.support.worker import wait_for_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +41,7 @@ def test_runs_held_in_the_broker_are_not_published_twice(celery_worker, effects)
     JobRun.objects.filter(id=waiting.id).update(dispatched_at=waiting.created_at.replace(year=2000))
     # Old, but its message is still in the queue (a backed-up queue): nothing to publish.
     assert str(waiting.id) in broker.message_ids_held(queues=["jobs"], delivered_since=time.time())
-    assert runs.runs_dispatch_pending() == {"found": 1, "published": 0}
+    assert maintenance.runs_dispatch_pending() == {"found": 1, "published": 0}
     assert queue_depths()["jobs"] == 1
 
 
@@ -66,7 +66,7 @@ def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(api,
     assert max(timings) < 1.0, [round(t, 3) for t in timings]
     assert JobRun.objects.filter(id__in=run_ids, status=RunStatus.QUEUED, dispatched_at__isnull=True).count() == 20
     broker.publish_breaker.reset()
-    assert runs.runs_dispatch_pending()["published"] == 20
+    assert maintenance.runs_dispatch_pending()["published"] == 20
     wait_until(lambda: JobRun.objects.filter(id__in=run_ids, status=RunStatus.SUCCESS).count() == 20,
                timeout=60, message="every run accepted during the outage to finish")
 
@@ -98,13 +98,13 @@ def test_the_published_message_says_what_the_task_is_about(celery_worker):
 
 # --- fan-out: a parent and its children ---------------------------------------------------------
 
-def fan_out(user, key: str, **args) -> JobRun:
+def fanned_out(user, key: str, **args) -> JobRun:
     with transaction.atomic():
         return runs.run_enqueue(kind="tests.fan_out", owner=user, args={"key": key, **args})
 
 
 def test_a_fan_out_keeps_two_children_in_the_broker_and_ends_with_one_final_step(celery_worker, user, effects):
-    parent = fan_out(user, "wide", children=6, seconds=0.3)
+    parent = fanned_out(user, "wide", children=6, seconds=0.3)
     in_broker = []
     while not (current := JobRun.objects.get(id=parent.id)).is_finished:
         in_broker.append(JobRun.objects.filter(parent=parent, status__in=("QUEUED", "STARTED", "PROGRESS"),
@@ -122,7 +122,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_the_final_step_runs_once(
                                                                                   settings):
     from jobs.services import maintenance
 
-    parent = fan_out(user, "killed", children=4, seconds=2.0)
+    parent = fanned_out(user, "killed", children=4, seconds=2.0)
     wait_until(lambda: JobRun.objects.filter(parent=parent, status=RunStatus.STARTED).count() == 2,
                timeout=30, message="two children in flight")  # they sleep without reporting progress
     celery_worker.kill()
@@ -142,7 +142,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_the_final_step_runs_once(
 
 
 def test_a_failed_child_is_counted_and_the_parent_still_ends(celery_worker, user, effects):
-    parent = fan_out(user, "partly", children=3, failing=[1])
+    parent = fanned_out(user, "partly", children=3, failing=[1])
     wait_until(lambda: JobRun.objects.get(id=parent.id).is_finished, timeout=30, message="parent")
     assert effects("composed:partly") == {"composed:partly": "FAILURE=1,SUCCESS=2"}
 
@@ -162,11 +162,11 @@ def test_a_parent_whose_last_end_was_never_announced_is_resumed_by_the_watchdog(
     JobRun.objects.filter(id=child.id).update(status=RunStatus.SUCCESS, finished_at=timezone.now())
     assert not JobRun.objects.get(id=parent.id).stalled  # awaiting holds no worker: never stale
 
-    assert runs.runs_resume_parents() == 1
+    assert fan_out.runs_resume_parents() == 1
     wait_until(lambda: JobRun.objects.get(id=parent.id).status == RunStatus.SUCCESS, timeout=30,
                message="the resumed parent")
     assert effects("composed:lost") == {"composed:lost": "SUCCESS=1"}
-    assert runs.runs_resume_parents() == 0
+    assert fan_out.runs_resume_parents() == 0
 
 
 def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
@@ -179,6 +179,6 @@ def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
     claim = lifecycle.run_claim(run_id=str(parent.id), worker="w:1")
     assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=3, step="children",
                                         message="")
-    assert runs.run_cancel(run=parent).status == RunStatus.REVOKED
+    assert steering.run_cancel(run=parent).status == RunStatus.REVOKED
     assert set(JobRun.objects.filter(id__in=[k.id for k in kids]).values_list("status", flat=True)) == {"REVOKED"}
-    assert runs.runs_dispatch_waiting_children(parent_id=parent.id) == 0
+    assert fan_out.runs_dispatch_waiting_children(parent_id=parent.id) == 0

@@ -103,5 +103,4 @@ def test_django_never_imports_the_development_servers():
 def test_only_the_broker_module_speaks_to_the_broker():
     speakers = {module for module, targets in OTHERS.items()
                 if any(t == client or t.startswith(client + ".") for t in targets for client in BROKER_CLIENTS)}
-    # devserver runs the embedded Redis itself: it is not a client of the product's broker.
-    assert {module for module in speakers if not module.startswith("devserver.")} == {"jobs.broker"}
+    assert speakers == {"jobs.broker"}

@@ -4,10 +4,12 @@ findings they were composed from."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 
-from jobs.admin.widgets import LIVE_MEDIA, run_link, run_live_cell
+from jobs.admin.widgets import LIVE_MEDIA, lines, link, preformatted, run_link, run_live_cell
 from research.models import Digest, Finding
 
 
@@ -24,7 +26,7 @@ class CitedTextAdmin(admin.ModelAdmin):
 
     @admin.display(description="content")
     def content_pre(self, obj):
-        return format_html('<pre class="run-pre">{}</pre>', obj.content)
+        return preformatted(obj.content)
 
     @admin.display(description="citations")
     def citations_table(self, obj):
@@ -33,8 +35,8 @@ class CitedTextAdmin(admin.ModelAdmin):
 
 def _document_link(document_id, title: str):
     if not document_id:
-        return title
-    return format_html('<a href="{}">{}</a>', reverse("admin:documents_document_change", args=[document_id]), title)
+        return conditional_escape(title)
+    return link(reverse("admin:documents_document_change", args=[document_id]), title)
 
 
 def _citations_table(citations: list[dict], *, with_document: bool):
@@ -42,9 +44,7 @@ def _citations_table(citations: list[dict], *, with_document: bool):
         return "—"
     rows = ((c.get("ref"), _document_link(c.get("document_id"), c.get("title", "")) if with_document else "",
              c.get("page") or "—", c.get("chunk_index"), c.get("quote", "")) for c in citations)
-    return format_html('<table class="run-table"><tr><th>ref</th><th>document</th><th>page</th><th>chunk</th>'
-                       '<th>quote</th></tr>{}</table>',
-                       format_html_join("", "<tr><td>[{}]</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+    return render_to_string("admin/research/citations.html", {"rows": rows})
 
 
 @admin.register(Digest)
@@ -63,7 +63,7 @@ class DigestAdmin(CitedTextAdmin):
 
     @admin.display(description="questions")
     def questions_list(self, digest):
-        return format_html_join("", "<div>{}</div>", ((q,) for q in digest.questions)) or "—"
+        return lines(digest.questions) if digest.questions else "—"
 
     @admin.display(description="documents")
     def covered(self, digest):
@@ -74,15 +74,15 @@ class DigestAdmin(CitedTextAdmin):
         """The composing run, with its live status; its page shows the children."""
         return format_html("{} {}", run_link(digest.run), run_live_cell(digest.run)) if digest.run else "—"
 
-
     @admin.display(description="documents covered")
     def documents_covered(self, digest):
-        return format_html_join(", ", "{}", ((_document_link(d.pk, d.title),) for d in digest.documents.all())) or "—"
+        # Each link comes rendered (and escaped) from its template.
+        return mark_safe(", ".join(_document_link(d.pk, d.title) for d in digest.documents.all())) or "—"
 
     @admin.display(description="could not read")
     def unread_list(self, digest):
-        return format_html_join("", "<div>{}: {}</div>", ((_document_link(u.get("document_id"), u.get("title", "")),
-                                                           u.get("error", "")) for u in digest.unread)) or "—"
+        return lines(format_html("{}: {}", _document_link(u.get("document_id"), u.get("title", "")), u.get("error", ""))
+                     for u in digest.unread) if digest.unread else "—"
 
 
 @admin.register(Finding)

@@ -87,6 +87,11 @@ def preformatted(text: str) -> str:
     return render_to_string("admin/jobs/widgets/pre.html", {"text": text})
 
 
+def lines(items) -> str:
+    """One line (a block) per item, each escaped unless it comes rendered."""
+    return render_to_string("admin/jobs/widgets/lines.html", {"lines": list(items)})
+
+
 def apply_each(modeladmin, request, objects, action, *, done: str, log: str | None = None) -> None:
     """An admin action over a selection: one refusal (a domain error) is reported and the rest go on;
     each object acted on is recorded in the admin log with `log` (or `done`)."""

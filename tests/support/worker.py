@@ -122,11 +122,14 @@ def beat(name: str = "test-beat") -> CeleryProcess:
 
 
 def wait_for_worker(name: str, timeout: float = 60) -> None:
+    import socket
+
     from jobs.broker import workers_ping
 
+    node = f"{name}@{socket.gethostname()}"  # `-n name@%h`
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(worker.startswith(f"{name}@") for worker in workers_ping(timeout=0.5)):
+        if workers_ping(timeout=0.5, only=[node]):
             return
     raise TimeoutError(f"worker {name} did not answer a ping within {timeout} s")
 

@@ -19,7 +19,8 @@ from tests.support.fake_llm import Step
 from tests.support.files import upload
 from tests.support.worker import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# What a digest run does needs committed rows: its workers read them from other processes.
+WITH_WORKERS = pytest.mark.django_db(transaction=True)
 
 # Five notes on one topic (how a database keeps data safe), each in its own words.
 NOTES = {
@@ -130,6 +131,7 @@ def test_an_unread_document_says_why():
 
 # --- extractive (no LLM configured): the session worker -------------------------------------------
 
+@WITH_WORKERS
 def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_them(celery_worker, api, user):
     documents = ingest_all(user, NOTES)
     job_id = define(api, {"topic": TOPIC, "questions": ["What happens after a crash?"]})
@@ -188,6 +190,7 @@ def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_th
     assert finished(forced).status == "SUCCESS" and children(forced).count() == 5
 
 
+@WITH_WORKERS
 def test_documents_are_chosen_by_relevance_and_filter(celery_worker, api, user):
     documents = ingest_all(user, {**NOTES, "garden.txt": "Water tomatoes deeply twice a week; mulch keeps the "
                                                           "soil moist and the roots cool in summer."})
@@ -206,6 +209,7 @@ def test_documents_are_chosen_by_relevance_and_filter(celery_worker, api, user):
     assert "None of your ready documents matched" in Digest.objects.get(run=later).content
 
 
+@WITH_WORKERS
 def test_another_user_sees_none_of_it(celery_worker, api, other_api, user):
     ingest_all(user, {"wal.txt": NOTES["wal.txt"]})
     job_id = define(api, {"topic": TOPIC})
@@ -223,6 +227,7 @@ def test_another_user_sees_none_of_it(celery_worker, api, other_api, user):
     assert other_api.get(f"/api/digests/?job={job_id}").status_code == 400
 
 
+@WITH_WORKERS
 def test_params_are_checked_when_the_job_is_defined(api):
     for params, field in (({}, "params"), ({"topic": "x", "max_documents": 10_000}, "params.max_documents"),
                           ({"topic": "x", "uploaded_after": "last tuesday"}, "params.uploaded_after"),
@@ -237,6 +242,7 @@ def test_params_are_checked_when_the_job_is_defined(api):
                     format="json").status_code == 201
 
 
+@WITH_WORKERS
 def test_a_scheduled_digest_fires_from_beat(celery_worker, api, user, beats):
     ingest_all(user, {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"]})
     job_id = define(api, {"topic": TOPIC}, name="every 2 s", schedule={"every_seconds": 2})
@@ -269,6 +275,7 @@ def llm(research_worker, fake_llm, transactional_db):
     return fake_llm
 
 
+@WITH_WORKERS
 def test_progress_rolls_up_from_children_at_most_two_in_the_broker(llm, api, user):
     ingest_all(user, NOTES)
     llm.default = Step(delay=1.0, content="The note says data survives [1].")
@@ -292,6 +299,7 @@ def test_progress_rolls_up_from_children_at_most_two_in_the_broker(llm, api, use
     assert len(llm.requests) == 6  # five findings and one digest
 
 
+@WITH_WORKERS
 def test_two_children_ending_at_the_same_moment_compose_once(llm, api, user):
     ingest_all(user, {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"]})
     together = threading.Barrier(2)
@@ -315,6 +323,7 @@ def test_two_children_ending_at_the_same_moment_compose_once(llm, api, user):
     assert Digest.objects.filter(run_id=run_id).count() == 1 and len(llm.requests) == 3
 
 
+@WITH_WORKERS
 def test_a_child_failing_for_good_gives_a_partial_digest_and_its_retry_reads_only_that_document(llm, api, user):
     notes = {"wal.txt": NOTES["wal.txt"], "fsync.txt": NOTES["fsync.txt"],
              "appendix.txt": f"{NOTES['checksums.txt']} {POISON}"}
@@ -347,6 +356,7 @@ def test_a_child_failing_for_good_gives_a_partial_digest_and_its_retry_reads_onl
     assert not JobRun.objects.dead_letters().filter(id=failed.id).exists()
 
 
+@WITH_WORKERS
 def test_cancelling_the_parent_mid_fan_out_stops_every_child_and_composes_nothing(llm, api, user):
     ingest_all(user, NOTES)
     llm.default = Step(delay=3.0)
@@ -367,6 +377,7 @@ def test_cancelling_the_parent_mid_fan_out_stops_every_child_and_composes_nothin
     assert not Finding.objects.filter(document__owner=user).exists()
 
 
+@WITH_WORKERS
 def test_run_job_wait_shows_the_roll_up(llm, api, user):
     import io
 

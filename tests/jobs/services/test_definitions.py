@@ -5,9 +5,8 @@ import pytest
 from jobs.models import Job
 from jobs.services import definitions
 
-pytestmark = pytest.mark.django_db
 
-
+@pytest.mark.django_db
 def test_seeding_schedules_is_idempotent_and_keeps_edits():
     created = definitions.schedules_seed()
     assert "Clean up old runs" in created and "Clean up task results" in created
@@ -19,6 +18,7 @@ def test_seeding_schedules_is_idempotent_and_keeps_edits():
     assert not job.periodic_task.enabled
 
 
+@pytest.mark.django_db
 def test_housekeeping_is_no_longer_seeded_as_jobs():
     definitions.schedules_seed()
     assert not Job.objects.filter(kind__in=("jobs.dispatch_pending", "jobs.reap_stale_runs")).exists()
@@ -31,6 +31,7 @@ def test_shortest_interval_of_a_schedule():
     assert definitions.schedule_shortest_interval({"crontab": "0,1 9,17 * * *", "timezone": "UTC"}) == 60
 
 
+@pytest.mark.django_db
 def test_users_cannot_schedule_more_often_than_the_floor_but_staff_can(settings):
     from jobs.errors import JobsError
     from tests.factories import UserFactory

@@ -87,6 +87,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="session")
+def live_server(django_db_setup, live_server):
+    """pytest-django's live server, started once the static files are collected: WhiteNoise looks
+    for them when the server's first request builds its middleware."""
+    return live_server
+
+
+@pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the session, consuming every queue, on the test database."""
     with django_db_blocker.unblock():

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from django.db import transaction
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -18,7 +19,9 @@ return performance.getEntriesByType('resource').map(e => e.name).filter(url => !
 
 
 def wait(browser, seconds=30):
-    return WebDriverWait(browser, seconds, poll_frequency=0.2)
+    # A live cell is replaced whole when its run changes: an element read a moment after the page
+    # script swapped it is stale, and the next poll finds the new one.
+    return WebDriverWait(browser, seconds, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def test_admin_is_styled_and_loads_nothing_from_elsewhere(logged_in):

@@ -41,7 +41,7 @@ goes to the back, behind other owners' waiting work.
 
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
 parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
-an owner's next turn) is published by services.runs and services.fan_out in answer.
+an owner's next turn) is published in answer, by services.fan_out and services.runs respectively.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _execute(sql: str, params: dict) -> list[tuple]:
 
 
 def _announce_end(run_id, rows: list[tuple]) -> None:
-    """After commit, tell services.fan_out that a run with a parent, or of a fair-share kind, ended."""
+    """After commit, announce that a run with a parent, or of a fair-share kind, ended (run_ended)."""
     if not rows:
         return
     status, parent_id, owner_id, kind = rows[0]

@@ -442,7 +442,7 @@ def tracked_task(
         kind_register(spec)
 
         @celery_app().task(bind=True, base=TrackedTask, name=kind, queue=queue,
-                  soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
+                           soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
         def task(self, run_id: str, claimed_by: str = ""):
             return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)
 

@@ -15,7 +15,7 @@ from jobs import lifecycle
 from jobs.models import FINISHED_STATUSES, RUNNING_STATUSES, UNFINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
 from jobs.selectors import run_children_counts
-from jobs.services.runs import DISPATCH_BATCH_SIZE, _published_unfinished, run_dispatch, runs_dispatch_waiting
+from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,12 @@ def runs_dispatch_waiting_children(*, parent_id) -> int:
         if parent is None or parent.cancel_requested or parent.is_finished:
             return 0
         waiting = JobRun.objects.filter(parent_id=parent_id, status=RunStatus.QUEUED, cancel_requested=False,
-                                     dispatched_at__isnull=True).order_by("created_at")
+                                        dispatched_at__isnull=True).order_by("created_at")
         first = waiting.first()
         spec = kind_find(first.kind) if first is not None else None
         if spec is None:
             return 0
-        free = (spec.parent_share or len(waiting)) - _published_unfinished(kind=spec.kind, parent_id=parent_id)
+        free = (spec.parent_share or len(waiting)) - runs_in_flight(kind=spec.kind, parent_id=parent_id)
         chosen = list(waiting[:max(free, 0)])
         for run in chosen:
             lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
@@ -75,11 +75,7 @@ def runs_resume_parents() -> int:
 
 
 @receiver(lifecycle.run_ended)
-def _after_run_ended(sender, run_id, parent_id, owner_id, kind, status, **kwargs):
-    """What waited for a run that ended: its owner's next turn (fair-share kinds), its parent's next
-    children and, after the last child, the parent's final step."""
-    spec = kind_find(kind)
-    if spec is not None and spec.fair_share and owner_id is not None:
-        runs_dispatch_waiting(kind=kind, owner_id=owner_id)
+def _parent_after_child_ended(sender, parent_id, **kwargs):
+    """A child ended: its parent's next children and, after the last one, the parent's final step."""
     if parent_id is not None:
         run_children_progress(parent_id=parent_id)

@@ -14,7 +14,7 @@ from jobs import broker, lifecycle
 from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
 from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
-from jobs.services.runs import DISPATCH_BATCH_SIZE, _published_unfinished, run_dispatch
+from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
 from jobs.services.steering import runs_enforce_cancel
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def runs_dispatch_pending() -> dict[str, int]:
         return {"found": 0, "published": 0}
     # A message delivered to a worker that has not beaten since is as good as lost with it.
     in_broker = broker.message_ids_held(queues=sorted({run.queue for run in candidates}),
-                                   delivered_since=time.time() - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+                                        delivered_since=time.time() - settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
     fallback_before = now - timedelta(seconds=settings.RUN_REDISPATCH_AFTER_SECONDS)
     published = 0
     parents: set = set()
@@ -51,7 +51,7 @@ def runs_dispatch_pending() -> dict[str, int]:
         never_sent = run.dispatched_at is None
         spec = kind_find(run.kind)
         if never_sent and spec and spec.fair_share and run.owner_id is not None \
-                and _published_unfinished(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
+                and runs_in_flight(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
             continue  # waiting its turn, not lost
         if never_sent and spec and spec.parent_share and run.parent_id is not None:
             parents.add(run.parent_id)  # its parent's turn decides, below

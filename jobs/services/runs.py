@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from core.logging import correlation_id_get
@@ -47,9 +48,9 @@ def run_enqueue(
         parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
         correlation_id=correlation_id_get() or "",
     )
-    if (spec.fair_share and owner is not None and _published_unfinished(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
+    if (spec.fair_share and owner is not None and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
             (spec.parent_share and parent is not None
-             and _published_unfinished(kind=kind, parent_id=parent.pk) > spec.parent_share):
+             and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
         # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
         lifecycle.run_dispatched(run_id=run.id, at=None)
         return run
@@ -57,7 +58,7 @@ def run_enqueue(
     return run
 
 
-def _published_unfinished(*, kind: str, owner_id: int | None = None, parent_id=None) -> int:
+def runs_in_flight(*, kind: str, owner_id: int | None = None, parent_id=None) -> int:
     """This owner's (or this parent's) runs of this kind that were published and have not ended."""
     scope = {"owner_id": owner_id} if parent_id is None else {"parent_id": parent_id}
     return JobRun.objects.filter(kind=kind, status__in=UNFINISHED_STATUSES, dispatched_at__isnull=False,
@@ -69,13 +70,21 @@ def runs_dispatch_waiting(*, kind: str, owner_id: int) -> int:
     spec = kind_find(kind)
     if spec is None or not spec.fair_share:
         return 0
-    free = spec.fair_share - _published_unfinished(kind=kind, owner_id=owner_id)
+    free = spec.fair_share - runs_in_flight(kind=kind, owner_id=owner_id)
     waiting = list(JobRun.objects.filter(kind=kind, owner_id=owner_id, status=RunStatus.QUEUED, cancel_requested=False,
-                                      dispatched_at__isnull=True).order_by("created_at")[:max(free, 0)])
+                                         dispatched_at__isnull=True).order_by("created_at")[:max(free, 0)])
     for run in waiting:
         lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
         run_dispatch(run=run)
     return len(waiting)
+
+
+@receiver(lifecycle.run_ended)
+def _owner_turn_after_run_ended(sender, owner_id, kind, **kwargs):
+    """A fair-share kind's run ended: its owner's next waiting run takes the place it left."""
+    spec = kind_find(kind)
+    if spec is not None and spec.fair_share and owner_id is not None:
+        runs_dispatch_waiting(kind=kind, owner_id=owner_id)
 
 
 def task_kwargs_repr(run: JobRun) -> str:

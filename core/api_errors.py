@@ -5,10 +5,12 @@ sentence for a person, `fields` maps each input field at fault to its messages (
 The schema documents this shape on every operation (core.schema), so clients handle one thing.
 """
 
+from django.core.exceptions import BadRequest
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -66,12 +68,46 @@ def exception_handler(exc, context):
     return response
 
 
+# How long a client is asked to wait (Retry-After) when the database cannot serve it.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+_MESSAGE_BY_STATUS = {
+    400: "The request is invalid.",
+    500: "The server failed; the error is logged.",
+    503: "The database is unreachable; try again shortly.",
+}
+
+
+def api_error_response(request, *, status: int, message: str | None = None) -> JsonResponse:
+    """An error in the API's shape for `status`, worded for the request when no message is given."""
+    if message is None:
+        message = f"No API endpoint at {request.path}." if status == 404 else \
+            _MESSAGE_BY_STATUS.get(status, "The request could not be answered.")
+    return JsonResponse(error_body(code=CODE_BY_STATUS.get(status, ErrorCode.ERROR), message=message), status=status)
+
+
+def bad_request_response(request, *, message: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api_error_response(request, status=400, message=message)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, BadRequest(message))
+
+
+def database_unavailable_response(request) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        response = api_error_response(request, status=503)
+    else:
+        response = HttpResponse(render_to_string("database_unavailable.html"), status=503)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
+
+
 @csrf_exempt  # it changes nothing: a POST to an unknown address is a 404, not a CSRF failure
 def api_not_found(request, exception=None):
     """A URL under /api/ that names nothing answers in the API's shape; elsewhere Django's page stays."""
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body(code=ErrorCode.NOT_FOUND, message=f"No API endpoint at {request.path}."),
-                            status=status.HTTP_404_NOT_FOUND)
+        return api_error_response(request, status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -79,8 +115,7 @@ def api_not_found(request, exception=None):
 
 def api_server_error(request):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body(code=ErrorCode.SERVER_ERROR, message="The server failed; the error is logged."),
-                            status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return api_error_response(request, status=500)
     from django.views.defaults import server_error
 
     return server_error(request)

@@ -17,10 +17,12 @@ from typing import Callable
 from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import extend_schema
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
+from core.auth import database_optional
 from core.schema import error_response
 
 
@@ -68,7 +70,15 @@ def _database() -> str:
     return "reachable"
 
 
+def _cache() -> str:
+    from django.core.cache import cache
+
+    return cache.ping()
+
+
 health_check_register(HealthCheck("database", _database, required=True))
+# The cache only degrades: without it each process counts its own throttles (core.cache).
+health_check_register(HealthCheck("cache", _cache))
 
 
 def health_report() -> tuple[dict, int]:
@@ -116,6 +126,8 @@ _anonymous = _AnonymousMemo()
                responses={200: dict, 503: dict, 429: error_response(429)})
 @api_view(["GET"])
 @permission_classes([AllowAny])
+# With the database down no token can be checked: the caller is anonymous and still told "down".
+@authentication_classes([database_optional(auth) for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
 def health(request):
     if request.user.is_authenticated:
         body, status = health_report()

@@ -1,6 +1,12 @@
+import logging
 import re
 
+from django.db import InterfaceError, OperationalError
+
+from core.api_errors import api_error_response, bad_request_response, database_unavailable_response
 from core.logging import correlation_id_new, correlation_id_var
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is echoed into logs and headers: accept only a safe, bounded token.
@@ -39,3 +45,65 @@ class ContentSecurityPolicyMiddleware:
         if self.policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = self.policy
         return response
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+class ApiErrorShapeMiddleware:
+    """Under /api/, an error answered by something other than the API (Django's debug or 404 page,
+    CommonMiddleware, a 400 from the request parser) is rewritten into the one error shape, with
+    its status and Retry-After kept: an API client never has to parse an HTML page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _is_api(request) and request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.endswith("/"):
+            # Every API address ends with a slash. CommonMiddleware would redirect, losing the body
+            # (or, with DEBUG, raise): say where to send it instead.
+            return api_error_response(request, status=404, message=f"No API endpoint at {request.path}; API "
+                                                                    f"addresses end with a slash: {request.path}/")
+        response = self.get_response(request)
+        if response.status_code < 400 or not _is_api(request) or \
+                response.get("Content-Type", "").startswith("application/json"):
+            return response
+        shaped = api_error_response(request, status=response.status_code)
+        if "Retry-After" in response:
+            shaped["Retry-After"] = response["Retry-After"]
+        return shaped
+
+
+class NulRejectingMiddleware:
+    """A NUL in the path or the query string is a 400 before any view reads it: PostgreSQL refuses
+    NUL in text, so it would otherwise reach a filter (the admin's) as a database error."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "") or \
+                any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            return bad_request_response(request, message="The address holds a NUL character.")
+        return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A request the database could not serve (down, restarting, refusing connections) answers 503
+    with Retry-After, with DEBUG on or off: the error shape under /api/, a plain page elsewhere. The
+    broken connection is dropped when the request ends (CONN_HEALTH_CHECKS), so the next request
+    reconnects by itself once the database is back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        logger.warning("database unavailable; answered 503",
+                       extra={"path": request.path, "cause": type(exception).__name__})
+        return database_unavailable_response(request)

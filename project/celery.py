@@ -27,6 +27,20 @@ def _use_django_logging(**kwargs):
     logging.config.dictConfig(settings.LOGGING)
 
 
+@signals.celeryd_init.connect
+@signals.beat_init.connect
+def _patient_broker_for_daemons(**kwargs):
+    # A request gives up on the broker within REDIS_TIMEOUT_SECONDS, because its run waits in
+    # PostgreSQL for the watchdog. A worker or beat has no request waiting on it: a Redis that is
+    # slow for a moment should not cost it its connection (and a redelivery of what it holds), so
+    # its connections, made after this signal, wait WORKER_BROKER_TIMEOUT_SECONDS.
+    from django.conf import settings
+
+    patience = settings.WORKER_BROKER_TIMEOUT_SECONDS
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "socket_timeout": patience,
+                                         "socket_connect_timeout": patience}
+
+
 @signals.before_task_publish.connect
 def _attach_correlation_id(headers=None, **kwargs):
     from core.logging import CORRELATION_HEADER, correlation_id_get

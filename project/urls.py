@@ -34,7 +34,7 @@ urlpatterns = [
     path("api/", include(router.urls)),
     # Any other /api/…/ address answers in the API's error shape (also with DEBUG on); addresses
     # without the slash still get CommonMiddleware's redirect first.
-    re_path(r"^api/.*/$", api_not_found),
+    re_path(r"^api/[\s\S]*/\Z", api_not_found),
 ]
 handler404 = "core.api_errors.api_not_found"
 handler500 = "core.api_errors.api_server_error"

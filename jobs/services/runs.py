@@ -95,19 +95,16 @@ def task_kwargs_repr(run: JobRun) -> str:
 
 def run_dispatch(*, run: JobRun, force: bool = False, resume: bool = False) -> bool:
     """Publish the run's message, behind the fresh work on its queue, or ahead of it when the run
-    `resume`s (taken over, or its message lost). False (and the run marked undispatched) if the
-    broker is unreachable or was a moment ago; `force` tries anyway (the watchdog probing for recovery)."""
-    if broker.publish_breaker.is_open and not force:
-        lifecycle.run_dispatched(run_id=run.id, at=None)
-        return False
+    `resume`s (taken over, or its message lost). False (and the run marked undispatched, for the
+    watchdog) if the broker is unreachable or was a moment ago; `force` tries anyway (the watchdog
+    probing for recovery)."""
     try:
         broker.run_message_publish(task_name=run.kind, run_id=str(run.id), queue=run.queue,
-                                   correlation_id=run.correlation_id, kwargs_repr=task_kwargs_repr(run), resume=resume)
-    except Exception as exc:  # kombu raises several types for an unreachable broker
-        broker.publish_breaker.trip()
+                                   correlation_id=run.correlation_id, kwargs_repr=task_kwargs_repr(run), resume=resume,
+                                   force=force)
+    except broker.BrokerUnavailable as exc:
         lifecycle.run_dispatched(run_id=run.id, at=None)
         logger.warning("broker unreachable; run left for the watchdog",
-                       extra={"run_id": str(run.id), "kind": run.kind, "cause": f"{type(exc).__name__}: {exc}"})
+                       extra={"run_id": str(run.id), "kind": run.kind, "cause": str(exc)})
         return False
-    broker.publish_breaker.reset()
     return True

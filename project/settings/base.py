@@ -54,6 +54,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    # Outermost after the request id: whatever answers an /api/ error below, the client gets JSON.
+    "core.middleware.ApiErrorShapeMiddleware",
+    "core.middleware.NulRejectingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.ContentSecurityPolicyMiddleware",
     # Static files from the app itself (gunicorn, compose): compressed, and cached for good once hashed.
@@ -66,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login before the view runs.
     "axes.middleware.AxesMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 # Pages load scripts, styles, images and fonts from this host only. Inline scripts and styles are
@@ -111,11 +115,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "core.db"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A database that accepts the connection but never answers (frozen, or a dropped network) fails the
+# connection within this, instead of holding the request (libpq counts whole seconds, at least 2).
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT_SECONDS",
+                                                                             default=2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Shared by web and workers (the LLM health memo lives here), so it must not be per-process.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                      "KEY_PREFIX": "app", "OPTIONS": {"serializer": "core.cache.JsonSerializer"}}}
+# Every Redis client in a process that answers requests (the cache, publishing a run, the health
+# probe, the beat lock) gives up connecting, and waiting for each answer, after this: a Redis that
+# is down or frozen costs a request this once, then its breaker (core.breaker) skips it for
+# BREAKER_SECONDS. Workers and beat wait longer on their broker connection (WORKER_BROKER_TIMEOUT_SECONDS).
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.2)
+BREAKER_SECONDS = env.float("BREAKER_SECONDS", default=5.0)
+WORKER_BROKER_TIMEOUT_SECONDS = env.float("WORKER_BROKER_TIMEOUT_SECONDS", default=10.0)
+
+# Shared by web and workers (the LLM health memo lives here), so it is not per-process while Redis
+# answers; while it does not, each process falls back to its own memory (core.cache).
+CACHES = {"default": {"BACKEND": "core.cache.FailSoftRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "app",
+                      "OPTIONS": {"serializer": "core.cache.JsonSerializer", "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                                  "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -225,9 +243,9 @@ CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     # Fail fast when the broker is down (one connection attempt, no retry loop): the run stays
-    # QUEUED and the watchdog publishes it later. Workers reconnect by their own, patient, policy.
-    "socket_connect_timeout": 2,
-    "socket_timeout": 10,
+    # QUEUED and the watchdog publishes it later. Workers and beat wait longer (project.celery).
+    "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    "socket_timeout": REDIS_TIMEOUT_SECONDS,
     "max_retries": 0,
 }
 # Two places in line on each queue (jobs.broker): resumed work first, then fresh work. On Redis kombu
@@ -277,8 +295,6 @@ RUN_REDISPATCH_AFTER_SECONDS = env.int("RUN_REDISPATCH_AFTER_SECONDS", default=6
 RUN_DATABASE_WAIT_SECONDS = env.int("RUN_DATABASE_WAIT_SECONDS", default=120)
 # A cancelled body still running this long after the cancel is terminated.
 CANCEL_GRACE_SECONDS = env.int("CANCEL_GRACE_SECONDS", default=10)
-# After a failed publish, requests skip the broker for this long (the watchdog publishes).
-BROKER_BREAKER_SECONDS = env.float("BROKER_BREAKER_SECONDS", default=5.0)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=7)
 RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)
 DEAD_RUNS_RETENTION_DAYS = env.int("DEAD_RUNS_RETENTION_DAYS", default=90)

@@ -18,12 +18,14 @@ def test_ok_with_a_worker_up(celery_worker, api):
 
 
 @WITH_A_WORKER
-def test_down_when_the_broker_is_unreachable(celery_worker, api, broker_proxy):
+def test_only_degraded_when_the_broker_is_unreachable_because_work_is_still_accepted(celery_worker, api, broker_proxy):
     broker_proxy.disable()
     response = api.get("/api/health/")
-    assert response.status_code == 503
-    assert response.json()["status"] == "down"
-    assert response.json()["checks"]["broker"]["status"] == "error"
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["broker"] == {**response.json()["checks"]["broker"], "status": "error",
+                                                   "detail": "BrokerUnavailable"}
+    assert response.json()["checks"]["workers"]["status"] == "unknown"
     assert "127.0.0.1" not in response.content.decode() and str(broker_proxy.port) not in response.content.decode()
 
 

@@ -46,3 +46,17 @@ def test_each_user_has_their_own_budget(api, rates):
     other_client.force_authenticate(other)
     assert [api.get("/api/runs/").status_code for _ in range(3)] == [200, 200, 429]
     assert other_client.get("/api/runs/").status_code == 200
+
+
+@pytest.mark.parametrize("planted", [b"not json", b"7", b'{"a": 1}', b'["x", "y"]', b"\xff\xfe"])
+def test_a_planted_history_that_is_not_one_counts_as_empty_and_the_limit_still_holds(api, user, rates, planted):
+    import redis
+    from django.conf import settings
+
+    rates(user="3/minute")
+    assert api.get("/api/runs/").status_code == 200
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    [key] = server.keys(f"*throttle_user_{user.pk}")
+    server.set(key, planted)
+    # The planted value is read as no history: three more requests fit, the fourth is over the rate.
+    assert [api.get("/api/runs/").status_code for _ in range(4)] == [200, 200, 200, 429]

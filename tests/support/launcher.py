@@ -25,10 +25,16 @@ def _free_port() -> int:
 class Launcher:
     """`python -m devserver.launcher` on the test database, logging to a file."""
 
-    def __init__(self, tmp_path: Path, **env: str):
+    def __init__(self, tmp_path: Path, *, own_services: bool = False, log_name: str = "launcher", **env: str):
         self.port = _free_port()
-        self.env = child_env(LOCAL_DIR=str(tmp_path / "local"), PORT=str(self.port), **env)
-        self.log_path = LOG_DIR / "launcher.log"
+        self.local_dir = tmp_path / "local"
+        self.env = child_env(LOCAL_DIR=str(self.local_dir), PORT=str(self.port), **env)
+        if own_services:
+            # As from a clean checkout: its own embedded PostgreSQL and Redis, files and static under LOCAL_DIR.
+            for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "STATIC_ROOT"):
+                self.env.pop(name, None)
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{log_name}.log"
         self.log_path.write_bytes(b"")
         self.proc: subprocess.Popen | None = None
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.broker import workers_inspect
+from jobs.broker import BrokerUnavailable, workers_inspect
 from jobs.selectors import queue_depths
 
 
@@ -15,7 +15,10 @@ class Command(BaseCommand):
         self.stdout.write("Queues (messages waiting):")
         for queue, depth in queue_depths().items():
             self.stdout.write(f"  {queue:<12} {depth if depth is not None else 'unreachable'}")
-        workers = workers_inspect(timeout=timeout)
+        try:
+            workers = workers_inspect(timeout=timeout)
+        except BrokerUnavailable as exc:
+            raise CommandError(f"the broker is unreachable ({exc}); work is still accepted and waits") from exc
         self.stdout.write(f"Workers online: {len(workers)}")
         if not workers:
             raise CommandError("no worker answered")

@@ -1,0 +1,93 @@
+"""Whatever the address or the state of the database, /api/ answers in the one JSON error shape and
+the admin with a plain page, never a 500."""
+
+import socket
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _shaped(response, status: int, code: str) -> dict:
+    assert response.status_code == status, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    return body
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/api/runs%0A/", "/api/ru%0Ans/", "/api/runs/%0A/", "/api/%0D%0A/"])
+def test_a_line_break_in_an_api_address_is_a_json_404(client, settings, debug, path):
+    settings.DEBUG = debug
+    _shaped(client.get(path), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/%00/", "/api/runs/?status=%00", "/api/documents/?q=a%00b"])
+def test_a_nul_anywhere_in_an_api_address_is_a_json_400(api, path):
+    assert "NUL" in _shaped(api.get(path), 400, "invalid")["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/admin/jobs/jobrun/?status__exact=%00", "/admin/jobs/jobrun/?q=%00",
+                                  "/admin/jobs/jobrun/%00/change/"])
+def test_a_nul_in_an_admin_filter_is_a_400_page(client, path):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    response = client.get(path)
+    assert response.status_code == 400 and response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_post_without_its_trailing_slash_is_told_the_address_to_use(api, settings, debug):
+    settings.DEBUG = debug  # CommonMiddleware cannot redirect a POST: it raises with DEBUG, drops the body without
+    body = _shaped(api.post("/api/jobs", {"name": "n"}, format="json"), 404, "not_found")
+    assert body["error"]["message"].endswith("end with a slash: /api/jobs/")
+
+
+@contextmanager
+def database_unreachable():
+    """The database really unreachable for the requests inside: the connection is closed and pointed
+    at a port nobody listens on, as after PostgreSQL stopped; restored afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    real = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = closed_port
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("debug", [False, True])
+def test_with_the_database_unreachable_the_api_answers_503_and_the_admin_a_plain_page(debug, settings, user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    caller = APIClient(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    operator = Client()
+    operator.force_login(UserFactory(is_staff=True, is_superuser=True))
+    settings.DEBUG = debug
+    with database_unreachable():
+        answers = [caller.get("/api/runs/"), caller.post("/api/jobs/", {"name": "n", "kind": "jobs.ping"}, format="json"),
+                   caller.get("/api/documents/")]
+        anonymous = Client().get("/api/documents/")
+        health = caller.get("/api/health/")
+        admin = operator.get("/admin/jobs/jobrun/")
+    for response in answers:
+        _shaped(response, 503, "unavailable")
+        assert int(response["Retry-After"]) > 0
+    _shaped(anonymous, 401, "not_authenticated")  # no credentials: that much is known without the database
+    # No token can be checked: the caller is told what anyone is, and that the service is down.
+    assert (health.status_code, health.json()) == (503, {"status": "down"})
+    assert admin.status_code == 503 and b"database is unreachable" in admin.content
+    # Back: the same clients are answered, with nothing restarted.
+    assert caller.get("/api/runs/").status_code == 200
+    assert operator.get("/admin/jobs/jobrun/").status_code == 200

@@ -1,0 +1,197 @@
+"""`make run` while its Redis is stopped or frozen and while its PostgreSQL is stopped, tried as a
+client would: every request is answered within a second (202 for work, the lists as usual, or the
+one JSON error shape), nothing accepted is lost, and everything finishes once the server is back.
+
+One stack for the module, on servers of its own, with the request-side timeout as shipped."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.stack import OwnStack
+from tests.support.worker import wait_until
+
+pytestmark = pytest.mark.worker
+
+# Longer than two breaker windows (BREAKER_SECONDS below) and than the workers' broker timeout, so
+# requests after a window has closed and workers that lost their connection are both tried.
+OUTAGE_SECONDS = 7
+# What the issue of a request under any outage may cost: never the client's own timeout.
+ANSWER_WITHIN_SECONDS = 1.0
+FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    marker = str(time.time_ns())
+    stack = OwnStack(tmp_path_factory.mktemp("outages"), REDIS_TIMEOUT_SECONDS="0.2", BREAKER_SECONDS="3",
+                     WORKER_BROKER_TIMEOUT_SECONDS="2", WORKER_STOP_GRACE_SECONDS="2", OUTAGE_TEST_MARK=marker)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop(f"OUTAGE_TEST_MARK={marker}")
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    with stack.api_client("alice") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def work(alice):
+    """What alice can start: a chat session and a job of her own."""
+    session = alice.post("/api/chat/sessions/", json={}).json()["id"]
+    job = alice.post("/api/jobs/", json={"name": f"ping-{uuid.uuid4().hex[:6]}", "kind": "jobs.ping"}).json()["id"]
+    return {"session": session, "job": job}
+
+
+def _requests(work: dict, n: int, *, stats: bool = True):
+    yield "POST", f"/api/chat/sessions/{work['session']}/messages/", {"json": {"content": f"question {n}"}}
+    if n <= 2:  # a few uploads: each ingestion takes a worker seconds once the outage is over
+        yield "POST", "/api/documents/", {"files": {"file": (f"note-{n}.txt", f"log {uuid.uuid4()}\n".encode() * 30,
+                                                              "text/plain")}}
+    yield "POST", f"/api/jobs/{work['job']}/trigger/", {"json": {}}
+    yield "GET", "/api/runs/", {}
+    yield "GET", "/api/documents/", {}
+    if stats:
+        yield "GET", "/api/runs/stats/", {}
+
+
+def _use_during(client: httpx.Client, work: dict, *, seconds: float, stats: bool = True) -> tuple[list[str], list[tuple]]:
+    """Post work and read lists for `seconds`; returns the runs accepted and every answer that broke
+    a promise (a status other than 202 or 200, not JSON, or later than a second)."""
+    accepted, broken = [], []
+    deadline, n = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        n += 1
+        for method, path, options in _requests(work, n, stats=stats):
+            started = time.monotonic()
+            try:
+                response = client.request(method, path, **options)
+            except httpx.HTTPError as exc:
+                broken.append((method, path, type(exc).__name__))
+                continue
+            took = time.monotonic() - started
+            expected = 202 if method == "POST" else 200
+            if response.status_code != expected or took > ANSWER_WITHIN_SECONDS or \
+                    not response.headers.get("content-type", "").startswith("application/json"):
+                broken.append((method, path, response.status_code, round(took, 3), response.text[:200]))
+            elif method == "POST":
+                accepted.append(response.json()["run"]["id"] if "run" in response.json() else response.json()["id"])
+        time.sleep(0.3)
+    return accepted, broken
+
+
+def _cancel_one_and_read_the_admin(client: httpx.Client, operator: httpx.Client, accepted: list[str]) -> list[tuple]:
+    """A cancel during the outage is accepted (the database flag is what counts), and the admin's
+    pages answer; returns what broke a promise."""
+    broken = []
+    for response in (client.post(f"/api/runs/{accepted[0]}/cancel/"), operator.get("/admin/"),
+                     operator.get("/admin/jobs/jobrun/")):
+        if response.status_code not in (200, 202) or response.elapsed.total_seconds() > ANSWER_WITHIN_SECONDS:
+            broken.append((str(response.request.url), response.status_code, response.elapsed.total_seconds()))
+    return broken
+
+
+def _all_finish(client: httpx.Client, run_ids: list[str], *, timeout: float) -> dict[str, str]:
+    def statuses():
+        return {run_id: client.get(f"/api/runs/{run_id}/").json()["status"] for run_id in run_ids}
+
+    wait_until(lambda: set(statuses().values()) <= FINISHED, timeout=timeout, interval=1,
+               message="every run accepted during the outage to finish")
+    return statuses()
+
+
+@pytest.fixture(scope="module")
+def operator(stack):
+    client = stack.admin_client()
+    yield client
+    client.close()
+
+
+def test_with_redis_stopped_work_is_accepted_and_finishes_once_it_is_back(stack, alice, work, operator):
+    stack.redis_stop()
+    try:
+        accepted, broken = _use_during(alice, work, seconds=OUTAGE_SECONDS)
+        broken += _cancel_one_and_read_the_admin(alice, operator, accepted)
+    finally:
+        stack.services_start()
+    assert broken == []
+    assert len(accepted) >= 2 * 5 + 2
+    finished = _all_finish(alice, accepted, timeout=60)
+    assert finished.pop(accepted[0]) == "REVOKED"
+    assert set(finished.values()) == {"SUCCESS"}
+    stack.wait_healthy(timeout=30)
+
+
+def test_with_redis_frozen_work_is_accepted_and_finishes_once_it_thaws(stack, alice, work, operator):
+    stack.redis_freeze()
+    try:
+        accepted, broken = _use_during(alice, work, seconds=OUTAGE_SECONDS)
+        broken += _cancel_one_and_read_the_admin(alice, operator, accepted)
+        anonymous = httpx.get(f"{stack.base}/api/health/", timeout=5)
+        checks = alice.get("/api/health/").json()["checks"]
+    finally:
+        stack.redis_thaw()
+    assert broken == []
+    assert len(accepted) >= 2 * 5 + 2
+    # The web tier is serving: degraded, not down (which would take it out of a load balancer).
+    assert (anonymous.status_code, anonymous.json()) == (200, {"status": "degraded"})
+    assert {name: checks[name]["status"] for name in ("database", "cache", "broker", "workers")} == {
+        "database": "ok", "cache": "error", "broker": "error", "workers": "unknown"}
+    finished = _all_finish(alice, accepted, timeout=60)
+    assert finished.pop(accepted[0]) == "REVOKED"
+    assert set(finished.values()) == {"SUCCESS"}
+    # The workers and beat that waited on the frozen broker reconnected by themselves.
+    stack.wait_healthy(timeout=30)
+    assert len(alice.get("/api/health/").json()["checks"]["workers"]["detail"]) >= 4
+
+
+def _down(response: httpx.Response) -> httpx.Response | None:
+    return response if response.status_code == 503 else None
+
+
+def _assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, (response.request.url, response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_with_postgres_stopped_every_api_answer_is_a_json_503_and_it_recovers_without_a_restart(stack, alice, work,
+                                                                                               operator):
+    stack.postgres_stop()
+    try:
+        answers = []
+        for n in range(3):
+            for method, path, options in _requests(work, n):
+                started = time.monotonic()
+                answers.append((alice.request(method, path, **options), time.monotonic() - started))
+        # Anonymous callers share a probe at most HEALTH_ANON_CACHE_SECONDS old (2 s in the test settings).
+        anonymous = wait_until(lambda: _down(httpx.get(f"{stack.base}/api/health/", timeout=5)), timeout=5,
+                               message="anonymous health to say down")
+        with_token = alice.get("/api/health/")
+        admin = operator.get("/admin/jobs/jobrun/")
+    finally:
+        stack.services_start()
+    for response, took in answers:
+        _assert_unavailable(response)
+        assert took < ANSWER_WITHIN_SECONDS, (response.request.url, took)
+    # No token can be checked without the database: every caller is told "down", and why not more.
+    for health in (anonymous, with_token):
+        assert (health.status_code, health.json()) == (503, {"status": "down"})
+    assert admin.status_code == 503 and "database is unreachable" in admin.text
+    assert admin.headers["content-type"].startswith("text/html")
+
+    # Back: the same requests answer as before, from the same web processes.
+    wait_until(lambda: alice.get("/api/runs/").status_code == 200, timeout=30, message="the API to answer again")
+    # (Not the stats: with the broker up they wait the whole worker ping, about a second.)
+    accepted, broken = _use_during(alice, work, seconds=1, stats=False)
+    assert broken == [] and accepted
+    assert set(_all_finish(alice, accepted, timeout=60).values()) == {"SUCCESS"}

@@ -85,7 +85,7 @@ def test_with_the_database_unreachable_the_api_answers_503_and_the_admin_a_plain
         _shaped(response, 503, "unavailable")
         assert int(response["Retry-After"]) > 0
     _shaped(anonymous, 401, "not_authenticated")  # no credentials: that much is known without the database
-    # No token can be checked: the caller is told what anyone is, and that the service is down.
+    # No token can be checked: the caller is told what anyone is (at once), and that the service is down.
     assert (health.status_code, health.json()) == (503, {"status": "down"})
     assert admin.status_code == 503 and b"database is unreachable" in admin.content
     # Back: the same clients are answered, with nothing restarted.

@@ -28,8 +28,10 @@ FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     marker = str(time.time_ns())
+    # Warm-up as in `make run`: the models load while the first outage is on, not after it.
     stack = OwnStack(tmp_path_factory.mktemp("outages"), REDIS_TIMEOUT_SECONDS="0.2", BREAKER_SECONDS="3",
-                     WORKER_BROKER_TIMEOUT_SECONDS="2", WORKER_STOP_GRACE_SECONDS="2", OUTAGE_TEST_MARK=marker)
+                     WORKER_BROKER_TIMEOUT_SECONDS="2", WORKER_STOP_GRACE_SECONDS="2", WORKER_WARM_UP="true",
+                     OUTAGE_TEST_MARK=marker)
     try:
         stack.start()
         yield stack

@@ -45,3 +45,31 @@ def test_no_canary_secret_is_found_anywhere(celery_worker, fake_llm, api, user):
     assert "you sent Authorization" not in everything  # the upstream body is summarised, never copied
     for name, canary in canaries.items():
         assert canary not in everything, name
+
+
+@pytest.mark.integration
+def test_the_sentry_dsn_key_rides_in_no_broker_message():
+    """A process with Sentry on publishes a task; the message as the broker holds it carries the
+    trace (so traces still join up) but not the DSN's key."""
+    import subprocess
+    import sys
+
+    import redis
+    from django.conf import settings
+
+    from jobs.broker import redis_queue_keys
+    from tests.support.launcher import BASE_DIR
+    from tests.support.worker import child_env
+
+    key = secrets.token_hex(16)
+    queue = f"canary-{secrets.token_hex(4)}"  # no worker reads it: the message stays for us to read
+    publish = f"from project.celery import app; app.send_task('jobs.ping', kwargs={{}}, queue={queue!r})"
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", publish], cwd=BASE_DIR, check=True,
+                   capture_output=True, env=child_env(SENTRY_DSN=f"http://{key}@127.0.0.1:9/1"))
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        held = b"".join(raw for list_key in redis_queue_keys(queue) for raw in server.lrange(list_key, 0, -1))
+    finally:
+        server.delete(*redis_queue_keys(queue))
+    assert b"sentry-trace" in held and b"baggage" in held
+    assert key.encode() not in held

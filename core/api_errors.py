@@ -68,6 +68,10 @@ def exception_handler(exc, context):
     return response
 
 
+def is_api_request(request) -> bool:
+    return request.path.startswith("/api/")
+
+
 # How long a client is asked to wait (Retry-After) when the database cannot serve it.
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
@@ -87,7 +91,7 @@ def api_error_response(request, *, status: int, message: str | None = None) -> J
 
 
 def bad_request_response(request, *, message: str) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         return api_error_response(request, status=400, message=message)
     from django.views.defaults import bad_request
 
@@ -95,7 +99,7 @@ def bad_request_response(request, *, message: str) -> HttpResponse:
 
 
 def database_unavailable_response(request) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         response = api_error_response(request, status=503)
     else:
         response = HttpResponse(render_to_string("database_unavailable.html"), status=503)
@@ -106,7 +110,7 @@ def database_unavailable_response(request) -> HttpResponse:
 @csrf_exempt  # it changes nothing: a POST to an unknown address is a 404, not a CSRF failure
 def api_not_found(request, exception=None):
     """A URL under /api/ that names nothing answers in the API's shape; elsewhere Django's page stays."""
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         return api_error_response(request, status=404)
     from django.views.defaults import page_not_found
 
@@ -114,7 +118,7 @@ def api_not_found(request, exception=None):
 
 
 def api_server_error(request):
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         return api_error_response(request, status=500)
     from django.views.defaults import server_error
 

@@ -3,7 +3,7 @@ import re
 
 from django.db import InterfaceError, OperationalError
 
-from core.api_errors import api_error_response, bad_request_response, database_unavailable_response
+from core.api_errors import api_error_response, bad_request_response, database_unavailable_response, is_api_request
 from core.logging import correlation_id_new, correlation_id_var
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
-def _is_api(request) -> bool:
-    return request.path.startswith("/api/")
-
-
 class ApiErrorShapeMiddleware:
     """Under /api/, an error answered by something other than the API (Django's debug or 404 page,
     CommonMiddleware, a 400 from the request parser) is rewritten into the one error shape, with
@@ -60,13 +56,13 @@ class ApiErrorShapeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if _is_api(request) and request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.endswith("/"):
+        if is_api_request(request) and request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.endswith("/"):
             # Every API address ends with a slash. CommonMiddleware would redirect, losing the body
             # (or, with DEBUG, raise): say where to send it instead.
             return api_error_response(request, status=404, message=f"No API endpoint at {request.path}; API "
                                                                     f"addresses end with a slash: {request.path}/")
         response = self.get_response(request)
-        if response.status_code < 400 or not _is_api(request) or \
+        if response.status_code < 400 or not is_api_request(request) or \
                 response.get("Content-Type", "").startswith("application/json"):
             return response
         shaped = api_error_response(request, status=response.status_code)

@@ -25,6 +25,7 @@ from typing import Callable, TypeVar
 
 from celery import current_app
 from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -86,6 +87,13 @@ def _connection_dropped(exc: BaseException) -> bool:
     return False
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the broker did not answer (refused, reset, timed out), in the words of
+    the socket, redis-py or kombu (which wraps the others when Celery publishes)."""
+    return any(isinstance(error, (OSError, KombuOperationalError, RedisConnectionError, RedisTimeoutError))
+               for error in (exc, exc.__cause__, exc.__context__))
+
+
 def _ask(call: Callable[[], T], *, force: bool = False) -> T:
     """Every call to the broker goes through here: skipped at once while the broker's breaker is
     open (unless `force`d: the watchdog probing for recovery), retried once on a dropped
@@ -101,8 +109,11 @@ def _ask(call: Callable[[], T], *, force: bool = False) -> T:
             if not _connection_dropped(exc):
                 raise
             result = call()
-    except Exception as exc:  # kombu, redis-py and py-amqp each have their own types for "unreachable"
-        breaker.trip(cause=exc)
+    except Exception as exc:
+        # Only the broker's silence trips the breaker; a message we cannot parse does not stop
+        # everyone's publishing. Either way the caller gets one type to handle.
+        if _unreachable(exc):
+            breaker.trip(cause=exc)
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     breaker.reset()
     return result

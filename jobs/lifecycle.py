@@ -53,7 +53,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -306,15 +308,20 @@ def run_await_children(*, run_id: str, lease: int, total: int, step: str, messag
 
 
 def run_roll_up(*, run_id: str, current: int, total: int, eta: float | None) -> None:
-    """A parent's progress is its children's: how many have ended, and the ETA at their rate."""
+    """A parent's progress is its children's: how many have ended, and the ETA at their rate.
+
+    Never backwards: children ending together each count in their own transaction, and the one that
+    counted fewer may write last."""
     JobRun.objects.filter(id=run_id, awaiting_children=True, status__in=RUNNING_STATUSES).update(
-        progress_current=current, progress_total=total, eta_seconds=eta, heartbeat_at=timezone.now())
+        progress_current=Greatest(F("progress_current"), current), progress_total=total, eta_seconds=eta,
+        heartbeat_at=timezone.now())
 
 
 _CHILDREN_DONE_SQL = f"""
 UPDATE jobs_jobrun
    SET status = 'QUEUED', awaiting_children = false, attempts = GREATEST(attempts - 1, 0), worker = '',
-       dispatched_at = %(now)s, eta_seconds = NULL
+       dispatched_at = %(now)s, eta_seconds = NULL,
+       progress_current = GREATEST(progress_current, COALESCE(progress_total, 0))
  WHERE id = %(id)s AND awaiting_children AND status IN {RUNNING_SQL} AND NOT cancel_requested
    AND NOT EXISTS (SELECT 1 FROM jobs_jobrun child
                     WHERE child.parent_id = %(id)s AND child.status IN {UNFINISHED_SQL})
@@ -542,10 +549,30 @@ def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: 
     return RunStatus.QUEUED
 
 
+# How long a takeover waits for a run's row. A worker paused inside a transaction holds it until the
+# server ends that transaction (worker sessions: idle_in_transaction_session_timeout, project/celery.py);
+# the watchdog goes on with the other stale runs instead of queueing behind it, and comes back.
+REAP_LOCK_TIMEOUT_MS = 1000
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
 def run_reap(*, run: JobRun) -> str | None:
     """A held run whose worker stopped heartbeating: QUEUED again while attempts remain, else FAILURE.
 
-    Conditional on the heartbeat it was found with, so a worker that wakes up meanwhile wins."""
+    Conditional on the heartbeat it was found with, so a worker that wakes up meanwhile wins. None
+    also when its row stays locked past REAP_LOCK_TIMEOUT_MS: the next pass tries again."""
+    try:
+        with transaction.atomic():
+            _execute(f"SET LOCAL lock_timeout = {REAP_LOCK_TIMEOUT_MS}", {})
+            return _reap(run)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        logger.info("stale run's row is locked; left for the next pass", extra={"run_id": str(run.id)})
+        return None
+
+
+def _reap(run: JobRun) -> str | None:
     if run.cancel_requested:
         return RunStatus.REVOKED if run_revoke(run_id=str(run.id), reason="cancelled; its worker was lost") else None
     error = f"worker lost during attempt {run.attempts} ({run.worker or 'unknown worker'}): no heartbeat"

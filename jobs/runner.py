@@ -311,11 +311,13 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext) -> Any:
                     **extra, "delay_seconds": round(delay, 3), "cause": error, "elapsed_seconds": elapsed})
                 raise task.retry(kwargs={"run_id": run_id}, countdown=delay, exc=exc)
             # Not held any more, or cancelled: revoked only in the second case (the lease decides).
-            lifecycle.run_revoke(run_id=run_id, reason="cancelled while running", lease=ctx.lease)
+            if not lifecycle.run_revoke(run_id=run_id, reason="cancelled while running", lease=ctx.lease):
+                _failure_refused(extra=extra, error=error, elapsed=elapsed)
             raise Ignore()
         if not lifecycle.run_fail(run_id=run_id, error=error, traceback=trace, exc=exc, attempt=ctx.attempt,
                                   event=event, worker=ctx.worker, lease=ctx.lease):
-            raise Ignore()  # taken over meanwhile: the failure of a lost attempt is nobody's outcome
+            _failure_refused(extra=extra, error=error, elapsed=elapsed)
+            raise Ignore()
         raise  # Celery's events (and Flower) show the failure; the outcome is already stored
     if ctx.outcome is None:
         ctx.outcome = lifecycle.run_succeed(run_id=run_id, lease=ctx.lease, result=result, attempt=ctx.attempt,
@@ -326,6 +328,13 @@ def _attempt(*, task: Task, spec: JobKind, ctx: RunContext) -> Any:
     logger.info("run waits for its children" if ctx.awaiting_children else "run finished",
                 extra={**extra, "status": ctx.outcome, "elapsed_seconds": round(time.monotonic() - ctx.started, 3)})
     return result
+
+
+def _failure_refused(*, extra: dict, error: str, elapsed: float) -> None:
+    # Taken over meanwhile (the error is often the sign of it: the server ended the transaction this
+    # attempt was paused in): the failure of a lost attempt is nobody's outcome.
+    logger.warning("attempt lost its run to a takeover; its failure was refused",
+                   extra={**extra, "cause": error, "elapsed_seconds": elapsed})
 
 
 def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseException) -> None:
@@ -352,8 +361,10 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseExc
             except DATABASE_DOWN:
                 time.sleep(DATABASE_POLL_SECONDS)
     except LeaseLost:
-        logger.warning("attempt lost its run to a takeover while the database was away; stopped without writing",
-                       extra={"run_id": ctx.id, "kind": spec.kind, "lease": ctx.lease})
+        # The same fact as in _attempt, seen from here: the database was away, or the server ended
+        # the transaction this worker was paused in (project/celery.py), and the run was taken over.
+        logger.warning("attempt lost its run to a takeover; stopped without writing",
+                       extra={"run_id": ctx.id, "kind": spec.kind, "lease": ctx.lease, "cut_off_from": "database"})
         raise Ignore()
     except SoftTimeLimitExceeded:
         pass  # out of time for this attempt: leave the rest to the next message

@@ -41,6 +41,23 @@ def _patient_broker_for_daemons(**kwargs):
                                          "socket_connect_timeout": patience}
 
 
+@signals.celeryd_init.connect
+def _no_lock_outlives_a_paused_worker(**kwargs):
+    # A worker paused or cut off inside a transaction (a checkpoint's writes hold the run's row)
+    # would keep that row locked for as long as it sleeps, and the takeover of its run would wait
+    # on it. The server ends such a transaction once it has been idle as long as a heartbeat may be
+    # missed (never mid-statement: no body waits on anything but the database inside one), so by
+    # the time the run counts as stale its row is free; the worker, on waking, finds its connection
+    # gone and its lease taken, and writes nothing. Set before the pool forks and connects.
+    from django.conf import settings
+    from django.db import connections
+
+    idle_ms = int(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS * 1000)
+    for alias in connections:
+        options = connections[alias].settings_dict.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c idle_in_transaction_session_timeout={idle_ms}".strip()
+
+
 @signals.before_task_publish.connect
 def _attach_correlation_id(headers=None, **kwargs):
     from core.logging import CORRELATION_HEADER, correlation_id_get

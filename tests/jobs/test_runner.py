@@ -40,6 +40,43 @@ def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker,
     assert effects() == {"killed-once": ""}
 
 
+def test_a_worker_paused_inside_a_transaction_is_taken_over_and_its_writes_are_not_kept(celery_worker, effects,
+                                                                                         settings):
+    """SIGSTOP while a checkpoint's transaction holds the run's row: the server ends that transaction
+    once it has idled a heartbeat timeout, the takeover goes through while the worker still sleeps,
+    and on waking the old attempt writes nothing; the new one keeps each effect once."""
+    import os
+    import signal
+
+    run = enqueue("tests.checkpointing", key="paused-in-tx", dawdle_seconds=1.5)
+    wait_until(_worker_idles_in_a_transaction, timeout=30, interval=0.02,
+               message="the first attempt inside its checkpoint's transaction")
+    os.killpg(celery_worker.proc.pid, signal.SIGSTOP)
+    try:
+        # The watchdog's pass, from this process as from another machine: it never waits on the row.
+        wait_until(lambda: maintenance.runs_reap_stale()["requeued"], interval=0.3,
+                   timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 10, message="the paused run to be taken over")
+        assert JobRun.objects.get(id=run.id).status == RunStatus.QUEUED
+    finally:
+        os.killpg(celery_worker.proc.pid, signal.SIGCONT)
+    final = wait_status(run, RunStatus.SUCCESS)
+    assert [entry["event"] for entry in final.attempt_log] == ["worker lost"]
+    assert effects("paused-in-tx") == {"paused-in-tx:checkpoint": "2", "paused-in-tx": "2"}
+    # Its failure (the server ended its transaction) was nobody's outcome, and said so.
+    wait_until(lambda: [record for record in celery_worker.log_records(run_id=str(run.id), lease=1)
+                        if record["message"].startswith("attempt lost its run to a takeover")],
+               timeout=10, message="the old attempt's word")
+
+
+def _worker_idles_in_a_transaction() -> bool:
+    """A session of the worker idles in a transaction that holds a lock on the run's row."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                       "WHERE a.state = 'idle in transaction' AND l.relation = 'jobs_jobrun'::regclass "
+                       "AND l.mode = 'RowShareLock' AND a.pid <> pg_backend_pid()")
+        return cursor.fetchone()[0] > 0
+
+
 def test_a_duplicate_delivery_has_no_second_effect(celery_worker, effects):
     run = enqueue("tests.effect", key="dup", seconds=0.0)
     wait_status(run, RunStatus.SUCCESS)

@@ -102,6 +102,20 @@ def committing(ctx, key: str, seconds: float = 0.0):
     return ctx.commit(lambda: effect_record(key) or {"key": key})
 
 
+@tracked_task(kind="tests.checkpointing", queue="jobs", description="Keeps one effect with a checkpoint (its first "
+              "attempt dawdling inside that transaction), then commits another with its success.",
+              params_schema={"type": "object"}, schedulable=False, retry=RetryPolicy(delays=(0.2,)))
+def checkpointing(ctx, key: str, dawdle_seconds: float = 0.0):
+    def write():
+        effect_record(f"{key}:checkpoint", str(ctx.attempt))
+        if ctx.attempt == 1:
+            time.sleep(dawdle_seconds)  # the run's row is locked meanwhile: where a pause hurts most
+
+    if "kept" not in ctx.checkpoints:
+        ctx.checkpoint({"kept": True}, write=write)
+    return ctx.commit(lambda: effect_record(key, str(ctx.attempt)) or {"key": key})
+
+
 @tracked_task(kind="tests.countdown", queue="jobs", description="Counts down, reporting progress each step.",
               params_schema={"type": "object", "properties": {"steps": {"type": "integer", "minimum": 1},
                                                               "interval": {"type": "number", "minimum": 0}},

@@ -1,21 +1,51 @@
-"""Django's PostgreSQL backend; a refused connection to the embedded server says how to start it."""
+"""Django's PostgreSQL backend, with two additions: a server that stops answering costs a request
+under a second (core.db.guard), and a refused connection to the embedded server says how to
+start it."""
 
 from __future__ import annotations
 
+import psycopg
 from django.conf import settings
 from django.db.backends.postgresql import base
+
+from core.db.guard import GuardedConnection, database_breaker, server_answers
 
 START_HINT = ("No database is reachable at {where}. With DATABASE_URL unset the service uses its embedded "
               "PostgreSQL: start it with `make services` (or `python -m devserver.embedded start`), or run "
               "`make run`; or set DATABASE_URL to your server.")
 
 
+class _Psycopg:
+    """psycopg as Django's backend sees it, its connections made as GuardedConnection."""
+
+    connect = staticmethod(GuardedConnection.connect)
+
+    def __getattr__(self, name):
+        return getattr(psycopg, name)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    Database = _Psycopg()
+
     def get_new_connection(self, conn_params):
+        host, port = conn_params.get("host") or "", int(conn_params.get("port") or 5432)
+        breaker = database_breaker(host=host, port=port) if host else None
+        if breaker is not None and breaker.open_until:
+            # Found silent within the breaker's window, or asked again (quickly) once it has passed:
+            # a connect would wait its whole timeout on a server that does not answer.
+            if breaker.is_open or not server_answers(host=host, port=port, timeout=settings.DATABASE_PROBE_SECONDS):
+                if not breaker.is_open:
+                    breaker.trip(cause=TimeoutError("no answer"))
+                raise psycopg.OperationalError(f"PostgreSQL at {host}:{port} does not answer; not tried again for "
+                                               f"{breaker.seconds_left():.1f} s")
         try:
-            return super().get_new_connection(conn_params)
-        except self.Database.OperationalError as exc:
+            connection = super().get_new_connection(conn_params)
+        except psycopg.OperationalError as exc:
+            if breaker is not None and isinstance(exc, psycopg.errors.ConnectionTimeout):
+                breaker.trip(cause=exc)
             if not getattr(settings, "EMBEDDED_DATABASE", False):
                 raise
-            where = f"{conn_params.get('host', '127.0.0.1')}:{conn_params.get('port', '')}"
-            raise self.Database.OperationalError(f"{exc}\n{START_HINT.format(where=where)}") from exc
+            raise psycopg.OperationalError(f"{exc}\n{START_HINT.format(where=f'{host}:{port}')}") from exc
+        if breaker is not None:
+            breaker.reset()
+        return connection

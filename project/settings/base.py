@@ -111,14 +111,17 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The same backend, with a connection error that says how to start the embedded server.
+    # The same backend, guarded against a server that stops answering (core.db).
     DATABASES["default"]["ENGINE"] = "core.db"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# A database that accepts the connection but never answers (frozen, or a dropped network) fails the
-# connection within this, instead of holding the request (libpq counts whole seconds, at least 2).
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT_SECONDS",
-                                                                             default=2)
+# A PostgreSQL that stops answering (frozen, or a dropped network) costs a request under a second
+# (core.db.guard): a wait on the server longer than DATABASE_STALL_SECONDS has the server asked
+# whether it is alive, with DATABASE_PROBE_SECONDS to answer; silent, the wait is cut (503) and the
+# server skipped for BREAKER_SECONDS. A new connection gives up after DATABASE_CONNECT_TIMEOUT_SECONDS.
+DATABASE_STALL_SECONDS = env.float("DATABASE_STALL_SECONDS", default=0.3)
+DATABASE_PROBE_SECONDS = env.float("DATABASE_PROBE_SECONDS", default=0.4)
+DATABASE_CONNECT_TIMEOUT_SECONDS = env.float("DATABASE_CONNECT_TIMEOUT_SECONDS", default=1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Every Redis client in a process that answers requests (the cache, publishing a run, the health

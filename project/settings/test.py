@@ -29,6 +29,11 @@ _TEST_DEFAULTS = {
     # The suite's own process shares a loaded machine with its workers: a Redis answer a few hundred
     # milliseconds late is load, not an outage. The outage tests run their stack with the default.
     "REDIS_TIMEOUT_SECONDS": 1.0,
+    # Likewise a PostgreSQL slow to fork a backend for the stall guard's question; the outage tests
+    # run their stack with the defaults.
+    "DATABASE_STALL_SECONDS": 1.0,
+    "DATABASE_PROBE_SECONDS": 2.0,
+    "DATABASE_CONNECT_TIMEOUT_SECONDS": 3.0,
 }
 for _name, _default in _TEST_DEFAULTS.items():
     globals()[_name] = env(_name, cast=type(_default), default=_default)

@@ -1,4 +1,5 @@
-"""A TCP forwarder on loopback that a test can cut and restore: a real broker outage for this process only."""
+"""A TCP forwarder on loopback that a test can cut, freeze and restore: a real outage of a broker or a
+database for this process only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class TcpProxy:
         self.port = self._server.getsockname()[1]
         self._enabled = threading.Event()
         self._enabled.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept_loop, daemon=True, name="tcp-proxy").start()
@@ -31,22 +34,33 @@ class TcpProxy:
     def enable(self) -> None:
         self._enabled.set()
 
+    def freeze(self) -> None:
+        """Keep every connection open and answer nothing, new ones included, as a server that hangs."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def _accept_loop(self) -> None:
         while True:
             client, _ = self._server.accept()
             if not self._enabled.is_set():
                 _close(client)
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                _close(client)
-                continue
-            with self._lock:
-                self._open.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self._flowing.wait()
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            _close(client)
+            return
+        with self._lock:
+            self._open.update((client, upstream))
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -54,6 +68,7 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -76,6 +76,29 @@ class OwnStack(Launcher):
     def postgres_stop(self) -> None:
         self.embedded("stop", "postgres")
 
+    def _postgres_pids(self) -> list[int]:
+        """The cluster's postmaster first, then every process it forked (backends, checkpointer…)."""
+        postmaster = int((self.local_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        children.append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+        return [postmaster, *children]
+
+    def postgres_freeze(self) -> None:
+        """As a hung host or a dropped network looks: connections stay open, nothing answers, and no
+        new backend can be forked (the postmaster stops first)."""
+        for pid in self._postgres_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def postgres_thaw(self) -> None:
+        for pid in reversed(self._postgres_pids()):
+            os.kill(pid, signal.SIGCONT)
+
     def wait_healthy(self, *, timeout: float) -> None:
         wait_until(self._serving, timeout=timeout, interval=0.5, message="the stack to report every check ok")
 

@@ -121,7 +121,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # server skipped for BREAKER_SECONDS. A new connection gives up after DATABASE_CONNECT_TIMEOUT_SECONDS.
 DATABASE_STALL_SECONDS = env.float("DATABASE_STALL_SECONDS", default=0.3)
 DATABASE_PROBE_SECONDS = env.float("DATABASE_PROBE_SECONDS", default=0.4)
-DATABASE_CONNECT_TIMEOUT_SECONDS = env.float("DATABASE_CONNECT_TIMEOUT_SECONDS", default=1.0)
+DATABASE_CONNECT_TIMEOUT_SECONDS = env.float("DATABASE_CONNECT_TIMEOUT_SECONDS", default=0.7)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Every Redis client in a process that answers requests (the cache, publishing a run, the health

@@ -31,7 +31,7 @@ def stack(tmp_path_factory):
     marker = str(time.time_ns())
     # Warm-up as in `make run`: the models load while the first outage is on, not after it.
     stack = OwnStack(tmp_path_factory.mktemp("outages"), REDIS_TIMEOUT_SECONDS="0.2", BREAKER_SECONDS=str(BREAKER_SECONDS),
-                     DATABASE_STALL_SECONDS="0.3", DATABASE_PROBE_SECONDS="0.4", DATABASE_CONNECT_TIMEOUT_SECONDS="1",
+                     DATABASE_STALL_SECONDS="0.3", DATABASE_PROBE_SECONDS="0.4", DATABASE_CONNECT_TIMEOUT_SECONDS="0.7",
                      WORKER_BROKER_TIMEOUT_SECONDS="2", WORKER_STOP_GRACE_SECONDS="2", WORKER_WARM_UP="true",
                      OUTAGE_TEST_MARK=marker)
     try:

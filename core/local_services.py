@@ -15,6 +15,7 @@ SERVICES_ENV = LOCAL_DIR / "services.env"
 PG_PORT_FILE = LOCAL_DIR / "pg.port"
 REDIS_PORT_FILE = LOCAL_DIR / "redis.port"
 REDIS_PASSWORD_FILE = LOCAL_DIR / "redis.password"
+POSTGRES_PASSWORD_FILE = LOCAL_DIR / "postgres.password"
 DATABASE_NAME = "app"
 # Ports away from the usual 5432/6379 so an installed server is never hit by mistake.
 PREFERRED_PG_PORT = 54329
@@ -37,8 +38,18 @@ def redis_password() -> str:
         return ""
 
 
+def postgres_password() -> str:
+    """The embedded PostgreSQL superuser's password, generated on its first start."""
+    try:
+        return POSTGRES_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def postgres_url() -> str:
-    return f"postgres://postgres@127.0.0.1:{remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)}/{DATABASE_NAME}"
+    password = postgres_password()
+    auth = f"postgres:{password}@" if password else "postgres@"
+    return f"postgres://{auth}127.0.0.1:{remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)}/{DATABASE_NAME}"
 
 
 def redis_url() -> str:

@@ -26,11 +26,13 @@ from core.local_services import (
     DATABASE_NAME,
     LOCAL_DIR,
     PG_PORT_FILE,
+    POSTGRES_PASSWORD_FILE,
     PREFERRED_PG_PORT,
     PREFERRED_REDIS_PORT,
     REDIS_PASSWORD_FILE,
     REDIS_PORT_FILE,
     SERVICES_ENV,
+    postgres_password,
     postgres_url,
     redis_password,
     redis_url,
@@ -41,6 +43,16 @@ PGDATA = LOCAL_DIR / "pgdata"
 REDIS_DIR = LOCAL_DIR / "redis"
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 PG_SYSTEM_USER = "pgserver"
+# What every file and directory under .local/ is created with: its owner's alone. Uploads, the
+# broker's append-only file and the logs hold every user's documents and messages.
+OWNER_ONLY_UMASK = 0o077
+# Every connection to the embedded PostgreSQL needs the password (.local/postgres.password), the
+# superuser's included: no `trust`, so another account on the host cannot log in as postgres.
+PG_HBA = """# Written by devserver.embedded: every connection needs the password in .local/postgres.password.
+local   all  all                 scram-sha-256
+host    all  all  127.0.0.1/32   scram-sha-256
+host    all  all  ::1/128        scram-sha-256
+"""
 
 
 class EmbeddedError(RuntimeError):
@@ -123,19 +135,32 @@ def _pg_user() -> str | None:
     POSTGRES_BIN_PATH = _pgserver()._commands.POSTGRES_BIN_PATH
 
     ensure_user_exists(PG_SYSTEM_USER)
-    ensure_prefix_permissions(PGDATA)
+    entry = pwd.getpwnam(PG_SYSTEM_USER)
+    # The server's user may pass through .local/ to its data (group x), and list or read nothing
+    # else in it; the folders above it need only be passable.
+    os.chown(LOCAL_DIR, -1, entry.pw_gid)
+    LOCAL_DIR.chmod(0o710)
+    for folder in LOCAL_DIR.resolve().parents:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
     read = stat.S_IRGRP | stat.S_IROTH
     execute = stat.S_IXGRP | stat.S_IXOTH
     ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
     ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
-    entry = pwd.getpwnam(PG_SYSTEM_USER)
     if PGDATA.stat().st_uid != entry.pw_uid:
         for path in [PGDATA, *PGDATA.rglob("*")]:
             os.lchown(path, entry.pw_uid, entry.pw_gid)
     return PG_SYSTEM_USER
 
 
+def _as_user(user: str | None) -> dict:
+    """subprocess arguments that run a server program as `user`, with that user's group alone (the
+    group is what lets it through .local/)."""
+    if not user:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _pg_port() -> int:
@@ -158,28 +183,62 @@ def postgres_running() -> bool:
     return _live_pid(PGDATA / "postmaster.pid") is not None and _port_open(_pg_port())
 
 
+def _pg_locked_down() -> bool:
+    """Whether the cluster asks every connection for the password we keep (no `trust` rule)."""
+    hba = PGDATA / "pg_hba.conf"
+    if not postgres_password() or not hba.exists():
+        return False
+    rules = [line.split() for line in hba.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return bool(rules) and all(rule[-1] == "scram-sha-256" for rule in rules)
+
+
+def _pg_lock_down(user: str | None) -> None:
+    """With the server stopped: give the superuser a password (generated once, kept owner-only) in
+    single-user mode, which listens on nothing, then require it of every connection."""
+    if not postgres_password():
+        import secrets
+
+        _write_private(POSTGRES_PASSWORD_FILE, secrets.token_urlsafe(24))
+    subprocess.run([_pg_bin("postgres"), "--single", "-D", str(PGDATA), "postgres"], check=True, **_as_user(user),
+                   input=f"ALTER ROLE postgres WITH PASSWORD '{postgres_password()}'\n", text=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    hba = PGDATA / "pg_hba.conf"
+    _write_private(hba, PG_HBA)
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(hba, entry.pw_uid, entry.pw_gid)
+
+
 def postgres_start() -> bool:
     """Start PostgreSQL if it is not running. Returns True when this call started it."""
-    PGDATA.mkdir(parents=True, exist_ok=True)
+    PGDATA.mkdir(mode=0o700, parents=True, exist_ok=True)
     if postgres_running():
-        return False
+        if _pg_locked_down():
+            return False
+        # Started by an earlier version, which trusted every local account: restart it with a password.
+        print("==> PostgreSQL: the embedded server lets any local account in; restarting it with a password",
+              flush=True)
+        postgres_stop()
     port = _choose_port(PG_PORT_FILE, PREFERRED_PG_PORT, ours=False, what="PostgreSQL")
     user = _pg_user()
     log = LOCAL_DIR / "postgres.log"
-    log.touch()
+    log.touch(mode=0o600)
     if user:
         entry = pwd.getpwnam(user)
         os.chown(log, entry.pw_uid, entry.pw_gid)
     if not (PGDATA / "PG_VERSION").exists():
+        # `trust` only until _pg_lock_down below replaces it: nothing listens before then.
         subprocess.run(
             [_pg_bin("initdb"), "-D", str(PGDATA), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
-            check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            check=True, **_as_user(user), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+    if not _pg_locked_down():
+        _pg_lock_down(user)
     subprocess.run(
         [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-l", str(log), "-w", "-t", "60",
          "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k '' -c max_connections=200",
          "start"],
-        check=True, user=user, stdout=subprocess.DEVNULL,
+        check=True, **_as_user(user), stdout=subprocess.DEVNULL,
     )
     _wait_for_port(port, seconds=30, what="PostgreSQL", log=log)
     _ensure_database(port)
@@ -189,7 +248,8 @@ def postgres_start() -> bool:
 def _ensure_database(port: int) -> None:
     import psycopg
 
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=postgres_password(),
+                         dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
@@ -201,7 +261,7 @@ def postgres_stop() -> None:
     user = PG_SYSTEM_USER if os.geteuid() == 0 else None
     subprocess.run(
         [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "stop"],
-        user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        **_as_user(user), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
 
@@ -233,7 +293,7 @@ def _redis_demands_password() -> bool:
 
 
 def redis_start() -> bool:
-    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    REDIS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     if redis_running():
         if _redis_demands_password():
             return False
@@ -292,9 +352,38 @@ def url_without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def local_dir_tighten() -> list[Path]:
+    """Make everything under .local/ its owner's alone (data written by an earlier version, or by
+    a process with a looser umask); returns what was looser. Under root the PostgreSQL user keeps
+    its way through .local/ itself (group x)."""
+    loose = []
+    allowed = {LOCAL_DIR: 0o010} if os.geteuid() == 0 else {}
+    for folder, _, files in os.walk(LOCAL_DIR):
+        for path in [Path(folder), *(Path(folder) / name for name in files)]:
+            if path.is_symlink():
+                continue
+            mode = path.lstat().st_mode & 0o777
+            if mode & 0o077 & ~allowed.get(path, 0):
+                path.chmod(mode & ~0o077 | allowed.get(path, 0))
+                loose.append(path)
+    return loose
+
+
 def ensure_started() -> Started:
     """Start whichever embedded server the environment does not replace with a URL."""
-    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    previous_umask = os.umask(OWNER_ONLY_UMASK)  # what the servers and this module create
+    try:
+        return _start()
+    finally:
+        os.umask(previous_umask)
+
+
+def _start() -> Started:
+    LOCAL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    loose = local_dir_tighten()
+    if loose:
+        print(f"==> .local: {len(loose)} files and folders could be read by other accounts on this host "
+              f"(e.g. {loose[0]}); made owner-only", flush=True)
     started_pg = started_redis = False
     if not os.environ.get("DATABASE_URL"):
         started_pg = postgres_start()

@@ -46,6 +46,7 @@ def _ensure_admin(env: dict) -> None:
 
 
 def main() -> int:
+    os.umask(embedded.OWNER_ONLY_UMASK)  # what web, workers and beat write under .local/ (logs, uploads)
     env = dict(os.environ)
     started = embedded.ensure_started()
     if started.database_url:

@@ -16,6 +16,7 @@ from devserver import embedded
 # The tests flush this Redis database at start: keep it apart from anything you use.
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
 
+os.umask(embedded.OWNER_ONLY_UMASK)  # the suite's files under .local/, as `make run`'s
 started = embedded.ensure_started()
 if started.started_postgres or started.started_redis:
     # Leave the machine as we found it: stop what this test run started.

@@ -156,6 +156,10 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(LOCAL_DIR / "static")))
 # Before collectstatic has run (tests, manage.py shell) a file is named without its hash.
 WHITENOISE_MANIFEST_STRICT = False
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(LOCAL_DIR / "media")))
+# Uploaded originals are every user's documents: the local storage keeps them its owner's alone,
+# whatever the umask of the process that saved them.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # Files: local by default, S3 (or any S3-compatible server) when a bucket is named.
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")

@@ -1,10 +1,20 @@
-"""The embedded servers' bookkeeping: remembered ports, read-only URLs, the Redis password."""
+"""The embedded servers' bookkeeping and locks: remembered ports, read-only URLs, the passwords of
+Redis and PostgreSQL, and a .local/ that other accounts on the host can neither read nor log in from."""
 
+import os
+import pwd
 import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from devserver import embedded
+
+BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_path, capsys):
@@ -29,22 +39,21 @@ def test_a_free_remembered_port_is_kept(tmp_path):
     assert embedded._choose_port(state, embedded.PREFERRED_REDIS_PORT, ours=False, what="Redis") == free
 
 
+def _embedded_call(local_dir, code: str) -> str:
+    """`code` run against devserver.embedded in a process of its own, with its servers under `local_dir`
+    (as in a checkout where no URL is set)."""
+    env = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.run([sys.executable, "-c", f"from devserver import embedded; {code}"], cwd=BASE_DIR,
+                          env={**env, "LOCAL_DIR": str(local_dir)}, capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip()
+
+
 @pytest.mark.integration  # starts a real Redis
 def test_the_embedded_redis_starts_with_a_generated_password_and_refuses_commands_without_it(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    from urllib.parse import urlsplit
-
     import redis
 
-    env = {**os.environ, "LOCAL_DIR": str(tmp_path)}
-    base = Path(__file__).resolve().parents[2]
-
     def embedded_call(code: str) -> str:
-        return subprocess.run([sys.executable, "-c", f"from devserver import embedded; {code}"], cwd=base, env=env,
-                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        return _embedded_call(tmp_path, code)
 
     url = urlsplit(embedded_call("embedded.redis_start(); print(embedded.redis_url())"))
     try:
@@ -68,3 +77,74 @@ def _every_command_line() -> str:
         except OSError:
             continue  # ended meanwhile
     return " ".join(lines)
+
+
+def _looser_than_owner_only(local_dir: Path) -> list[str]:
+    """What under `local_dir` another account could read, write or list (under root the PostgreSQL
+    user's group may pass through `local_dir` itself, and do nothing else)."""
+    loose = []
+    for path in [local_dir, *local_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        allowed = 0o010 if path == local_dir and os.geteuid() == 0 else 0
+        if path.lstat().st_mode & 0o077 & ~allowed:
+            loose.append(f"{path}: {oct(path.lstat().st_mode & 0o777)}")
+    return loose
+
+
+def _refused(**params) -> bool:
+    try:
+        psycopg.connect(**params, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+@pytest.mark.integration  # starts a real PostgreSQL and Redis
+def test_the_embedded_postgres_wants_its_password_from_everyone_and_an_old_trusting_one_is_locked_down(tmp_path):
+    local = tmp_path / ".local"
+    url = urlsplit(_embedded_call(local, "print(embedded.ensure_started().database_url)"))
+    try:
+        server = {"host": url.hostname, "port": url.port, "user": "postgres", "dbname": "postgres"}
+        assert url.password and url.password not in _every_command_line()
+        assert (local / "postgres.password").read_text().strip() == url.password
+        assert _refused(**server) and _refused(**server, password="postgres")
+        with psycopg.connect(**server, password=url.password, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (note text)")
+            conn.execute("INSERT INTO kept VALUES ('still here')")
+        # As an earlier version left it: `trust` for every local account, no password file.
+        hba = local / "pgdata" / "pg_hba.conf"
+        hba.write_text("host all all 127.0.0.1/32 trust\n")
+        (local / "postgres.password").unlink()
+        (local / "services.env").chmod(0o644)
+        with psycopg.connect(**server, password=url.password, autocommit=True) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        assert not _refused(**server)  # anyone may log in now, as before the lock-down
+
+        said = _embedded_call(local, "embedded.ensure_started()")
+        assert "lets any local account in; restarting it with a password" in said
+        assert "could be read by other accounts" in said
+        again = urlsplit(_embedded_call(local, "print(embedded.postgres_url())"))
+        assert again.password and again.password != url.password
+        assert _refused(**server) and _refused(**server, password=url.password)
+        with psycopg.connect(**server, password=again.password) as conn:
+            assert conn.execute("SELECT note FROM kept").fetchone() == ("still here",)
+        assert _looser_than_owner_only(local) == []
+        if os.geteuid() == 0:
+            _assert_another_account_reads_nothing(local)
+    finally:
+        _embedded_call(local, "embedded.stop()")
+
+
+def _assert_another_account_reads_nothing(local: Path) -> None:
+    """As `nobody`, with its own group alone: every file under .local/ is out of reach."""
+    nobody = pwd.getpwnam("nobody")
+    readable = []
+    for path in [local, *local.rglob("*")]:
+        if path.is_symlink():
+            continue
+        command = ["ls", str(path)] if path.is_dir() else ["head", "-c", "1", str(path)]
+        if subprocess.run(command, user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
+                          capture_output=True).returncode == 0:
+            readable.append(str(path))
+    assert readable == []

@@ -1,9 +1,11 @@
 """The S3 path, against moto's S3 server on loopback, with a worker configured for it."""
 
 import socket
+from pathlib import Path
 
 import boto3
 import pytest
+from django.db import transaction
 from django.test import override_settings
 
 from documents import services
@@ -60,3 +62,22 @@ def test_upload_ingest_and_delete_through_s3(celery_worker, s3_server, monkeypat
             assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
     finally:
         s3_worker.stop()
+
+
+def test_an_original_kept_by_the_local_storage_is_its_owners_alone_whatever_the_umask():
+    """Every user's documents live under MEDIA_ROOT: another account on the host reads none of them,
+    even when the process that saved them runs with a permissive umask."""
+    import os
+
+    from django.conf import settings as django_settings
+
+    previous = os.umask(0o022)
+    try:
+        with transaction.atomic():
+            document, _ = services.document_upload(owner=UserFactory(), upload=upload("private.txt", b"Mine alone.\n"))
+    finally:
+        os.umask(previous)
+    path = Path(django_settings.MEDIA_ROOT) / document.file.name
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert all(folder.stat().st_mode & 0o077 == 0 for folder in path.parents
+               if folder.is_relative_to(django_settings.MEDIA_ROOT))

@@ -16,6 +16,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import CODE_BY_STATUS, DomainError, ErrorCode
+from core.throttling import anonymous_refusal
 
 # A field key DRF uses for errors that belong to no one field.
 NON_FIELD_KEYS = {"non_field_errors", "detail"}
@@ -55,6 +56,9 @@ def exception_handler(exc, context):
                         headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
+    if isinstance(exc, exceptions.NotAuthenticated) and (
+            wait := anonymous_refusal(context["request"], context.get("view"))) is not None:
+        exc = exceptions.Throttled(wait)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

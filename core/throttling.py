@@ -1,6 +1,13 @@
 """DRF throttles: a rate for anonymous callers, one per user, and tighter ones for the actions that
 start expensive work (uploads, chat messages, summaries). Over the rate: 429 with Retry-After.
 
+Failed authentication is limited too, per address: DRF checks credentials and permissions before
+its throttles, so without this a token could be guessed at full speed and an anonymous caller of a
+protected endpoint was never counted. A wrong token counts against `auth_failures` (past it, this
+address's credentials are not even checked until its window has room); a request with none
+counts against `anon`. Per address, not per account: the owner of a token someone else is guessing
+keeps using it.
+
 Rates are read when a request is checked, not at import, so they follow the settings in force.
 """
 
@@ -8,7 +15,7 @@ from __future__ import annotations
 
 from django.core.cache import cache as default_cache
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 
 class _Histories:
@@ -52,3 +59,29 @@ class ActionThrottle(_CurrentRates, ScopedRateThrottle):
             return True
         view.throttle_scope = scope
         return super().allow_request(request, view)
+
+
+class FailedAuthenticationThrottle(_CurrentRates, SimpleRateThrottle):
+    scope = "auth_failures"
+
+    def get_cache_key(self, request, view=None):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def refusal(self, request) -> float | None:
+        """Seconds before a credential from this address is checked again, or None if it may be now."""
+        if self.rate is None:
+            return None
+        self.key, self.now = self.get_cache_key(request), self.timer()
+        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
+        return self.wait() if len(self.history) >= self.num_requests else None
+
+    def record(self, request) -> None:
+        """Count one failure of this address (counted while under the rate, as DRF's throttles do)."""
+        self.allow_request(request, None)
+
+
+def anonymous_refusal(request, view) -> float | None:
+    """Count an unauthenticated call of a protected endpoint against `anon`: the seconds to wait
+    once over it, else None."""
+    throttle = AnonThrottle()
+    return None if throttle.allow_request(request, view) else throttle.wait()

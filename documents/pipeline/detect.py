@@ -32,6 +32,10 @@ def format_detect(*, data: bytes) -> DocumentFormat:
     if data.startswith(b"%PDF-"):
         return DocumentFormat.PDF
     if data.startswith(b"PK\x03\x04"):
+        from documents.pipeline.extract import zip_directory_problem
+
+        if problem := zip_directory_problem(data):  # before the ZIP reader reads every entry
+            raise DocumentsError(problem, field="file")
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 if "word/document.xml" in archive.namelist():

@@ -201,6 +201,8 @@ REST_FRAMEWORK = {
         "uploads": env.str("THROTTLE_UPLOADS", default="30/minute"),
         "chat": env.str("THROTTLE_CHAT", default="30/minute"),
         "summaries": env.str("THROTTLE_SUMMARIES", default="20/hour"),
+        # Wrong tokens per address (core.throttling): a guess a few seconds, not thousands a minute.
+        "auth_failures": env.str("THROTTLE_AUTH_FAILURES", default="20/minute"),
     },
 }
 # Modules of more tracked kinds to register in every process (web, workers, beat), comma-separated.

@@ -60,3 +60,28 @@ def test_a_planted_history_that_is_not_one_counts_as_empty_and_the_limit_still_h
     server.set(key, planted)
     # The planted value is read as no history: three more requests fit, the fourth is over the rate.
     assert [api.get("/api/runs/").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_wrong_tokens_from_one_address_are_refused_before_they_are_checked_and_the_owner_is_not(client, user,
+                                                                                                 rates):
+    """A guesser gets 401s, then 429 with Retry-After, and past the limit not even a right token of
+    its own address is checked; the owner of the token, from another address, is not locked out."""
+    from rest_framework.authtoken.models import Token
+
+    rates(auth_failures="3/minute")
+    token = Token.objects.create(user=user).key
+    guesser = {"REMOTE_ADDR": "203.0.113.7"}
+    codes = [client.get("/api/runs/", HTTP_AUTHORIZATION=f"Token guess{n}", **guesser).status_code for n in range(4)]
+    assert codes == [401, 401, 401, 429]
+    refused = client.get("/api/runs/", HTTP_AUTHORIZATION=f"Bearer {token}", **guesser)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.json()["error"]["code"] == "throttled"
+    owner = client.get("/api/runs/", HTTP_AUTHORIZATION=f"Token {token}", REMOTE_ADDR="198.51.100.2")
+    assert owner.status_code == 200
+
+
+def test_anonymous_calls_of_a_protected_endpoint_count_against_the_anonymous_rate(client, rates):
+    rates(anon="3/minute")
+    codes = [client.post("/api/documents/", {}, REMOTE_ADDR="203.0.113.8").status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert client.get("/api/runs/", REMOTE_ADDR="198.51.100.3").status_code == 401  # another address

@@ -140,3 +140,22 @@ def test_the_memory_and_cpu_limits_end_the_reader_not_the_worker():
         with pytest.raises(PermanentError, match="EXTRACT_MAX_SECONDS"):
             text_extract_bounded(data=hostile.repeated_stream_pdf(pages=40), fmt="pdf")
     assert text_extract_bounded(data=pdf_bytes(["still fine"]), fmt="pdf")[0].text.strip() == "still fine"
+
+
+def test_a_docx_with_more_members_than_any_word_document_is_a_400_within_a_second(api):
+    """Refused from the archive's end record alone: the web process never reads the directory."""
+    import time
+
+    data = hostile.many_members_docx(members=15_000)
+    started = time.monotonic()
+    response = upload(api, "many-parts.docx", data)
+    answered_within = time.monotonic() - started
+    assert response.status_code == 400, response.json()
+    assert "declares 15001 members" in str(response.json())
+    assert answered_within < 1.0
+    assert not Document.objects.exists()
+
+
+def test_the_worker_refuses_such_a_docx_before_reading_it_too():
+    with pytest.raises(PermanentError, match="declares 15001 members"):
+        text_extract_bounded(data=hostile.many_members_docx(members=15_000), fmt="docx")

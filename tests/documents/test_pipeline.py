@@ -93,3 +93,15 @@ def test_openai_embeddings_backend_classifies_failures(embedding_server):
     embedding_server.dimensions = 1536
     with pytest.raises(PermanentError, match="dimensions"):
         texts_embed(["x"])
+
+
+@pytest.mark.unit
+def test_a_zip_directory_is_judged_from_its_end_record():
+    from documents.pipeline.extract import DOCX_MAX_MEMBERS, zip_directory_problem
+    from tests.support import hostile
+
+    assert zip_directory_problem(docx_bytes(["An ordinary document."], [["cell"]])) is None
+    assert zip_directory_problem(hostile.many_members_docx(members=DOCX_MAX_MEMBERS - 1)) is None
+    assert f"declares {DOCX_MAX_MEMBERS + 2} members" in zip_directory_problem(
+        hostile.many_members_docx(members=DOCX_MAX_MEMBERS + 1))
+    assert zip_directory_problem(b"PK\x03\x04 not really an archive") is None  # the ZIP reader refuses it

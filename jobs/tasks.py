@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from celery import shared_task
 
 from jobs.constants import MAINTENANCE_QUEUE
+from jobs.errors import JobsError
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 from jobs.services import definitions, maintenance, steering
+
+logger = logging.getLogger(__name__)
 
 MAINTENANCE_RETRY = RetryPolicy(retries=2, backoff=2.0, backoff_max=30)
 WATCHDOG_TASK = "jobs.watchdog"
@@ -69,4 +73,8 @@ def trigger_job(job_id: int):
     job = Job.objects.filter(id=job_id, enabled=True).first()
     if job is None:
         return None
-    return str(definitions.job_trigger(job=job, triggered_by=TriggeredBy.SCHEDULE).id)
+    try:
+        return str(definitions.job_trigger(job=job, triggered_by=TriggeredBy.SCHEDULE).id)
+    except JobsError as exc:  # refused as the owner's rights are now: logged, nothing to retry
+        logger.warning("scheduled job refused", extra={"job_id": job_id, "reason": exc.message})
+        return None

@@ -4,19 +4,25 @@ step with the job by every write here."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
 
 from core.errors import ErrorCode
 from jobs.constants import JOB_NAME_MAX_LENGTH, MAINTENANCE_QUEUE
 from jobs.errors import JobsError
-from jobs.models import Job, JobRun
+from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kind_get
 from jobs.services.runs import run_enqueue
 
 TRIGGER_TASK = "jobs.trigger_job"
+
+logger = logging.getLogger(__name__)
 
 
 def schedule_shortest_interval(schedule: dict) -> float:
@@ -185,8 +191,52 @@ def job_delete(*, job: Job) -> None:
         job.delete()
 
 
+def job_rights_enforce(*, job: Job) -> str | None:
+    """Undo what the job's owner may no longer have it do (they are not staff, or no longer): a
+    staff-only kind is disabled; a schedule faster than JOB_MIN_INTERVAL_SECONDS is slowed to it
+    (an interval) or disabled (a crontab, which cannot be slowed without changing its meaning).
+    Recorded in the admin's history of the job and logged. Returns what changed, or None."""
+    owner = job.owner
+    if owner is None or owner.is_staff or not job.enabled:
+        return None
+    floor = settings.JOB_MIN_INTERVAL_SECONDS
+    if kind_get(job.kind).staff_only:
+        job.enabled, change = False, f"Disabled: kind {job.kind!r} is staff-only and its owner is not staff."
+    elif job.schedule and schedule_shortest_interval(job.schedule) < floor:
+        if "every_seconds" in job.schedule:
+            job.schedule = {"every_seconds": math.ceil(floor)}
+            change = f"Slowed to every {math.ceil(floor)} s (JOB_MIN_INTERVAL_SECONDS): its owner is not staff."
+        else:
+            job.enabled = False
+            change = (f"Disabled: its crontab fires more often than every {floor} s (JOB_MIN_INTERVAL_SECONDS) "
+                      "and its owner is not staff.")
+    else:
+        return None
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    with transaction.atomic():
+        job.save(update_fields=["enabled", "schedule"])
+        _periodic_task_sync(job=job)
+        # The admin's history names a user; no operator acted, so the entry is the owner's job's own.
+        LogEntry.objects.log_actions(user_id=owner.pk, queryset=[job], action_flag=CHANGE, change_message=change,
+                                     single_object=True)
+    logger.warning("job changed: its owner's rights no longer allow it",
+                   extra={"job_id": job.id, "owner_id": owner.pk, "change": change})
+    return change
+
+
+def jobs_rights_enforce(*, owner) -> list[str]:
+    """job_rights_enforce for every job of `owner`, at once (a user just demoted from staff)."""
+    return [change for job in Job.objects.filter(owner=owner, enabled=True)
+            if (change := job_rights_enforce(job=job)) is not None]
+
+
 def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, owner=None) -> JobRun:
-    """A run of the job now, by `owner` (the acting user; the job's owner when beat fires it)."""
+    """A run of the job now, by `owner` (the acting user; the job's owner when beat fires it). A
+    firing of beat is checked against the owner's rights as they are now, not as they were when the
+    schedule was saved."""
+    if triggered_by == TriggeredBy.SCHEDULE and (change := job_rights_enforce(job=job)) is not None:
+        raise JobsError(f"Job {job.name!r} was not run. {change}", code=ErrorCode.FORBIDDEN)
     spec = kind_get(job.kind)
     _kind_allowed(kind=job.kind, user=owner or job.owner)
     merged = {**job.params, **(params or {})}
@@ -211,3 +261,18 @@ def schedules_seed() -> list[str]:
         job_create(name=name, kind=spec.kind, schedule=schedule)
         created.append(name)
     return created
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def _staff_before_save(sender, instance, update_fields=None, **kwargs):
+    if update_fields is not None and "is_staff" not in update_fields:
+        return  # a login's last_login, and the like: rights unchanged
+    instance._was_staff = bool(instance.pk) and sender.objects.filter(pk=instance.pk, is_staff=True).exists()
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _demoted_owner_loses_staff_schedules(sender, instance, **kwargs):
+    """Demoted from staff: their staff-only and too-fast schedules stop or slow in the same
+    transaction, not at their next edit."""
+    if getattr(instance, "_was_staff", False) and not instance.is_staff:
+        jobs_rights_enforce(owner=instance)

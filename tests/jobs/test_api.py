@@ -125,8 +125,9 @@ def test_a_user_demoted_from_staff_can_no_longer_edit_or_run_a_staff_only_job(ap
     user.is_staff = False
     user.save()
     assert api.post(f"/api/jobs/{job_id}/trigger/", {}, format="json").status_code == 403
-    assert api.patch(f"/api/jobs/{job_id}/", {"enabled": False}, format="json").status_code == 403
-    assert JobRun.objects.count() == 0 and Job.objects.get(id=job_id).enabled
+    assert api.patch(f"/api/jobs/{job_id}/", {"enabled": True}, format="json").status_code == 403
+    # The demotion itself disabled it; the owner cannot switch it back on.
+    assert JobRun.objects.count() == 0 and not Job.objects.get(id=job_id).enabled
 
 
 def test_job_names_are_unique_per_owner_and_say_nothing_of_others(api, other_api):

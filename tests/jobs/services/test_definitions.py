@@ -46,3 +46,60 @@ def test_users_cannot_schedule_more_often_than_the_floor_but_staff_can(settings)
     with pytest.raises(JobsError):
         definitions.job_update(job=job, data={"schedule": {"every_seconds": 10}}, actor=user)
     assert definitions.job_create(name="busy", kind="jobs.ping", schedule={"every_seconds": 1}, owner=staff)
+
+
+def _periodic(job: Job):
+    from django_celery_beat.models import PeriodicTask
+
+    return PeriodicTask.objects.get(id=Job.objects.get(id=job.id).periodic_task_id)
+
+
+@pytest.mark.django_db
+def test_a_user_demoted_from_staff_loses_staff_only_and_too_fast_schedules_at_once(settings):
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import UserFactory
+
+    settings.JOB_MIN_INTERVAL_SECONDS = 300
+    staff = UserFactory(is_staff=True)
+    everyone = definitions.job_create(name="clean", kind="jobs.cleanup_runs", schedule={"every_seconds": 3600},
+                                      owner=staff)
+    fast = definitions.job_create(name="fast", kind="jobs.ping", schedule={"every_seconds": 10}, owner=staff)
+    minutely = definitions.job_create(name="minutely", kind="jobs.ping", schedule={"crontab": "* * * * *"},
+                                      owner=staff)
+    calm = definitions.job_create(name="calm", kind="jobs.ping", schedule={"every_seconds": 600}, owner=staff)
+
+    staff.is_staff = False
+    staff.save()
+
+    assert not _periodic(everyone).enabled and not Job.objects.get(id=everyone.id).enabled
+    assert Job.objects.get(id=fast.id).schedule == {"every_seconds": 300} and _periodic(fast).interval.every == 300
+    assert _periodic(fast).enabled
+    assert not _periodic(minutely).enabled
+    assert _periodic(calm).enabled and _periodic(calm).interval.every == 600
+    history = {entry.object_id: entry.change_message for entry in LogEntry.objects.filter(user=staff)}
+    assert set(history) == {str(everyone.id), str(fast.id), str(minutely.id)}
+    assert "staff-only" in history[str(everyone.id)] and "Slowed to every 300 s" in history[str(fast.id)]
+
+
+@pytest.mark.django_db
+def test_a_firing_is_checked_against_the_owners_rights_as_they_are_now(settings):
+    """Rights changed where no signal is sent (a bulk update): beat's next firing runs nothing and
+    slows the schedule."""
+    from django.contrib.auth import get_user_model
+
+    from jobs.models import JobRun
+    from jobs.tasks import trigger_job
+    from tests.factories import UserFactory
+
+    settings.JOB_MIN_INTERVAL_SECONDS = 300
+    owner = UserFactory(is_staff=True)
+    fast = definitions.job_create(name="fast", kind="jobs.ping", schedule={"every_seconds": 10}, owner=owner)
+    everyone = definitions.job_create(name="clean", kind="jobs.cleanup_runs", schedule={"every_seconds": 3600},
+                                      owner=owner)
+    get_user_model().objects.filter(id=owner.id).update(is_staff=False)
+
+    assert trigger_job.run(fast.id) is None and trigger_job.run(everyone.id) is None
+    assert not JobRun.objects.filter(job__in=[fast, everyone]).exists()
+    assert Job.objects.get(id=fast.id).schedule == {"every_seconds": 300}
+    assert not Job.objects.get(id=everyone.id).enabled

@@ -73,12 +73,22 @@ def browser(stack, screenshots, request):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic", "--window-size=1400,1000"):
         options.add_argument(flag)
+    # The console, where Chromium reports every Content-Security-Policy violation of every page.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.base = f"http://127.0.0.1:{stack.port}"
     driver.shot = lambda name: driver.save_screenshot(str(screenshots / f"{request.node.name}-{name}.png"))
     yield driver
     driver.shot("last")
+    violations = csp_violations(driver)
     driver.quit()
+    assert violations == [], "pages broke the Content-Security-Policy"
+
+
+def csp_violations(driver) -> list[str]:
+    """What the browser refused under the policy since the last call (a script, handler or style)."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if "Content Security Policy" in entry["message"] or "Content-Security-Policy" in entry["message"]]
 
 
 @pytest.fixture

@@ -185,3 +185,26 @@ def test_a_research_digest_from_the_job_form_to_its_run_tree_and_digest(logged_i
     assert all(title in covered for title in notes)
     browser.shot("digest-page")
     assert browser.execute_script(SAME_ORIGIN_ONLY) == []
+
+
+def test_an_inline_script_or_handler_is_refused_and_reported(logged_in):
+    """The policy is in force, and the suite would see a page that broke it: a script written into
+    the admin's page by hand (as an injection would be) does not run, and the console says why."""
+    from tests.browser.conftest import csp_violations
+
+    logged_in.get(logged_in.base + "/admin/")
+    csp_violations(logged_in)  # what came before is the other tests' business
+    ran = logged_in.execute_script("""
+        window.injected = false;
+        const script = document.createElement('script');
+        script.textContent = 'window.injected = true';
+        document.body.appendChild(script);
+        const button = document.createElement('button');
+        button.setAttribute('onclick', 'window.injected = true');
+        document.body.appendChild(button);
+        button.click();
+        return window.injected;
+    """)
+    assert ran is False
+    refused = csp_violations(logged_in)
+    assert len(refused) >= 2 and all("script-src" in message for message in refused), refused

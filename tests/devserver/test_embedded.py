@@ -131,20 +131,35 @@ def test_the_embedded_postgres_wants_its_password_from_everyone_and_an_old_trust
             assert conn.execute("SELECT note FROM kept").fetchone() == ("still here",)
         assert _looser_than_owner_only(local) == []
         if os.geteuid() == 0:
-            _assert_another_account_reads_nothing(local)
+            _assert_another_account_reads_nothing(local, port=url.port)
     finally:
         _embedded_call(local, "embedded.stop()")
 
 
-def _assert_another_account_reads_nothing(local: Path) -> None:
-    """As `nobody`, with its own group alone: every file under .local/ is out of reach."""
+# Run as `nobody` by the system's Python: PostgreSQL's first answer to a login without a password.
+# 'R' with code 10 is a demand for SCRAM; code 0 would be "you are in" (trust).
+_FIRST_ANSWER = """
+import socket, struct, sys
+params = b"user\\0postgres\\0database\\0postgres\\0\\0"
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as conn:
+    conn.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
+    kind, _, code = struct.unpack("!cII", conn.recv(9))
+print(kind.decode(), code)
+"""
+
+
+def _assert_another_account_reads_nothing(local: Path, *, port: int) -> None:
+    """As `nobody`, with its own group alone: every file under .local/ is out of reach, and the
+    database asks it for a password."""
     nobody = pwd.getpwnam("nobody")
+    as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "capture_output": True}
+    answer = subprocess.run(["/usr/bin/python3", "-c", _FIRST_ANSWER, str(port)], text=True, **as_nobody)
+    assert answer.stdout.split() == ["R", "10"], (answer.stdout, answer.stderr)
     readable = []
     for path in [local, *local.rglob("*")]:
         if path.is_symlink():
             continue
         command = ["ls", str(path)] if path.is_dir() else ["head", "-c", "1", str(path)]
-        if subprocess.run(command, user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
-                          capture_output=True).returncode == 0:
+        if subprocess.run(command, **as_nobody).returncode == 0:
             readable.append(str(path))
     assert readable == []

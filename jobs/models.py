@@ -187,6 +187,17 @@ class JobRun(models.Model):
         return self.status in (RunStatus.FAILURE, RunStatus.REVOKED) or bool(partial)
 
     @property
+    def celery_state(self) -> str:
+        """The run's status in Celery's state names: a run waiting to start is PENDING."""
+        return "PENDING" if self.status == RunStatus.QUEUED else self.status
+
+    @property
+    def progress_info(self) -> dict:
+        """What Celery's `AsyncResult.info` shows of a run that has not ended: its progress."""
+        return {"current": self.progress_current, "total": self.progress_total, "step": self.progress_step,
+                "message": self.progress_message, "eta_seconds": self.eta_seconds}
+
+    @property
     def percent(self) -> float | None:
         if not self.progress_total:
             return 100.0 if self.status == RunStatus.SUCCESS else None

@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.errors import LeaseLost, RunCancelled
-from jobs.models import JobRun, LogLevel, RunStatus
+from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
 from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register, kinds_all
 
 logger = logging.getLogger(__name__)
@@ -402,6 +402,26 @@ class TrackedTask(Task):
     store_errors_even_if_ignored = False
     acks_late = True
     reject_on_worker_lost = True
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, **options):
+        """`.delay(**args)` / `.apply_async(kwargs=args)` as on any Celery task: the run is recorded
+        through the service (no owner, triggered from the shell) and published after commit, and
+        the result is the run's. The run's own messages (a retry, a redelivery) carry `run_id`."""
+        if kwargs and "run_id" in kwargs:
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        if args:
+            raise TypeError(f"{self.name} takes its run's arguments by name: .delay(key=value, …)")
+        from jobs.services.runs import run_enqueue
+
+        with transaction.atomic():
+            run = run_enqueue(kind=self.name, args=self.spec.validate_params(dict(kwargs or {})),
+                              triggered_by=TriggeredBy.SHELL)
+        return self.AsyncResult(str(run.id))
+
+    def AsyncResult(self, task_id, **kwargs):  # noqa: N802  (Celery's name)
+        from jobs.results import RunResult
+
+        return RunResult(task_id, backend=self.backend, task_name=self.name, app=self.app, **kwargs)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         # Celery cancels unacknowledged tasks when a worker stops past its grace (cold shutdown),

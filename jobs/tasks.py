@@ -26,6 +26,12 @@ def ping(ctx, echo: str = "pong"):
     return {"echo": echo, "worker": socket.gethostname()}
 
 
+@tracked_task(kind="jobs.test_celery", queue="jobs", description="Says Celery is configured and working, from the "
+              "worker that ran it: `test_celery.delay().get(timeout=30)`.", schedulable=False)
+def test_celery(ctx):
+    return {"status": "success", "message": "Celery is configured and working properly!", "worker": ctx.worker}
+
+
 _RETENTION_SCHEMA = {
     "type": "object",
     "properties": {"older_than_days": {"type": "integer", "minimum": 0}},

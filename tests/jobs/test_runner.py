@@ -412,3 +412,45 @@ def test_a_worker_process_loads_its_kinds_models_before_it_takes_a_message(celer
     warmed_at = datetime.strptime(loaded[0]["time"], "%Y-%m-%d %H:%M:%S,%f").astimezone()
     assert warmed_at <= final.claimed_at
     assert warm.log_records(message="embedding model loaded")
+
+
+# --- Celery's own calls ---------------------------------------------------------------------------
+
+def test_delay_on_a_tracked_task_records_a_run_and_its_result_is_celerys(celery_worker):
+    """From the shell, as every Celery user calls a task: `.delay()` makes the run through the
+    service, and `.get()` answers with what the body returned."""
+    from jobs.tasks import test_celery
+
+    result = test_celery.delay()
+    answer = result.get(timeout=30)
+    assert answer["status"] == "success" and answer["message"] == "Celery is configured and working properly!"
+    assert answer["worker"]
+    run = JobRun.objects.get(id=result.id)
+    assert (run.status, run.triggered_by, run.owner_id) == (RunStatus.SUCCESS, "shell", None)
+    assert result.state == "SUCCESS"
+
+
+def test_async_result_of_a_running_run_shows_its_progress_and_revoke_is_the_durable_cancel(celery_worker, effects):
+    from celery.result import AsyncResult
+
+    from tests.support.tasks import countdown
+
+    result = countdown.delay(steps=40, interval=0.2)
+    plain = AsyncResult(result.id)  # any code's AsyncResult, not only the one .delay() returned
+    wait_until(lambda: plain.state == "PROGRESS" and plain.info["current"] >= 2, timeout=30,
+               message="PROGRESS with counts")
+    assert plain.info["total"] == 40 and plain.info["step"] == "counting down"
+    result.revoke()
+    assert JobRun.objects.get(id=result.id).cancel_requested  # the flag first: it holds whatever the broker does
+    wait_until(lambda: plain.state == "REVOKED", timeout=30, message="the run to end REVOKED")
+    with pytest.raises(TypeError, match="by name"):
+        countdown.delay(40)
+
+
+def test_a_pending_run_reads_pending_and_an_unknown_id_reads_as_celery_says(celery_worker_process, transactional_db):
+    from celery.result import AsyncResult
+
+    celery_worker_process.stop()  # the run waits
+    waiting = enqueue("tests.effect", key="pending")
+    assert AsyncResult(str(waiting.id)).state == "PENDING" and AsyncResult(str(waiting.id)).info is None
+    assert AsyncResult("not-a-run").state == "PENDING"

@@ -1,0 +1,46 @@
+"""Celery's result backend, answering for a run from the run itself.
+
+Outcomes are written by the lifecycle into django-celery-results' table with the run's end (one
+statement), so a finished run reads as any Celery result does. Before that the table has no row,
+and Celery would say PENDING of a run that is working: this backend answers then from the run, in
+Celery's state names (STARTED, PROGRESS, RETRY), with its progress as `.info`. So `AsyncResult(run_id)`
+from any code behaves as a Celery user expects, and `.get(timeout=…)` waits for the run's end.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import states
+from celery.result import AsyncResult
+from django_celery_results.backends.database import DatabaseBackend
+
+
+class RunBackend(DatabaseBackend):
+    def _get_task_meta_for(self, task_id):
+        meta = super()._get_task_meta_for(task_id)
+        if meta.get("status") in states.READY_STATES:
+            return meta
+        from jobs.models import JobRun
+
+        try:
+            run = JobRun.objects.filter(id=uuid.UUID(str(task_id))).first()
+        except ValueError:  # not a run's id: Celery's own answer for it
+            return meta
+        if run is None or run.is_finished:  # an end being written this instant: its row is next
+            return meta
+        state = run.celery_state
+        return {**meta, "status": state, "result": None if state == states.PENDING else run.progress_info}
+
+
+class RunResult(AsyncResult):
+    """A tracked task's AsyncResult: `.revoke()` is the durable cancel (the run's flag first, then
+    Celery's revoke), not a broadcast that a worker which is down would never hear."""
+
+    def revoke(self, connection=None, terminate=False, signal=None, wait=False, timeout=None):
+        from jobs.models import JobRun
+        from jobs.services.steering import run_cancel
+
+        run = JobRun.objects.filter(id=self.id).first()
+        if run is not None:
+            run_cancel(run=run)

@@ -27,9 +27,11 @@ def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]
                        escalate_signal=signal.SIGQUIT)
 
     programs = [
-        # Embedding is memory-heavy: a pool process that grew past the cap is replaced after its task.
+        # Embedding is memory-heavy: a pool process that grew past the cap is replaced after its task;
+        # not after a count of tasks (CELERY_WORKER_MAX_TASKS_PER_CHILD), which would reload the model.
         worker("documents", "documents", os.environ.get("DOCUMENTS_CONCURRENCY", "1"),
-               "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000")),
+               "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000"),
+               "--max-tasks-per-child", "0"),
         worker("default", "chat,jobs", os.environ.get("DEFAULT_CONCURRENCY", "2")),
         # Digests' children (search, an LLM) apart from chat, so a large digest never delays a reply.
         worker("research", "research", os.environ.get("RESEARCH_CONCURRENCY", "2")),

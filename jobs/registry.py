@@ -68,6 +68,13 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(retries=0)
 
 
+def default_retry_policy() -> RetryPolicy:
+    """The policy of a kind that declares none, in Celery's words: CELERY_TASK_MAX_RETRIES retries
+    (0 by default: one attempt) after CELERY_TASK_DEFAULT_RETRY_DELAY seconds each."""
+    retries = settings.CELERY_TASK_MAX_RETRIES
+    return RetryPolicy(delays=(float(settings.CELERY_TASK_DEFAULT_RETRY_DELAY),) * retries) if retries else NO_RETRY
+
+
 @dataclass(frozen=True)
 class JobKind:
     kind: str

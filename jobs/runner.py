@@ -23,7 +23,7 @@ from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
-from jobs.registry import NO_RETRY, JobKind, RetryPolicy, kind_find, kind_register, kinds_all
+from jobs.registry import JobKind, RetryPolicy, default_retry_policy, kind_find, kind_register, kinds_all
 
 logger = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ def tracked_task(
     queue: str,
     description: str,
     params_schema: dict | None = None,
-    retry: RetryPolicy = NO_RETRY,
+    retry: RetryPolicy | None = None,
     soft_time_limit: int | None = None,
     time_limit: int | None = None,
     on_final_failure: Callable[..., None] | None = None,
@@ -464,8 +464,8 @@ def tracked_task(
         spec = JobKind(
             kind=kind, queue=queue, description=description, body=body,
             params_schema=params_schema or {"type": "object", "additionalProperties": False},
-            retry=retry, soft_time_limit=soft_time_limit, time_limit=time_limit,
-            on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
+            retry=retry if retry is not None else default_retry_policy(), soft_time_limit=soft_time_limit,
+            time_limit=time_limit, on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
             schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
             fair_share=fair_share, parent_share=parent_share, job_output=job_output, params_check=params_check,
             warm_up=warm_up,

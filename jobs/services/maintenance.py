@@ -123,8 +123,8 @@ def _delete_in_batches(queryset, *, pk_field: str = "pk") -> int:
 def results_cleanup(*, older_than_days: int | None = None) -> dict[str, int]:
     from django_celery_results.models import GroupResult, TaskResult
 
-    days = settings.RESULTS_RETENTION_DAYS if older_than_days is None else older_than_days
-    cutoff = timezone.now() - timedelta(days=days)
+    kept = timedelta(seconds=settings.CELERY_RESULT_EXPIRES) if older_than_days is None else timedelta(days=older_than_days)
+    cutoff = timezone.now() - kept
     tasks = _delete_in_batches(TaskResult.objects.filter(date_done__lt=cutoff))
     groups = _delete_in_batches(GroupResult.objects.filter(date_done__lt=cutoff))
     return {"task_results": tasks, "group_results": groups}

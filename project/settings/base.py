@@ -287,8 +287,13 @@ def beat_schedule(*, watchdog_interval: float) -> dict:
 
 CELERY_BEAT_SCHEDULE = beat_schedule(watchdog_interval=WATCHDOG_INTERVAL_SECONDS)
 CELERY_TIMEZONE = TIME_ZONE
-# Results are trimmed by our own cleanup_results job; no built-in backend_cleanup entry.
-CELERY_RESULT_EXPIRES = None
+# A pool process is replaced after this many tasks, so a leak in a library we do not own stays
+# bounded (0: never). The documents worker is replaced by its memory cap instead (devserver/workers.py).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000)
+# The retry policy of a kind that declares none (jobs.registry.default_retry_policy): by default one
+# attempt, as before; set the count and every such kind retries after the delay.
+CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=0)
+CELERY_TASK_DEFAULT_RETRY_DELAY = env.int("CELERY_TASK_DEFAULT_RETRY_DELAY", default=180)
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 # The longest countdown we schedule (retry delays, Retry-After caps); must stay under the visibility timeout.
 MAX_RETRY_COUNTDOWN = env.int("MAX_RETRY_COUNTDOWN", default=600)
@@ -306,7 +311,10 @@ RUN_REDISPATCH_AFTER_SECONDS = env.int("RUN_REDISPATCH_AFTER_SECONDS", default=6
 RUN_DATABASE_WAIT_SECONDS = env.int("RUN_DATABASE_WAIT_SECONDS", default=120)
 # A cancelled body still running this long after the cancel is terminated.
 CANCEL_GRACE_SECONDS = env.int("CANCEL_GRACE_SECONDS", default=10)
-RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=7)
+# Seconds a task result is kept: Celery's result_expires, applied by our cleanup_results job (the
+# backend, jobs.results.RunBackend, tells beat so: Celery adds no backend_cleanup of its own).
+# RESULTS_RETENTION_DAYS is the same in days.
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=env.int("RESULTS_RETENTION_DAYS", default=7) * 86400)
 RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)
 DEAD_RUNS_RETENTION_DAYS = env.int("DEAD_RUNS_RETENTION_DAYS", default=90)
 BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)

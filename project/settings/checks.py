@@ -32,6 +32,10 @@ def check_celery_settings(
     retry_delays: list[float],
     heartbeat_seconds: float,
     heartbeat_timeout: float,
+    max_tasks_per_child: int = 0,
+    default_max_retries: int = 0,
+    default_retry_delay: int = 180,
+    result_expires: int = 86400,
 ) -> None:
     # Pickle lets a message run code on the worker; only JSON is accepted.
     if task_serializer != "json":
@@ -56,6 +60,15 @@ def check_celery_settings(
         raise ImproperlyConfigured("CELERY_WORKER_PREFETCH_MULTIPLIER must be 1 or more.")
     if any(delay < 0 for delay in retry_delays):
         raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative seconds, e.g. 5,15,30.")
+    if max_tasks_per_child < 0:
+        raise ImproperlyConfigured("CELERY_WORKER_MAX_TASKS_PER_CHILD must be 0 (never replaced) or more.")
+    if default_max_retries < 0:
+        raise ImproperlyConfigured("CELERY_TASK_MAX_RETRIES must be 0 or more.")
+    if not 0 <= default_retry_delay <= max_countdown:
+        raise ImproperlyConfigured(f"CELERY_TASK_DEFAULT_RETRY_DELAY ({default_retry_delay}) must be between 0 and "
+                                   f"MAX_RETRY_COUNTDOWN ({max_countdown}).")
+    if result_expires < 1:
+        raise ImproperlyConfigured("CELERY_RESULT_EXPIRES must be 1 second or more (RESULTS_RETENTION_DAYS: 1 day or more).")
     # A run is taken over after the timeout: it must cover a couple of missed heartbeats.
     if heartbeat_seconds <= 0 or heartbeat_timeout < 2 * heartbeat_seconds:
         raise ImproperlyConfigured(
@@ -78,4 +91,8 @@ def settings_check(namespace: dict) -> None:
         retry_delays=namespace["AI_RETRY_DELAYS"],
         heartbeat_seconds=namespace["RUN_HEARTBEAT_SECONDS"],
         heartbeat_timeout=namespace["RUN_HEARTBEAT_TIMEOUT_SECONDS"],
+        max_tasks_per_child=namespace["CELERY_WORKER_MAX_TASKS_PER_CHILD"],
+        default_max_retries=namespace["CELERY_TASK_MAX_RETRIES"],
+        default_retry_delay=namespace["CELERY_TASK_DEFAULT_RETRY_DELAY"],
+        result_expires=namespace["CELERY_RESULT_EXPIRES"],
     )

@@ -43,3 +43,14 @@ def test_a_refusal_is_never_retried_but_a_service_unavailable_or_a_limit_reached
     assert policy.should_retry(DomainError("search is unavailable", code=ErrorCode.UNAVAILABLE), attempt=1)
     assert policy.should_retry(DomainError("slow down", code=ErrorCode.THROTTLED, retry_after=7), attempt=1)
     assert policy.delay_for(DomainError("slow down", code=ErrorCode.THROTTLED, retry_after=7), attempt=1) >= 7
+
+
+def test_a_kind_without_a_policy_follows_celerys_default_retry_settings(settings):
+    from jobs.registry import NO_RETRY, default_retry_policy
+
+    settings.CELERY_TASK_MAX_RETRIES, settings.CELERY_TASK_DEFAULT_RETRY_DELAY = 0, 180
+    assert default_retry_policy() == NO_RETRY and NO_RETRY.max_attempts == 1
+    settings.CELERY_TASK_MAX_RETRIES, settings.CELERY_TASK_DEFAULT_RETRY_DELAY = 3, 20
+    policy = default_retry_policy()
+    assert policy.max_attempts == 4
+    assert [policy.delay_for(RuntimeError("x"), attempt=n) for n in (1, 2, 3)] == [20.0, 20.0, 20.0]

@@ -36,3 +36,13 @@ def test_request_id_reaches_the_response_and_the_worker_log(celery_worker, api, 
 def test_a_request_without_an_id_gets_one(client):
     response = client.get("/api/health/")
     assert len(response["X-Request-ID"]) == 32
+
+
+def test_a_worker_replaces_its_pool_processes_after_the_configured_number_of_tasks(celery_worker, settings):
+    """What `celery -A project inspect stats` shows: Celery's own setting, in force."""
+    from project.celery import app
+
+    stats = wait_until(lambda: app.control.inspect(timeout=5).stats(), timeout=30, message="worker stats")
+    assert {node: answer["pool"]["max-tasks-per-child"] for node, answer in stats.items()} == {
+        node: settings.CELERY_WORKER_MAX_TASKS_PER_CHILD for node in stats}
+    assert settings.CELERY_WORKER_MAX_TASKS_PER_CHILD > 0  # on by default

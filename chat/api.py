@@ -17,7 +17,7 @@ from chat.serializers import (
 )
 from core.api import OwnedViewSet, described, paginated, validated_input
 from jobs.api import accepted_run
-from jobs.serializers import RunOutputSerializer
+from jobs.serializers import AcceptedRunSerializer
 
 
 @described(
@@ -52,10 +52,10 @@ class SessionViewSet(OwnedViewSet):
             return paginated(self, request, messages, MessageOutputSerializer)
         data = validated_input(MessageInputSerializer, request.data)
         message = services.message_post(session=session, content=data["content"])
-        body = {"message": MessageOutputSerializer(message).data, "run": RunOutputSerializer(message.run).data}
+        body = PostedMessageSerializer({"message": message, "run": message.run}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def summarize(self, request, pk=None):
         """Summarise a session in the background; answers with the run."""
@@ -73,7 +73,7 @@ class ProfileView(APIView):
 class ProfileSummarizeView(APIView):
     throttle_scopes = {"POST": "summaries"}
 
-    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     def post(self, request):
         """Summarise your work across sessions in the background; answers with the run."""
         return accepted_run(services.profile_summarize_enqueue(user=request.user))

@@ -29,8 +29,13 @@ class MessageFilterSerializer(serializers.Serializer):
 
 
 class PostedMessageSerializer(serializers.Serializer):
+    """The saved user message and the run writing the reply; `task_id` and `status` (in Celery's
+    state names) for Celery clients. `message` stays the user message, not a sentence."""
+
     message = MessageOutputSerializer()
     run = RunOutputSerializer()
+    task_id = serializers.UUIDField(source="run.id")
+    status = serializers.CharField(source="run.celery_state")
 
 
 class ProfileOutputSerializer(serializers.ModelSerializer):

@@ -11,6 +11,7 @@ from core.schema import error_response
 from documents import selectors, services
 from documents.retrieval import SearchMode
 from documents.serializers import (
+    AcceptedDocumentSerializer,
     DocumentOutputSerializer,
     DocumentStatusSerializer,
     DocumentUploadSerializer,
@@ -19,7 +20,7 @@ from documents.serializers import (
     SearchResultsSerializer,
 )
 from jobs.api import accepted_run
-from jobs.serializers import RunOutputSerializer
+from jobs.serializers import AcceptedRunSerializer
 
 
 @described(
@@ -46,14 +47,15 @@ class DocumentViewSet(OwnedViewSet):
         return request
 
     @extend_schema(request={"multipart/form-data": DocumentUploadSerializer},
-                   responses={202: DocumentOutputSerializer, 200: DocumentOutputSerializer,
+                   responses={202: AcceptedDocumentSerializer, 200: DocumentOutputSerializer,
                               413: error_response(413)})
     def create(self, request):
         """Upload a file (multipart) to be ingested: 202 with the new document, 200 if you already have it."""
         data = validated_input(DocumentUploadSerializer, request.data)
         document, created = services.document_upload(owner=request.user, upload=data["file"], title=data["title"])
-        return Response(DocumentOutputSerializer(document).data,
-                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        if not created:
+            return Response(DocumentOutputSerializer(document).data, status=status.HTTP_200_OK)
+        return Response(AcceptedDocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=DocumentStatusSerializer)
     @action(detail=True, methods=["get"])
@@ -61,7 +63,7 @@ class DocumentViewSet(OwnedViewSet):
         """A document's processing status, stage and progress with ETA, cheap enough to poll."""
         return Response(DocumentStatusSerializer(self.get_object()).data)
 
-    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def reprocess(self, request, pk=None):
         """Ingest a document again (after a failure or a model change); answers with the new run."""

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from documents.models import Document
 from documents.retrieval import SearchMode
 from documents.selectors import SEARCH_MAX_K
-from jobs.serializers import RunOutputSerializer, RunProgressSerializer, run_progress
+from jobs.serializers import RunOutputSerializer, RunProgressSerializer, run_progress, task_message
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
@@ -16,6 +16,20 @@ class DocumentOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "title", "original_name", "format", "size", "sha256", "status", "stage", "error", "pages",
                   "chunk_count", "created_at", "extracting_at", "chunking_at", "embedding_at", "indexing_at",
                   "ready_at", "run"]
+
+
+class AcceptedDocumentSerializer(DocumentOutputSerializer):
+    """An upload's 202: the document, with what a Celery client reads first, `task_id` (its
+    ingestion run's id) and a `message`."""
+
+    task_id = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
+    message = serializers.SerializerMethodField()
+
+    class Meta(DocumentOutputSerializer.Meta):
+        fields = [*DocumentOutputSerializer.Meta.fields, "task_id", "message"]
+
+    def get_message(self, document) -> str:
+        return task_message(document.run) if document.run is not None else "Document stored."
 
 
 class DocumentProgressSerializer(RunProgressSerializer):

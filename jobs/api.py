@@ -1,18 +1,23 @@
+import uuid
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from core.api import OwnerScopedMixin, described, paginated, validated_input
+from core.health import health_report
 from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
 from jobs.serializers import (
+    AcceptedRunSerializer,
     JobInputSerializer,
     JobOutputSerializer,
     JobPatchSerializer,
@@ -20,13 +25,15 @@ from jobs.serializers import (
     RunLogEntrySerializer,
     RunOutputSerializer,
     RunStatsSerializer,
+    TaskStatusSerializer,
     TriggerInputSerializer,
 )
 from jobs.services import definitions, steering
 
 
 def accepted_run(run: JobRun) -> Response:
-    return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+    """A 202 for work that starts as `run`: the run, with `task_id` and `message` for Celery clients."""
+    return Response(AcceptedRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class StoredDateTimeField(IsoDateTimeField):
@@ -86,13 +93,13 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return super().get_queryset().with_children_counts()
 
-    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run: a waiting run never starts, a running one stops at its next progress report."""
         return accepted_run(steering.run_cancel(run=self.get_object()))
 
-    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Run a failed, cancelled or partial run again as a new run; asked twice, it answers with the same retry."""
@@ -150,7 +157,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
         definitions.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=TriggerInputSerializer, responses={202: RunOutputSerializer})
+    @extend_schema(request=TriggerInputSerializer, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def trigger(self, request, pk=None):
         """Run a job now, with its params or the ones given here."""
@@ -178,3 +185,68 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
         ]
         return Response(kinds)
 
+
+
+def _celery_stats(stats: dict) -> dict:
+    """The runs' stats with their counts by status in Celery's state names."""
+    by_status = {("PENDING" if name == "QUEUED" else name): n for name, n in stats["by_status"].items()}
+    return {**stats, "by_status": by_status}
+
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("task_id", str, OpenApiParameter.PATH)]),
+    cancel=extend_schema(parameters=[OpenApiParameter("task_id", str, OpenApiParameter.PATH)]),
+    retry=extend_schema(parameters=[OpenApiParameter("task_id", str, OpenApiParameter.PATH)]),
+)
+class TaskViewSet(viewsets.ViewSet):
+    """Runs in Celery's words, for clients written against Celery task-status APIs: the task id is
+    the run id, states are Celery's (PENDING for a run waiting to start), and an id that is not the
+    caller's reads as UNKNOWN, exactly as one that does not exist."""
+
+    lookup_url_kwarg = "task_id"
+    lookup_value_regex = "[^/]+"
+
+    def _visible(self, task_id: str) -> JobRun | None:
+        try:
+            uuid.UUID(task_id)
+        except ValueError:
+            return None
+        return selectors.run_visible_to(user=self.request.user).filter(id=task_id).first()
+
+    def _held(self, task_id: str) -> JobRun:
+        run = self._visible(task_id)
+        if run is None:
+            raise NotFound("No task with this id is known to you.")
+        return run
+
+    @extend_schema(responses=TaskStatusSerializer)
+    def retrieve(self, request, task_id=None):
+        """A task's status, progress and outcome in Celery's state names; UNKNOWN (200) for an id you cannot see."""
+        return Response(TaskStatusSerializer.of(self._visible(task_id), task_id=task_id))
+
+    @extend_schema(request=None, responses={202: TaskStatusSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, task_id=None):
+        """Cancel a task, as for its run: a waiting one never starts, a running one stops at its next report."""
+        run = steering.run_cancel(run=self._held(task_id))
+        return Response(TaskStatusSerializer.of(run, task_id=task_id), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: TaskStatusSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, task_id=None):
+        """Run a failed or cancelled task again as a new task (its id in `task_id`); asked twice, the same one."""
+        run, _ = steering.run_retry(run=self._held(task_id), triggered_by=TriggeredBy.API, owner=request.user)
+        return Response(TaskStatusSerializer.of(run, task_id=str(run.id)), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=RunStatsSerializer)
+    @action(detail=False, methods=["get"])
+    def stats(self, request):
+        """As /api/runs/stats/, with the counts by status in Celery's state names."""
+        return Response(_celery_stats(RunStatsSerializer(selectors.run_stats(user=request.user)).data))
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @action(detail=False, methods=["get"], url_path="health-check")
+    def health_check(self, request):
+        """As /api/health/ for a signed-in caller: each dependency's check (database, cache, broker, workers, AI)."""
+        body, code = health_report()
+        return Response(body, status=code)

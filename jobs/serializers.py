@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.constants import JOB_NAME_MAX_LENGTH, KIND_MAX_LENGTH
-from jobs.models import Job, JobRun, JobRunLogEntry
+from jobs.models import Job, JobRun, JobRunLogEntry, RunStatus
 from jobs.selectors import job_output, run_children_counts
 
 
@@ -136,3 +136,65 @@ class KindOutputSerializer(serializers.Serializer):
     description = serializers.CharField()
     queue = serializers.CharField()
     params_schema = serializers.JSONField()
+
+
+# --- tasks, in Celery's words (the seeds' contract) -----------------------------------------
+
+CELERY_STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "UNKNOWN")
+
+_STATE_MESSAGES = {
+    "PENDING": "Task is waiting to start.",
+    "STARTED": "Task has started.",
+    "PROGRESS": "Task is in progress.",
+    "RETRY": "Task failed and will be retried.",
+    "SUCCESS": "Task completed successfully.",
+    "FAILURE": "Task failed.",
+    "REVOKED": "Task was cancelled.",
+}
+UNKNOWN_TASK_MESSAGE = "No task with this id is known to you."
+
+
+def task_message(run: JobRun) -> str:
+    return _STATE_MESSAGES[run.celery_state]
+
+
+class TaskStatusSerializer(serializers.Serializer):
+    """A run as a Celery task-status API answers for it; the run id is the task id."""
+
+    task_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=CELERY_STATES)
+    progress = serializers.FloatField(allow_null=True, help_text="Percent done.")
+    current = serializers.IntegerField(allow_null=True)
+    total = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField(allow_null=True, help_text="The current step and its message.")
+    elapsed_time = serializers.FloatField(allow_null=True, help_text="Seconds since it started.")
+    estimated_remaining = serializers.FloatField(allow_null=True, help_text="Seconds, while it runs.")
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+    @staticmethod
+    def of(run: JobRun | None, *, task_id: str) -> dict:
+        if run is None:
+            return {"task_id": task_id, "status": "UNKNOWN", "progress": None, "current": None, "total": None,
+                    "description": None, "elapsed_time": None, "estimated_remaining": None, "result": None,
+                    "error": None, "message": UNKNOWN_TASK_MESSAGE}
+        description = ": ".join(part for part in (run.progress_step, run.progress_message) if part) or None
+        return {"task_id": str(run.id), "status": run.celery_state, "progress": run.percent,
+                "current": run.progress_current, "total": run.progress_total, "description": description,
+                "elapsed_time": run.elapsed_seconds, "estimated_remaining": None if run.is_finished else run.eta_seconds,
+                "result": run.result if run.status == RunStatus.SUCCESS else None, "error": run.error or None,
+                "message": task_message(run)}
+
+
+class AcceptedRunSerializer(RunOutputSerializer):
+    """A 202's run, with what a Celery client reads first: `task_id` (the run id) and a `message`."""
+
+    task_id = serializers.CharField(source="id", read_only=True)
+    message = serializers.SerializerMethodField()
+
+    class Meta(RunOutputSerializer.Meta):
+        fields = [*RunOutputSerializer.Meta.fields, "task_id", "message"]
+
+    def get_message(self, run: JobRun) -> str:
+        return task_message(run)

@@ -10,13 +10,14 @@ from core.docs import redoc_bundle
 from core.health import health
 from documents.urls import router as documents_router
 from documents.urls import urlpatterns as documents_urls
-from jobs.api import JobViewSet, RunViewSet
+from jobs.api import JobViewSet, RunViewSet, TaskViewSet
 from jobs.metrics import metrics_view
 from research.urls import router as research_router
 
 router = DefaultRouter()
 router.register("runs", RunViewSet, basename="run")
 router.register("jobs", JobViewSet, basename="job")
+router.register("tasks", TaskViewSet, basename="task")
 router.registry.extend(documents_router.registry)
 router.registry.extend(chat_router.registry)
 router.registry.extend(research_router.registry)

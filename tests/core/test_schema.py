@@ -185,6 +185,14 @@ def test_generated_client_does_the_whole_journey(generated_client, celery_worker
     stats = m.api__runs__runs_stats_retrieve.sync(client=client)
     assert stats.by_status["SUCCESS"] >= 3 and stats.workers_online >= 1
 
+    # The same runs in Celery's words: the 202's task_id, read back from the task API.
+    assert answer.parsed.task_id == answer.parsed.run.id and posted.task_id == posted.run.id
+    task = m.api__tasks__tasks_retrieve.sync(client=client, task_id=str(triggered.task_id))
+    assert task.status == models.TaskStatusStatusEnum.SUCCESS and task.progress == 100.0
+    unknown = m.api__tasks__tasks_retrieve.sync(client=client, task_id=str(uuid.uuid4()))
+    assert unknown.status == models.TaskStatusStatusEnum.UNKNOWN
+    assert m.api__tasks__tasks_stats_retrieve.sync(client=client).by_status["SUCCESS"] >= 3
+
     # Errors parse into the one documented shape; a document whose run was cleaned up still parses.
     missing = m.api__runs__runs_retrieve.sync_detailed(client=client, id=uuid.uuid4())
     assert missing.status_code == 404 and missing.parsed.error.code == "not_found"

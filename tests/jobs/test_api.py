@@ -151,3 +151,77 @@ def test_out_of_range_dates_are_a_400():
     client.force_authenticate(UserFactory())
     assert client.get("/api/runs/?created_before=2025-01-01T00:00:00%2B21:00").status_code == 400
     assert client.get("/api/runs/?created_before=2025-01-01T00:00:00%2B02:00").status_code == 200
+
+
+# --- tasks, in Celery's words (the seeds' contract) ---------------------------------------------
+
+TASK_FIELDS = {"task_id", "status", "progress", "current", "total", "description", "elapsed_time",
+               "estimated_remaining", "result", "error", "message"}
+
+
+def _poll_task(api, task_id: str, *, timeout: float = 120) -> dict:
+    """What a client written against a Celery task-status API does: poll by task id, read the
+    contract's names and nothing else, stop at a final state."""
+    import time
+
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = api.get(f"/api/tasks/{task_id}/")
+        assert response.status_code == 200 and set(response.json()) == TASK_FIELDS, response.json()
+        body = response.json()
+        seen.append(body["status"])
+        if body["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
+            return {**body, "seen": seen}
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} never ended: {seen[-5:]}")
+
+
+@pytest.mark.worker
+def test_a_client_of_the_seeds_task_status_contract_works_unchanged(transactional_db, celery_worker, api, user,
+                                                                     other_api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = api.post("/api/documents/", {"file": SimpleUploadedFile(
+        "keeper.txt", b"The keeper logs the lamp's hours and the weather every night.")}, format="multipart")
+    assert upload.status_code == 202 and upload.json()["message"] == "Task is waiting to start."
+    tasks = {"upload": upload.json()["task_id"]}
+    assert _poll_task(api, tasks["upload"])["status"] == "SUCCESS"
+
+    session = api.post("/api/chat/sessions/", {}, format="json").json()["id"]
+    posted = api.post(f"/api/chat/sessions/{session}/messages/", {"content": "What does the keeper log?"},
+                      format="json").json()
+    assert posted["status"] == "PENDING" and posted["message"]["content"] == "What does the keeper log?"
+    tasks["reply"] = posted["task_id"]
+    assert _poll_task(api, tasks["reply"])["status"] == "SUCCESS"
+    summary = api.post(f"/api/chat/sessions/{session}/summarize/", {}, format="json").json()
+    tasks["summary"] = summary["task_id"]
+    job = api.post("/api/jobs/", {"name": "keeper digest", "kind": "research.digest",
+                                  "params": {"topic": "the keeper's log"}}, format="json").json()
+    tasks["digest"] = api.post(f"/api/jobs/{job['id']}/trigger/", {}, format="json").json()["task_id"]
+
+    for name, task_id in tasks.items():
+        final = _poll_task(api, task_id)
+        assert (final["status"], final["progress"], final["error"]) == ("SUCCESS", 100.0, None), (name, final)
+        assert final["message"] == "Task completed successfully." and final["elapsed_time"] is not None
+        assert final["estimated_remaining"] is None and final["result"] is not None
+        assert set(final["seen"]) <= {"PENDING", "STARTED", "PROGRESS", "SUCCESS"}, (name, final["seen"])
+    # Never a leak: another user's task, a made-up id and a malformed one all read the same.
+    for task_id in (tasks["reply"], "00000000-0000-0000-0000-000000000000", "not-a-task"):
+        answer = other_api.get(f"/api/tasks/{task_id}/")
+        assert answer.status_code == 200 and answer.json()["status"] == "UNKNOWN", answer.json()
+    assert other_api.post(f"/api/tasks/{tasks['reply']}/cancel/").status_code == 404
+    stats = api.get("/api/tasks/stats/").json()
+    assert stats["by_status"]["SUCCESS"] >= 4 and "QUEUED" not in stats["by_status"]
+    assert api.get("/api/tasks/health-check/").json()["checks"]["database"]["status"] == "ok"
+
+
+def test_a_task_is_cancelled_and_retried_in_celerys_words(transactional_db, celery_worker, api, user):
+    job = api.post("/api/jobs/", {"name": "slow", "kind": "tests.countdown",
+                                  "params": {"steps": 50, "interval": 0.2}}, format="json").json()
+    task_id = api.post(f"/api/jobs/{job['id']}/trigger/", {}, format="json").json()["task_id"]
+    cancelled = api.post(f"/api/tasks/{task_id}/cancel/")
+    assert cancelled.status_code == 202 and set(cancelled.json()) == TASK_FIELDS
+    assert _poll_task(api, task_id)["status"] == "REVOKED"
+    retried = api.post(f"/api/tasks/{task_id}/retry/")
+    assert retried.status_code == 202 and retried.json()["task_id"] != task_id
+    api.post(f"/api/tasks/{retried.json()['task_id']}/cancel/")

@@ -42,8 +42,6 @@ class Program:
     argv: list[str]
     # Sent once the grace has passed without the program exiting (None: go straight to SIGKILL).
     escalate_signal: int | None = None
-    # Variables of this program alone, over the supervisor's environment.
-    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
@@ -55,7 +53,7 @@ class Program:
     def start(self, *, env: dict[str, str], cwd: Path) -> None:
         # Its own session: a terminal's Ctrl-C reaches the supervisor only, which then stops each
         # program in order; and the program's group can be cleaned up after it exits.
-        self.proc = subprocess.Popen(self.argv, cwd=cwd, env={**env, **self.env}, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, start_new_session=True)
         self.restart_at = None
 
     def signal(self, signum: int) -> None:

@@ -15,23 +15,26 @@ from pathlib import Path
 from devserver.supervisor import Program, Supervisor, run_until_signalled
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The documents worker's pool processes are replaced by their memory cap. Celery's command line has
+# no "never" for the task count (0 is refused), so a count no process lives to reach.
+DOCUMENTS_MAX_TASKS_PER_CHILD = 1_000_000
 
 
 def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]:
     celery = [sys.executable, "-m", "celery", "-A", "project"]
     loglevel = os.environ.get("CELERY_LOGLEVEL", "info")
 
-    def worker(name: str, queues: str, concurrency: str, *extra: str, env: dict[str, str] | None = None) -> Program:
+    def worker(name: str, queues: str, concurrency: str, *extra: str) -> Program:
         return Program(f"worker {name}", [*celery, "worker", "-n", f"{name}@%h", "-Q", queues, "-c", concurrency,
                                           "-l", loglevel, "-E", *extra],
-                       escalate_signal=signal.SIGQUIT, env=env or {})
+                       escalate_signal=signal.SIGQUIT)
 
     programs = [
         # Embedding is memory-heavy: a pool process that grew past the cap is replaced after its task;
-        # not after a count of tasks (CELERY_WORKER_MAX_TASKS_PER_CHILD), which would reload the model.
+        # not after CELERY_WORKER_MAX_TASKS_PER_CHILD tasks, which would reload the model for nothing.
         worker("documents", "documents", os.environ.get("DOCUMENTS_CONCURRENCY", "1"),
                "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000"),
-               env={"CELERY_WORKER_MAX_TASKS_PER_CHILD": "0"}),
+               "--max-tasks-per-child", str(DOCUMENTS_MAX_TASKS_PER_CHILD)),
         worker("default", "chat,jobs", os.environ.get("DEFAULT_CONCURRENCY", "2")),
         # Digests' children (search, an LLM) apart from chat, so a large digest never delays a reply.
         worker("research", "research", os.environ.get("RESEARCH_CONCURRENCY", "2")),

@@ -288,8 +288,9 @@ def beat_schedule(*, watchdog_interval: float) -> dict:
 CELERY_BEAT_SCHEDULE = beat_schedule(watchdog_interval=WATCHDOG_INTERVAL_SECONDS)
 CELERY_TIMEZONE = TIME_ZONE
 # A pool process is replaced after this many tasks, so a leak in a library we do not own stays
-# bounded (0: never). The documents worker is replaced by its memory cap instead (devserver/workers.py).
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000) or None
+# bounded. Celery's command line reads the same variable. The documents worker is replaced by its
+# memory cap instead (devserver/workers.py).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000)
 # The retry policy of a kind that declares none (jobs.registry.default_retry_policy): by default one
 # attempt, as before; set the count and every such kind retries after the delay.
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=0)

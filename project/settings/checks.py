@@ -32,7 +32,7 @@ def check_celery_settings(
     retry_delays: list[float],
     heartbeat_seconds: float,
     heartbeat_timeout: float,
-    max_tasks_per_child: int | None = None,
+    max_tasks_per_child: int = 1000,
     default_max_retries: int = 0,
     default_retry_delay: int = 180,
     result_expires: int = 86400,
@@ -60,8 +60,8 @@ def check_celery_settings(
         raise ImproperlyConfigured("CELERY_WORKER_PREFETCH_MULTIPLIER must be 1 or more.")
     if any(delay < 0 for delay in retry_delays):
         raise ImproperlyConfigured("AI_RETRY_DELAYS must be non-negative seconds, e.g. 5,15,30.")
-    if max_tasks_per_child is not None and max_tasks_per_child < 0:
-        raise ImproperlyConfigured("CELERY_WORKER_MAX_TASKS_PER_CHILD must be 0 (never replaced) or more.")
+    if max_tasks_per_child < 1:  # billiard refuses 0 too
+        raise ImproperlyConfigured("CELERY_WORKER_MAX_TASKS_PER_CHILD must be 1 or more.")
     if default_max_retries < 0:
         raise ImproperlyConfigured("CELERY_TASK_MAX_RETRIES must be 0 or more.")
     if not 0 <= default_retry_delay <= max_countdown:

@@ -415,5 +415,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": LOG_LEVEL},
+        # Its start-up banner ("AXES: BEGIN …") on every process, `manage.py` commands' stdout included;
+        # lockouts are warnings and still logged.
+        "axes.apps": {"level": "WARNING"},
     },
 }

@@ -164,7 +164,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
         job = self.get_object()
         data = validated_input(TriggerInputSerializer, request.data)
         run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
-                                   owner=request.user)
+                                      actor=request.user)
         return accepted_run(run)
 
     @extend_schema(responses=RunOutputSerializer(many=True))

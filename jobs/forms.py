@@ -75,7 +75,8 @@ class JobAdminForm(forms.ModelForm):
     crontab = forms.CharField(required=False, help_text='minute hour day-of-month month day-of-week, e.g. "0 3 * * *"')
     timezone = forms.ChoiceField(choices=[(tz, tz) for tz in sorted(zoneinfo.available_timezones())],
                                  initial="UTC", required=False)
-    every_seconds = forms.IntegerField(required=False, min_value=1, label="Every (seconds)")
+    every_seconds = forms.IntegerField(required=False, min_value=1, max_value=definitions.SCHEDULE_MAX_EVERY_SECONDS,
+                                       label="Every (seconds)")
     params_json = OptionalJSONField(required=False, label="Params (JSON)",
                                   help_text="Used as it is when the kind's params have no fields above; "
                                             "otherwise keys given here are added to theirs.")

@@ -94,6 +94,8 @@ class JobKind:
     default_schedule: tuple[str, dict] | None = None
     # Work on everyone's data (maintenance): only staff may define or trigger it as a job.
     staff_only: bool = False
+    # Work on its owner's data (a digest reads its owner's documents): a job of it needs an owner.
+    owner_required: bool = False
     # At most this many of one owner's runs of this kind wait in the broker at once; the rest are
     # published as those finish, so one user's batch does not queue everyone else behind it.
     fair_share: int | None = None

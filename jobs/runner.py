@@ -449,6 +449,7 @@ def tracked_task(
     schedulable: bool = True,
     default_schedule: tuple[str, dict] | None = None,
     staff_only: bool = False,
+    owner_required: bool = False,
     fair_share: int | None = None,
     parent_share: int | None = None,
     job_output: Callable[..., dict | None] | None = None,
@@ -467,8 +468,8 @@ def tracked_task(
             retry=retry if retry is not None else default_retry_policy(), soft_time_limit=soft_time_limit,
             time_limit=time_limit, on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
             schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
-            fair_share=fair_share, parent_share=parent_share, job_output=job_output, params_check=params_check,
-            warm_up=warm_up,
+            owner_required=owner_required, fair_share=fair_share, parent_share=parent_share, job_output=job_output,
+            params_check=params_check, warm_up=warm_up,
         )
         kind_register(spec)
 

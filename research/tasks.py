@@ -41,7 +41,7 @@ RESEARCH_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60)
               description="A digest of your documents on a topic: each relevant document read in its own child run, "
                           "then one digest with citations.",
               job_output=services.digest_job_output, params_check=services.digest_params_check,
-              warm_up=embeddings_warm_up)
+              warm_up=embeddings_warm_up, owner_required=True)
 def digest(ctx, **_):
     return services.digest_run(ctx=ctx)
 

@@ -24,7 +24,7 @@ from jobs.services import definitions
 def run_now(modeladmin, request, queryset):
     for job in queryset:
         try:
-            run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, owner=request.user)
+            run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, actor=request.user)
         except DomainError as exc:
             modeladmin.message_user(request, f"{job.name}: {exc.message}", messages.WARNING)
             continue

@@ -21,6 +21,8 @@ from jobs.registry import kind_get
 from jobs.services.runs import run_enqueue
 
 TRIGGER_TASK = "jobs.trigger_job"
+# django-celery-beat keeps an interval in a 32-bit integer column (about 68 years).
+SCHEDULE_MAX_EVERY_SECONDS = 2**31 - 1
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,9 @@ def _schedule_parse(schedule: Any) -> dict | None:
         return {"crontab": " ".join(parts), "timezone": tz}
     if "every_seconds" in schedule:
         every = schedule["every_seconds"]
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise JobsError("schedule.every_seconds must be a whole number of seconds, 1 or more.", field="schedule")
+        if not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= SCHEDULE_MAX_EVERY_SECONDS:
+            raise JobsError(f"schedule.every_seconds must be a whole number of seconds from 1 to "
+                            f"{SCHEDULE_MAX_EVERY_SECONDS}.", field="schedule")
         return {"every_seconds": every}
     raise JobsError('schedule needs "crontab" or "every_seconds".', field="schedule")
 
@@ -129,6 +132,12 @@ def _kind_allowed(*, kind: str, user) -> None:
                         code=ErrorCode.FORBIDDEN, field="kind")
 
 
+def _owner_present(*, kind: str, owner) -> None:
+    if kind_get(kind).owner_required and owner is None:
+        raise JobsError(f"Kind {kind!r} works on its owner's data (their documents): a job of it needs an owner.",
+                        field="owner")
+
+
 def _name_free(*, name: str, owner, exclude_id: int | None = None) -> None:
     # Unique per owner: another user's job names are none of this user's business.
     taken = Job.objects.filter(name=name, owner=owner).exclude(id=exclude_id)
@@ -146,6 +155,7 @@ def job_validate(*, name: str, kind: str, params: Any, schedule: Any, owner, act
     if not spec.schedulable:
         raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
     _kind_allowed(kind=kind, user=actor)
+    _owner_present(kind=kind, owner=owner)
     cleaned = {"params": spec.validate_params(params if params is not None else {}),
                "schedule": _schedule_validate(schedule, owner=actor)}
     _name_free(name=name, owner=owner, exclude_id=job.id if job else None)
@@ -231,18 +241,20 @@ def jobs_rights_enforce(*, owner) -> list[str]:
             if (change := job_rights_enforce(job=job)) is not None]
 
 
-def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, owner=None) -> JobRun:
-    """A run of the job now, by `owner` (the acting user; the job's owner when beat fires it). A
-    firing of beat is checked against the owner's rights as they are now, not as they were when the
-    schedule was saved."""
+def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, actor=None) -> JobRun:
+    """A run of the job now. The run is the job's owner's, whoever starts it (an operator's "Run
+    now" on alice's job makes a run alice sees, with her digest pointing at it); the rights checked
+    are the `actor`'s (the job's owner when beat fires it). A firing of beat is checked against the
+    owner's rights as they are now, not as they were when the schedule was saved."""
     if triggered_by == TriggeredBy.SCHEDULE and (change := job_rights_enforce(job=job)) is not None:
         raise JobsError(f"Job {job.name!r} was not run. {change}", code=ErrorCode.FORBIDDEN)
     spec = kind_get(job.kind)
-    _kind_allowed(kind=job.kind, user=owner or job.owner)
+    _kind_allowed(kind=job.kind, user=actor or job.owner)
+    _owner_present(kind=job.kind, owner=job.owner)
     merged = {**job.params, **(params or {})}
     spec.validate_params(merged)
     with transaction.atomic():
-        return run_enqueue(kind=job.kind, args=merged, owner=owner or job.owner, triggered_by=triggered_by, job=job)
+        return run_enqueue(kind=job.kind, args=merged, owner=job.owner, triggered_by=triggered_by, job=job)
 
 
 def schedules_seed() -> list[str]:

@@ -42,7 +42,7 @@ def test_progress_bar_moves_without_reload(logged_in, operator):
     job = job_create(name=f"Countdown {operator.username}", kind="tests.countdown",
                      params={"steps": 16, "interval": 0.5}, owner=operator)
     with transaction.atomic():
-        run = job_trigger(job=job, triggered_by="admin", owner=operator)
+        run = job_trigger(job=job, triggered_by="admin", actor=operator)
     browser.get(f"{browser.base}/admin/jobs/jobrun/{run.id}/change/")
     browser.execute_script("window.notReloaded = true")
     cell = f".run-live[data-run='{run.id}'] .run-bar"

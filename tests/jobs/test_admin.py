@@ -193,8 +193,14 @@ def test_job_form_takes_lists_one_per_line_and_choices_as_boxes(admin_client):
 
     form = admin_client.get("/admin/jobs/job/add/?kind=research.digest").content.decode()
     assert '<textarea name="param__questions"' in form and 'type="checkbox" name="param__formats" value="pdf"' in form
+    from django.contrib.auth import get_user_model
+
+    orphan = admin_client.post("/admin/jobs/job/add/?kind=research.digest", _job_form(
+        name="Digest", kind="research.digest", param__topic="durability"))
+    assert orphan.status_code == 200 and "needs an owner" in orphan.content.decode()  # on the form, not a 500
+    owner = get_user_model().objects.create_user("digest-owner")
     response = admin_client.post("/admin/jobs/job/add/?kind=research.digest", _job_form(
-        name="Digest", kind="research.digest", param__topic="durability",
+        name="Digest", kind="research.digest", owner=str(owner.pk), param__topic="durability",
         param__questions="What happens after a crash?\n\n  Who restores it?  \n", param__formats=["text", "pdf"],
         param__max_documents="5"))
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -103,3 +103,31 @@ def test_a_firing_is_checked_against_the_owners_rights_as_they_are_now(settings)
     assert not JobRun.objects.filter(job__in=[fast, everyone]).exists()
     assert Job.objects.get(id=fast.id).schedule == {"every_seconds": 300}
     assert not Job.objects.get(id=everyone.id).enabled
+
+
+@pytest.mark.django_db
+def test_a_run_started_by_an_operator_belongs_to_the_jobs_owner():
+    """"Run now" on alice's job by an admin: alice sees the run (and her digest's link to it)."""
+    from jobs.models import TriggeredBy
+    from tests.factories import UserFactory
+
+    alice, admin = UserFactory(), UserFactory(is_staff=True, is_superuser=True)
+    job = definitions.job_create(name="ping", kind="jobs.ping", owner=alice)
+    run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, actor=admin)
+    assert run.owner == alice and run.triggered_by == "admin"
+
+
+@pytest.mark.django_db
+def test_nonsense_is_refused_when_saved_not_run():
+    from jobs.errors import JobsError
+    from jobs.models import TriggeredBy
+
+    with pytest.raises(JobsError, match="needs an owner") as refused:
+        definitions.job_create(name="digest", kind="research.digest", params={"topic": "tides"})
+    assert refused.value.field == "owner"
+    orphan = Job.objects.create(name="old digest", kind="research.digest", params={"topic": "tides"})
+    with pytest.raises(JobsError, match="needs an owner"):
+        definitions.job_trigger(job=orphan, triggered_by=TriggeredBy.ADMIN)
+    with pytest.raises(JobsError, match="from 1 to 2147483647"):
+        definitions.job_create(name="forever", kind="jobs.ping", schedule={"every_seconds": 2**31})
+    assert definitions.job_create(name="rare", kind="jobs.ping", schedule={"every_seconds": 2**31 - 1})

@@ -92,6 +92,10 @@ class JobRun(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="runs", db_index=False)
     triggered_by = models.CharField(max_length=10, choices=TriggeredBy.choices, default=TriggeredBy.SYSTEM)
+    # Who started it, when someone did (a "Run now", a retry): the run is its job's owner's all the
+    # same, so the owner sees it; this says which operator acted.
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", db_index=False)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
                             db_index=False)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",

@@ -51,7 +51,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "queue", "attempts", "max_attempts", "progress", "elapsed_seconds",
             "eta_seconds", "created_at", "started_at", "finished_at", "due_at", "error", "result", "dead",
             "cancel_requested", "retry_of", "parent", "job", "correlation_id", "triggered_by", "args",
-            "attempt_log", "stalled", "awaiting_children", "children", "worker", "lease",
+            "attempt_log", "stalled", "awaiting_children", "children", "worker", "lease", "started_by",
         ]
 
     @extend_schema_field(RunProgressSerializer)

@@ -117,8 +117,8 @@ class JobRunAdmin(admin.ModelAdmin):
     inlines = (LogEntryInline,)
     change_form_template = "admin/jobs/jobrun/change_form.html"
     fieldsets = (
-        (None, {"fields": ("id", "kind", "live", "queue", "owner", "triggered_by", "job_link", "correlation_id",
-                           "worker")}),
+        (None, {"fields": ("id", "kind", "live", "queue", "owner", "triggered_by", "started_by", "job_link",
+                           "correlation_id", "worker")}),
         ("Times", {"fields": ("created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                               "finished_at_s", "duration")}),
         ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
@@ -126,7 +126,8 @@ class JobRunAdmin(admin.ModelAdmin):
                                  "time_limit", "lease", "steps_kept")}),
         ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "retry_runs_links")}),
     )
-    readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "job_link", "correlation_id", "worker",
+    readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "started_by", "job_link", "correlation_id",
+                       "worker",
                        "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                        "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
                        "attempts_display", "attempts_table", "traceback_pre", "cancel_requested", "time_limit",

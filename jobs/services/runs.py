@@ -36,6 +36,7 @@ def run_enqueue(
     parent: JobRun | None = None,
     retry_of: JobRun | None = None,
     queue: str | None = None,
+    started_by=None,
 ) -> JobRun:
     """Record a run (QUEUED) and publish it once the surrounding transaction commits.
 
@@ -46,7 +47,7 @@ def run_enqueue(
     run = lifecycle.run_accept(
         kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by, job=job,
         parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
-        correlation_id=correlation_id_get() or "",
+        correlation_id=correlation_id_get() or "", started_by=started_by,
     )
     if (spec.fair_share and owner is not None and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
             (spec.parent_share and parent is not None

@@ -105,9 +105,10 @@ def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bo
         if not locked.is_retryable:
             raise JobsError(f"Only FAILURE, REVOKED or partial runs can be retried; run {run.id} is {locked.status}.",
                             code=ErrorCode.CONFLICT)
+        # The retry is the failed run's owner's, whoever asks for it (staff retrying a user's run).
         new_run = run_enqueue(kind=locked.kind, args=locked.args, owner=locked.owner or owner,
                               triggered_by=triggered_by, job=locked.job, parent=locked.parent, retry_of=locked,
-                              queue=locked.queue)
+                              queue=locked.queue, started_by=owner)
     return new_run, True
 
 

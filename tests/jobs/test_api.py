@@ -225,3 +225,20 @@ def test_a_task_is_cancelled_and_retried_in_celerys_words(transactional_db, cele
     retried = api.post(f"/api/tasks/{task_id}/retry/")
     assert retried.status_code == 202 and retried.json()["task_id"] != task_id
     api.post(f"/api/tasks/{retried.json()['task_id']}/cancel/")
+
+
+def test_a_run_an_operator_started_on_my_job_is_mine_to_see(api, user):
+    from django.contrib.auth import get_user_model
+
+    from jobs.models import TriggeredBy
+    from jobs.services.definitions import job_create, job_trigger
+    from jobs.services.steering import run_retry
+
+    operator = get_user_model().objects.create_user("operator", is_staff=True)
+    job = job_create(name="mine", kind="jobs.ping", owner=user)
+    run = job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, actor=operator)
+    listed = api.get(f"/api/runs/?job={job.id}").json()["results"]
+    assert [r["id"] for r in listed] == [str(run.id)] and listed[0]["started_by"] == operator.id
+    JobRun.objects.filter(id=run.id).update(status="FAILURE", finished_at=run.created_at)
+    retried, _ = run_retry(run=JobRun.objects.get(id=run.id), triggered_by=TriggeredBy.ADMIN, owner=operator)
+    assert api.get(f"/api/runs/{retried.id}/").status_code == 200  # the retry is mine too

@@ -114,7 +114,7 @@ def test_a_run_started_by_an_operator_belongs_to_the_jobs_owner():
     alice, admin = UserFactory(), UserFactory(is_staff=True, is_superuser=True)
     job = definitions.job_create(name="ping", kind="jobs.ping", owner=alice)
     run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.ADMIN, actor=admin)
-    assert run.owner == alice and run.triggered_by == "admin"
+    assert (run.owner, run.started_by, run.triggered_by) == (alice, admin, "admin")
 
 
 @pytest.mark.django_db

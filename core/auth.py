@@ -1,3 +1,7 @@
+import math
+
+from django.conf import settings
+from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
@@ -23,3 +27,13 @@ class TokenOrBearerAuthentication(TokenAuthentication):
         except exceptions.AuthenticationFailed:
             failures.record(request)
             raise
+
+
+def login_lockout_response(request, original_response, credentials) -> HttpResponse:
+    """django-axes' answer to a locked-out admin login: 429 with Retry-After (the cool-off). The lock
+    is this user name from this address only, so the real user, elsewhere, still logs in."""
+    seconds = math.ceil(settings.AXES_COOLOFF_TIME * 3600)
+    response = HttpResponse(f"Too many failed logins for this user name from this address; try again in "
+                            f"{math.ceil(seconds / 60)} minutes.", status=429, content_type="text/plain")
+    response["Retry-After"] = str(seconds)
+    return response

@@ -90,6 +90,8 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("LOGIN_LOCKOUT_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The lockout answers 429 with Retry-After, as every other throttle does.
+AXES_LOCKOUT_CALLABLE = "core.auth.login_lockout_response"
 
 ROOT_URLCONF = "project.urls"
 # The error page masks passwords inside URLs too (DATABASE_URL, REDIS_URL, the cache location).

@@ -48,3 +48,21 @@ def test_the_admin_login_locks_after_repeated_failures(client, settings):
     other.save()
     assert client.post("/admin/login/?next=/admin/", {"username": other.username,
                                                       "password": "another-right-password-7"}).status_code == 302
+
+
+def test_admin_logins_lock_one_user_name_from_one_address_with_retry_after(db, client, settings):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root-admin", "root@example.com", "right-password-1234")
+    guess = {"username": "root-admin", "password": "wrong"}
+    codes = [client.post("/admin/login/?next=/admin/", guess, REMOTE_ADDR="203.0.113.9").status_code
+             for _ in range(settings.AXES_FAILURE_LIMIT + 1)]
+    assert codes[:settings.AXES_FAILURE_LIMIT - 1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert codes[-1] == 429
+    locked = client.post("/admin/login/?next=/admin/", {**guess, "password": "right-password-1234"},
+                         REMOTE_ADDR="203.0.113.9")
+    assert locked.status_code == 429 and int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
+    # The real user, from their own address, is not locked out by someone else's guesses.
+    elsewhere = client.post("/admin/login/?next=/admin/", {**guess, "password": "right-password-1234"},
+                            REMOTE_ADDR="198.51.100.4")
+    assert elsewhere.status_code == 302

@@ -150,6 +150,8 @@ def test_a_research_digest_from_the_job_form_to_its_run_tree_and_digest(logged_i
     Select(browser.find_element(By.NAME, "kind")).select_by_value("research.digest")
     wait(browser).until(EC.presence_of_element_located((By.NAME, "param__topic")))
     browser.find_element(By.NAME, "name").send_keys(name)
+    # A digest reads its owner's documents: the form asks whose (and refuses none).
+    Select(browser.find_element(By.NAME, "owner")).select_by_value(str(operator.pk))
     browser.find_element(By.NAME, "param__topic").send_keys("How is committed data kept safe?")
     browser.find_element(By.NAME, "param__questions").send_keys("What happens after a crash?")
     browser.find_element(By.CSS_SELECTOR, "input[name=param__formats][value=text]").click()

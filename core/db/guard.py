@@ -147,12 +147,17 @@ class GuardedConnection(psycopg.Connection):
         limit = settings.DATABASE_CONNECT_TIMEOUT_SECONDS
         return super()._connect_gen(conninfo, timeout=min(timeout, limit) if timeout else limit)
 
+    _server: tuple[int, str, int] | None = None
+
     def wait(self, gen, interval=0.1):
-        info = self.pgconn
-        try:
-            wait = _Wait(fileno=info.socket, host=info.host.decode(), port=int(info.port or 5432))
-        except psycopg.Error:  # no socket: psycopg raises its own error in the wait
-            return super().wait(gen, interval)
+        if self._server is None:  # asked of libpq once: a connection keeps its socket and server
+            info = self.pgconn
+            try:
+                self._server = (info.socket, info.host.decode(), int(info.port or 5432))
+            except psycopg.Error:  # no socket: psycopg raises its own error in the wait
+                return super().wait(gen, interval)
+        fileno, host, port = self._server
+        wait = _Wait(fileno=fileno, host=host, port=port)
         _monitor.begin(wait)
         try:
             return super().wait(gen, interval)

@@ -31,6 +31,11 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         self._said_waiting = False
         super().__init__(*args, **kwargs)
 
+    def install_default_entries(self, data):
+        # Celery's own celery.backend_cleanup, added whenever result_expires is set: task results
+        # expire by our cleanup_results job (CELERY_RESULT_EXPIRES, in batches), in one place.
+        return None
+
     def _hold_lock(self) -> bool:
         try:
             if self._lock.acquire_or_extend(held=self._leader):

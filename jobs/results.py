@@ -17,10 +17,6 @@ from django_celery_results.backends.database import DatabaseBackend
 
 
 class RunBackend(DatabaseBackend):
-    # Results expire by the cleanup_results job (CELERY_RESULT_EXPIRES), in batches; beat adds no
-    # celery.backend_cleanup of its own for a backend that says this.
-    supports_autoexpire = True
-
     def _get_task_meta_for(self, task_id):
         meta = super()._get_task_meta_for(task_id)
         if meta.get("status") in states.READY_STATES:

@@ -314,8 +314,8 @@ RUN_REDISPATCH_AFTER_SECONDS = env.int("RUN_REDISPATCH_AFTER_SECONDS", default=6
 RUN_DATABASE_WAIT_SECONDS = env.int("RUN_DATABASE_WAIT_SECONDS", default=120)
 # A cancelled body still running this long after the cancel is terminated.
 CANCEL_GRACE_SECONDS = env.int("CANCEL_GRACE_SECONDS", default=10)
-# Seconds a task result is kept: Celery's result_expires, applied by our cleanup_results job (the
-# backend, jobs.results.RunBackend, tells beat so: Celery adds no backend_cleanup of its own).
+# Seconds a task result is kept: Celery's result_expires, applied by our cleanup_results job (our
+# beat scheduler, jobs.beat, adds no celery.backend_cleanup of its own).
 # RESULTS_RETENTION_DAYS is the same in days.
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=env.int("RESULTS_RETENTION_DAYS", default=7) * 86400)
 RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)

@@ -18,6 +18,10 @@ def test_a_schedule_changed_through_the_api_fires_in_a_running_beat(celery_worke
     beat = beats("beat-a")
     wait_until(lambda: "beat lock acquired" in beat.log_text(), timeout=30, message="beat to start")
     assert not scheduled_runs(job_id).exists()
+    # Results expire by our cleanup_results job alone: no celery.backend_cleanup beside it.
+    from django_celery_beat.models import PeriodicTask
+
+    assert not PeriodicTask.objects.filter(task="celery.backend_cleanup").exists()
 
     assert api.patch(f"/api/jobs/{job_id}/", {"schedule": {"every_seconds": 1}}, format="json").status_code == 200
     wait_until(lambda: scheduled_runs(job_id).filter(status="SUCCESS").exists(), timeout=30,

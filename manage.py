@@ -4,6 +4,11 @@ import sys
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    from core.local_services import unstarted_refusal
+
+    refusal = unstarted_refusal(argv=sys.argv, environ=dict(os.environ))
+    if refusal:
+        sys.exit(refusal)  # on stderr, exit status 1
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -10,6 +10,8 @@ class CoreConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
+        import core.schema  # noqa: F401  (registers the schema's authentication extension)
+
         # Here rather than in settings, so that importing settings changes nothing.
         if settings.SENTRY_DSN:
             from core.sentry import sentry_init

@@ -63,3 +63,26 @@ def services_env_read() -> dict[str, str]:
         return {}
     pairs = (line.split("=", 1) for line in SERVICES_ENV.read_text().splitlines() if "=" in line)
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+# manage.py commands that need neither server, so they run in a clone whose services never started.
+OFFLINE_COMMANDS = frozenset({"help", "version", "check", "makemigrations", "diffsettings", "collectstatic",
+                              "spectacular", "startapp", "sqlmigrate"})
+
+
+def unstarted_refusal(*, argv: list[str], environ: dict[str, str]) -> str | None:
+    """Why `manage.py` stops before running a command, or None. A checkout whose embedded servers
+    were never started knows no address for them but the default ports, which on a shared machine
+    may be another checkout's servers: it says so rather than talk to them."""
+    if environ.get("DJANGO_ENV") == "production":
+        return None  # production settings demand their URLs themselves
+    command = argv[1] if len(argv) > 1 else "help"
+    if command in OFFLINE_COMMANDS or command.startswith("-"):
+        return None
+    written = services_env_read()
+    missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not environ.get(name) and not written.get(name)]
+    if not missing:
+        return None
+    return (f"manage.py {command}: this checkout's PostgreSQL and Redis have not been started, and "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set. Start them with `make run` "
+            f"or `make services` (or `python -m devserver.embedded start`), or set {' and '.join(missing)}.")

@@ -4,6 +4,7 @@ Every operation documents the error answers it can give, all in the one shape of
 so a generated client parses them instead of raising on an "unexpected status".
 """
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiResponse
@@ -56,3 +57,22 @@ class AutoSchema(SpectacularAutoSchema):
         for status in statuses:
             responses.setdefault(str(status), self._get_response_for_code(error_response(status), str(status)))
         return responses
+
+
+class TokenOrBearerScheme(OpenApiAuthenticationExtension):
+    """Both ways core.auth.TokenOrBearerAuthentication reads a key, so a generated client can send
+    either: `Authorization: Token <key>` (DRF's) and `Authorization: Bearer <key>`."""
+
+    target_class = "core.auth.TokenOrBearerAuthentication"
+    name = ["tokenAuth", "bearerAuth"]
+    priority = 1
+
+    def get_security_requirement(self, auto_schema):
+        return [{"tokenAuth": []}, {"bearerAuth": []}]  # either one, not both together
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "apiKey", "in": "header", "name": "Authorization",
+             "description": "An API token as `Token <key>` (manage.py create_api_token prints one)."},
+            {"type": "http", "scheme": "bearer", "description": "The same API token as `Bearer <key>`."},
+        ]

@@ -12,12 +12,14 @@ Usage: python -m devserver.embedded {start|stop [postgres|redis]|status}
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import pwd
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,12 @@ local   all  all                 scram-sha-256
 host    all  all  127.0.0.1/32   scram-sha-256
 host    all  all  ::1/128        scram-sha-256
 """
+
+
+# Every checkout on this host takes this lock from choosing its ports until its servers listen, so
+# two started at the same moment never both find the same port free.
+PORTS_LOCK = Path(tempfile.gettempdir()) / "embedded-services-ports.lock"
+PORTS_LOCK_WAIT_SECONDS = 180  # a first start (initdb) takes seconds; a stuck holder is not waited for
 
 
 class EmbeddedError(RuntimeError):
@@ -95,6 +103,28 @@ def _choose_port(state_file: Path, preferred: int, *, ours: bool, what: str) -> 
             print(f"==> {what}: port {taken} is taken by another program; using {port}", flush=True)
     state_file.write_text(str(port))
     return port
+
+
+@contextlib.contextmanager
+def _ports_lock():
+    fd = os.open(PORTS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o666)  # every account's checkouts share it (ours to set when we created it)
+        deadline = time.monotonic() + PORTS_LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    print(f"==> another checkout has held {PORTS_LOCK} for {PORTS_LOCK_WAIT_SECONDS} s; "
+                          f"choosing ports without it", flush=True)
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _wait_for_port(port: int, *, seconds: float, what: str, log: Path) -> None:
@@ -385,10 +415,11 @@ def _start() -> Started:
         print(f"==> .local: {len(loose)} files and folders could be read by other accounts on this host "
               f"(e.g. {loose[0]}); made owner-only", flush=True)
     started_pg = started_redis = False
-    if not os.environ.get("DATABASE_URL"):
-        started_pg = postgres_start()
-    if not os.environ.get("REDIS_URL"):
-        started_redis = redis_start()
+    with _ports_lock():
+        if not os.environ.get("DATABASE_URL"):
+            started_pg = postgres_start()
+        if not os.environ.get("REDIS_URL"):
+            started_redis = redis_start()
     write_services_env()
     return Started(
         database_url=None if os.environ.get("DATABASE_URL") else postgres_url(),

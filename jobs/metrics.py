@@ -1,56 +1,65 @@
 """Prometheus metrics of the background work, read at scrape time from the runs table and the broker.
 
 Nothing is counted in process: web processes come and go, workers are separate processes, and the
-runs table already holds every execution. Durations and queue waits are gauge histograms over the
-runs that finished (or started) within METRICS_WINDOW_SECONDS, so each scrape shows recent behaviour.
+runs table already holds every execution. Ended runs are counters and histograms over every run
+that ever ended (jobs.services.tallies keeps them growing past cleanups), so `rate()` and
+`histogram_quantile()` work; what is true now (runs waiting or running, queue depths) are gauges.
+Every kind and status has its series, at 0 when nothing happened, so no series appears from nowhere.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse
-from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from jobs import selectors
-from jobs.models import JobRun
-
-# Seconds: from sub-second chat replies to quarter-hour ingestions.
-DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
-# Seconds a run waited between being accepted and its first start.
-QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+from jobs.models import FINISHED_STATUSES, UNFINISHED_STATUSES, JobRun
+from jobs.registry import kinds_all
+from jobs.services.tallies import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Tally, run_tallies_read
 
 
-def _histograms(*, column_from: str, column_to: str, since_column: str, buckets: tuple, since) -> dict:
-    """{kind: ([cumulative counts per bucket..., +Inf], sum)} for runs whose `since_column` is recent."""
-    bucket_sql = ", ".join(f"count(*) FILTER (WHERE d <= {float(b)})" for b in buckets)
-    with connection.cursor() as cursor:
-        cursor.execute(f"""
-            SELECT kind, {bucket_sql}, count(*), coalesce(sum(d), 0)
-              FROM (SELECT kind, extract(epoch FROM {column_to} - {column_from}) AS d
-                      FROM jobs_jobrun
-                     WHERE {since_column} >= %s AND {column_to} IS NOT NULL AND {column_from} IS NOT NULL) runs
-             GROUP BY kind""", [since])
-        rows = cursor.fetchall()
-    return {row[0]: (list(row[1:-1]), float(row[-1])) for row in rows}
+def _histogram(name: str, doc: str, bounds: tuple, by_kind: dict[str, Tally], *, buckets: str, total: str):
+    family = HistogramMetricFamily(name, doc, labels=["kind"])
+    for kind, tally in sorted(by_kind.items()):
+        cumulative = [(str(float(bound)), count) for bound, count in zip(bounds, getattr(tally, buckets))]
+        family.add_metric([kind], cumulative + [("+Inf", tally.started)], sum_value=getattr(tally, total))
+    return family
 
 
 class RunsCollector:
     def collect(self):
-        now = timezone.now()
-        since = now - timedelta(seconds=settings.METRICS_WINDOW_SECONDS)
+        kinds = {spec.kind for spec in kinds_all()}
+        tallies = run_tallies_read()
+        kinds |= {kind for kind, _ in tallies}
 
-        runs = GaugeMetricFamily("jobs_runs", "Runs by kind and status (all recorded runs).", labels=["kind", "status"])
-        for kind, status, count in (JobRun.objects.values_list("kind", "status").annotate(n=Count("id")).order_by()):
-            runs.add_metric([kind, status], count)
+        ended = CounterMetricFamily("jobs_runs_ended", "Runs that ended, by kind and final status.",
+                                    labels=["kind", "status"])
+        by_kind = {kind: Tally() for kind in kinds}
+        for kind in sorted(kinds):
+            for status in FINISHED_STATUSES:
+                tally = tallies.get((kind, status.value), Tally())
+                ended.add_metric([kind, status.value], tally.ended)
+                by_kind[kind].add(tally)
+        yield ended
+        yield _histogram("jobs_run_duration_seconds", "Start-to-end time of ended runs that started.",
+                         DURATION_BUCKETS, by_kind, buckets="duration_buckets", total="duration_seconds_sum")
+        yield _histogram("jobs_run_queue_wait_seconds", "Time from acceptance to first start, of ended runs.",
+                         QUEUE_WAIT_BUCKETS, by_kind, buckets="queue_wait_buckets", total="queue_wait_seconds_sum")
+
+        current = {(kind, status): n for kind, status, n in JobRun.objects.filter(status__in=UNFINISHED_STATUSES)
+                   .values_list("kind", "status").annotate(n=Count("id")).order_by()}
+        runs = GaugeMetricFamily("jobs_runs", "Runs waiting or running now, by kind and status.",
+                                 labels=["kind", "status"])
+        for kind in sorted(kinds | {kind for kind, _ in current}):
+            for status in UNFINISHED_STATUSES:
+                runs.add_metric([kind, status.value], current.get((kind, status.value), 0))
         yield runs
 
         yield GaugeMetricFamily("jobs_dead_letters", "Dead runs not yet retried.",
@@ -58,19 +67,7 @@ class RunsCollector:
         yield GaugeMetricFamily("jobs_runs_stalled", "Running runs whose worker stopped reporting.",
                                 value=JobRun.objects.stalled().count())
 
-        for name, doc, column_from, column_to, since_column, buckets in (
-            ("jobs_run_duration_seconds", "Start-to-finish time of runs finished within the window.",
-             "started_at", "finished_at", "finished_at", DURATION_BUCKETS),
-            ("jobs_run_queue_wait_seconds", "Time from acceptance to start of runs started within the window.",
-             "created_at", "started_at", "started_at", QUEUE_WAIT_BUCKETS),
-        ):
-            family = GaugeHistogramMetricFamily(name, doc, labels=["kind"])
-            for kind, (counts, total) in _histograms(column_from=column_from, column_to=column_to,
-                                                     since_column=since_column, buckets=buckets, since=since).items():
-                labelled = [(str(float(b)), c) for b, c in zip(buckets, counts)] + [("+Inf", counts[-1])]
-                family.add_metric([kind], labelled, gsum_value=total)
-            yield family
-
+        # A queue the broker could not be asked about has no sample: unknown is not 0.
         depth = GaugeMetricFamily("jobs_queue_depth", "Messages waiting in each broker queue.", labels=["queue"])
         for queue, value in selectors.queue_depths().items():
             if value is not None:

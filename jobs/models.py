@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -160,6 +161,9 @@ class JobRun(models.Model):
             models.Index(fields=["created_at"], name="run_dead_created", condition=models.Q(dead=True)),
             models.Index(fields=["created_at"], name="run_undispatched",
                          condition=models.Q(status__in=[s.value for s in WAITING_STATUSES])),
+            # Ended runs by when they ended: the tallies' fold and the cleanup read only recent or old ones.
+            models.Index(fields=["finished_at"], name="run_finished",
+                         condition=models.Q(status__in=[s.value for s in FINISHED_STATUSES])),
             models.Index(fields=["heartbeat_at"], name="run_running_heartbeat",
                          condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
             models.Index(fields=["created_at"], name="run_awaiting_children",
@@ -240,6 +244,38 @@ class LogLevel(models.TextChoices):
     INFO = "info", "Info"
     WARNING = "warning", "Warning"
     ERROR = "error", "Error"
+
+
+class RunTally(models.Model):
+    """Ended runs of one kind and status folded into counts (jobs.services.tallies): what the
+    /metrics counters and histograms add to the runs not folded yet, so they only ever grow, even
+    after the runs themselves are cleaned up."""
+
+    kind = models.CharField(max_length=KIND_MAX_LENGTH)
+    status = models.CharField(max_length=10, choices=RunStatus.choices)
+    ended = models.BigIntegerField(default=0)
+    started = models.BigIntegerField(default=0, help_text="Of those ended, how many had started (the histograms' count).")
+    duration_seconds_sum = models.FloatField(default=0)
+    duration_buckets = ArrayField(models.BigIntegerField(), default=list,
+                                  help_text="Cumulative counts per DURATION_BUCKETS bound.")
+    queue_wait_seconds_sum = models.FloatField(default=0)
+    queue_wait_buckets = ArrayField(models.BigIntegerField(), default=list,
+                                    help_text="Cumulative counts per QUEUE_WAIT_BUCKETS bound.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "status"], name="run_tally_kind_status")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}: {self.ended}"
+
+
+class RunTallyMark(models.Model):
+    """The one row saying up to when ended runs are folded into RunTally (by finished_at)."""
+
+    folded_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"folded until {self.folded_until:%Y-%m-%d %H:%M:%S}"
 
 
 class JobRunLogEntry(models.Model):

@@ -19,7 +19,7 @@ app.autodiscover_tasks()
 
 @signals.setup_logging.connect
 def _use_django_logging(**kwargs):
-    # Worker log lines go through Django's LOGGING (JSON on stdout) rather than Celery's own format.
+    # Worker log lines go through Django's LOGGING (JSON on stderr) rather than Celery's own format.
     import logging.config
 
     from django.conf import settings

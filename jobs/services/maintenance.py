@@ -16,6 +16,7 @@ from jobs.registry import kind_find
 from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
 from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
 from jobs.services.steering import runs_enforce_cancel
+from jobs.services.tallies import run_tallies_fold
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def watchdog() -> dict[str, int]:
     terminated = runs_enforce_cancel()
     dispatched = runs_dispatch_pending()
     resumed = runs_resume_parents()
+    run_tallies_fold()  # after recovery: a slow fold never delays a takeover
     outcome = {**reaped, "terminated": terminated, "published": dispatched["published"], "resumed": resumed}
     if any(outcome.values()):
         logger.info("watchdog pass", extra={**outcome, "seconds": round(time.monotonic() - started, 3)})
@@ -134,7 +136,9 @@ def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: in
     days = settings.RUNS_RETENTION_DAYS if older_than_days is None else older_than_days
     dead_days = settings.DEAD_RUNS_RETENTION_DAYS if dead_older_than_days is None else dead_older_than_days
     now = timezone.now()
-    finished = JobRun.objects.filter(status__in=FINISHED_STATUSES)
+    # Only runs already counted in the tallies go, so the metrics' counters never fall.
+    folded_until = run_tallies_fold(now=now)
+    finished = JobRun.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=folded_until)
     live = _delete_in_batches(finished.filter(dead=False, finished_at__lt=now - timedelta(days=days)))
     dead = _delete_in_batches(finished.filter(dead=True, finished_at__lt=now - timedelta(days=dead_days)))
     return {"runs": live, "dead_runs": dead}

@@ -89,7 +89,9 @@ def _owner_turn_after_run_ended(sender, owner_id, kind, **kwargs):
 
 
 def task_kwargs_repr(run: JobRun) -> str:
-    about = {"run_id": str(run.id), **({"job_id": run.job_id} if run.job_id else {}), **(run.args or {})}
+    # The domain's ids first, so a narrow column (Flower's) shows the document or message; the run
+    # id is the task id already, shown beside it.
+    about = {**(run.args or {}), **({"job_id": run.job_id} if run.job_id else {})}
     text = repr(about)
     return text if len(text) <= KWARGS_REPR_CHARS else text[:KWARGS_REPR_CHARS - 1] + "…"
 

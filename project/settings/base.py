@@ -212,9 +212,8 @@ REST_FRAMEWORK = {
 # Modules of more tracked kinds to register in every process (web, workers, beat), comma-separated.
 TASK_MODULES_EXTRA = env.list("TASK_MODULES_EXTRA", default=[])
 # /metrics (Prometheus): with METRICS_TOKEN set, only "Authorization: Bearer <token>" may read it;
-# without it, only clients on this host's loopback. Histograms cover the last METRICS_WINDOW_SECONDS.
+# without it, only clients on this host's loopback.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=3600)
 METRICS_PING_SECONDS = env.float("METRICS_PING_SECONDS", default=0.5)
 # Anonymous /api/health/ answers from a result at most this old (one real probe per process per period).
 HEALTH_ANON_CACHE_SECONDS = env.float("HEALTH_ANON_CACHE_SECONDS", default=5.0)
@@ -409,11 +408,12 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
     },
+    # Logs on stderr: a command's stdout is its output alone, for a pipe or a script to read.
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"],
-                   "stream": "ext://sys.stdout"}
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"],
+                   "stream": "ext://sys.stderr"}
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": LOG_LEVEL},

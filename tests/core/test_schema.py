@@ -64,6 +64,21 @@ def test_every_operation_is_described_json_only_and_documents_its_errors(client)
     assert schema["paths"]["/api/documents/"]["post"]["responses"]["413"]
 
 
+@pytest.mark.django_db
+def test_the_schema_offers_either_token_scheme_and_both_are_accepted(client, user):
+    schema = client.get(SCHEMA_PATH).json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["tokenAuth"] == {**schemes["tokenAuth"], "type": "apiKey", "in": "header", "name": "Authorization"}
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    for _, path, operation in _operations(schema):
+        if path.startswith("/api/runs/"):
+            # Alternatives, one requirement each: a client sends one of them, never both.
+            assert {"tokenAuth": []} in operation["security"] and {"bearerAuth": []} in operation["security"]
+    key = _token_for(user)
+    for scheme in ("Token", "Bearer"):
+        assert client.get("/api/runs/", HTTP_AUTHORIZATION=f"{scheme} {key}").status_code == 200, scheme
+
+
 def test_errors_come_in_one_shape(api):
     answers = [
         api.get(f"/api/runs/{uuid.uuid4()}/"),  # 404 from a viewset

@@ -66,6 +66,28 @@ def test_the_embedded_redis_starts_with_a_generated_password_and_refuses_command
         embedded_call("embedded.redis_stop()")
 
 
+@pytest.mark.integration  # starts two real Redis servers
+def test_two_checkouts_started_at_the_same_moment_take_different_ports(tmp_path):
+    """Each start holds the host's ports lock from choosing a port until its server listens: the
+    second sees the first's port taken, instead of both finding it free and one dying."""
+    checkouts = [tmp_path / "a", tmp_path / "b"]
+    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+    env["DATABASE_URL"] = "postgres://unused@127.0.0.1:9/none"  # Redis alone: PostgreSQL is not started
+    starts = [subprocess.Popen([sys.executable, "-m", "devserver.embedded", "start"], cwd=BASE_DIR,
+                               env={**env, "LOCAL_DIR": str(local)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for local in checkouts]
+    try:
+        for start in starts:
+            out, err = start.communicate(timeout=120)
+            assert start.returncode == 0, err
+        ports = [int((local / "redis.port").read_text()) for local in checkouts]
+        assert ports[0] != ports[1]
+        assert all(_embedded_call(local, "print(embedded.redis_running())") == "True" for local in checkouts)
+    finally:
+        for local in checkouts:
+            _embedded_call(local, "embedded.redis_stop()")
+
+
 def _every_command_line() -> str:
     import os
     from pathlib import Path

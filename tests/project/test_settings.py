@@ -92,3 +92,32 @@ def test_with_the_embedded_database_stopped_the_error_says_how_to_start_it(tmp_p
                             cwd=BASE_DIR, env=_fresh_clone_env(local), capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "make services" in result.stderr and "python -m devserver.embedded start" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["health"], ["shell", "-c", "print(1)"], ["celery_check"]])
+def test_in_a_clone_never_started_commands_say_so_and_talk_to_no_server(tmp_path, command):
+    """The default ports may be another checkout's servers: nothing connects to them."""
+    import socket
+
+    local = tmp_path / "local"
+    local.mkdir()
+    with socket.socket() as listener:  # what listens on the ports this clone would guess
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = str(listener.getsockname()[1])
+        (local / "pg.port").write_text(port)
+        (local / "redis.port").write_text(port)
+        result = subprocess.run([sys.executable, "manage.py", *command], cwd=BASE_DIR, env=_fresh_clone_env(local),
+                                capture_output=True, text=True, timeout=120)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody knocked
+    assert result.returncode == 1 and result.stdout == ""
+    assert "have not been started" in result.stderr and "make run" in result.stderr
+
+
+def test_a_commands_stdout_is_its_output_and_its_logs_go_to_stderr():
+    result = manage("shell", "-v", "0", "-c", "import logging; logging.getLogger('jobs').warning('a log line'); print('output')")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "output\n"
+    assert '"message": "a log line"' in result.stderr

@@ -273,8 +273,8 @@ RETURNING cancel_requested
 
 
 _LOG_SQL = f"""
-INSERT INTO jobs_jobrunlogentry (run_id, level, message, created_at)
-SELECT id, %(level)s, %(message)s, %(now)s FROM jobs_jobrun WHERE {HELD_SQL}
+INSERT INTO jobs_jobrunlogentry (run_id, attempt, level, message, created_at)
+SELECT id, attempts, %(level)s, %(message)s, %(now)s FROM jobs_jobrun WHERE {HELD_SQL}
 RETURNING false
 """
 

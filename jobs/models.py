@@ -282,6 +282,8 @@ class JobRunLogEntry(models.Model):
     """What a run's body reported as it went (one row per line), shown beside the run."""
 
     run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="log_entries")
+    attempt = models.PositiveIntegerField(default=0, help_text="The attempt that wrote it (0: before attempts "
+                                                               "were recorded with their lines).")
     level = models.CharField(max_length=10, choices=LogLevel.choices, default=LogLevel.INFO)
     message = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)

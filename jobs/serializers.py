@@ -111,7 +111,7 @@ class TriggerInputSerializer(serializers.Serializer):
 class RunLogEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = JobRunLogEntry
-        fields = ["id", "level", "message", "created_at"]
+        fields = ["id", "attempt", "level", "message", "created_at"]
 
 
 class LastHourSerializer(serializers.Serializer):

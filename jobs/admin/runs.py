@@ -27,6 +27,7 @@ from jobs.admin.widgets import (
     preformatted,
     retry_each,
     retry_from_admin,
+    run_field,
     run_link,
     run_live_cell,
     seconds_shown,
@@ -86,7 +87,7 @@ class AttentionFilter(admin.SimpleListFilter):
 
 class LogEntryInline(admin.TabularInline):
     model = JobRunLogEntry
-    fields = ("time", "level", "message")
+    fields = ("time", "attempt", "level", "message")
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -100,6 +101,19 @@ class LogEntryInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+def _attempts_text(run: JobRun) -> str:
+    return f"{run.attempts}/{run.max_attempts}"
+
+
+def _duration_text(run: JobRun) -> str:
+    return "—" if run.elapsed_seconds is None else f"{run.elapsed_seconds:.1f} s"
+
+
+def _live_fields(run: JobRun) -> dict[str, str]:
+    """The values beside a run's live cell that change while it runs (a running run's duration grows)."""
+    return {"attempts": _attempts_text(run), "duration": _duration_text(run)}
 
 
 @admin.register(JobRun)
@@ -168,13 +182,13 @@ class JobRunAdmin(admin.ModelAdmin):
         ] + super().get_urls()
 
     def live_view(self, request):
-        """The live cells of the runs a page shows, for its script: {id: {"html", "finished"}}."""
+        """The live cells of the runs a page shows, for its script: {id: {"html", "finished", "fields"}}."""
         if not self.has_view_permission(request):
             return JsonResponse({"error": "forbidden"}, status=403)
         ids = [i for i in request.GET.get("ids", "").split(",") if i][:LIVE_MAX_RUNS]
         found = selectors.runs_by_ids(ids=ids)
         return JsonResponse({"runs": {str(run.pk): {"html": str(run_live_cell(run)), "finished": run.is_finished,
-                                                    "status": run.status}
+                                                    "status": run.status, "fields": _live_fields(run)}
                                       for run in found}})
 
     def _act(self, request, object_id, act, *, log: str):
@@ -221,7 +235,7 @@ class JobRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="attempts")
     def attempts_display(self, run):
-        return f"{run.attempts}/{run.max_attempts}"
+        return run_field(run, "attempts", _attempts_text(run))
 
     @admin.display(description="error")
     def error_excerpt(self, run):
@@ -229,10 +243,11 @@ class JobRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="duration")
     def duration(self, run):
-        return "—" if run.elapsed_seconds is None else f"{run.elapsed_seconds:.1f} s"
+        return run_field(run, "duration", _duration_text(run))
 
-    created_at_s = time_to_the_second("created_at", "created")
-    dispatched_at_s = time_to_the_second("dispatched_at", "published")
+    created_at_s = time_to_the_second("created_at", "accepted")
+    # A run is published again on each retry or takeover: this is the latest, after its first start.
+    dispatched_at_s = time_to_the_second("dispatched_at", "last published")
     started_at_s = time_to_the_second("started_at", "started")
     heartbeat_at_s = time_to_the_second("heartbeat_at", "last heartbeat")
 
@@ -307,7 +322,7 @@ class JobRunAdmin(admin.ModelAdmin):
         counts = selectors.run_children_counts(parent_id=run.pk)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         rows = [(link(reverse("admin:jobs_jobrun_change", args=[child.pk]), child.short_id), child.kind,
-                 self.args_links(child), f"{child.attempts}/{child.max_attempts}", run_live_cell(child))
+                 self.args_links(child), run_field(child, "attempts", _attempts_text(child)), run_live_cell(child))
                 for child in children]
         return render_to_string("admin/jobs/jobrun/children.html", {
             "summary": summary, "rows": rows, "shown": len(children), "more": sum(counts.values()) > len(children)})

@@ -37,10 +37,17 @@ def status_badge(status: str, dead: bool = False) -> str:
         "colour": STATUS_COLOURS.get(status, "#6c757d"), "label": f"{status} · dead" if dead else status})
 
 
-def progress_bar(percent: float | None) -> str:
+def progress_bar(percent: float | None, *, ended: str = "") -> str:
+    """The bar of a run's progress; the bar of a run that `ended` (its final status) is full, in its
+    status's colour, and still says how far the work got."""
     return render_to_string("admin/jobs/widgets/progress_bar.html", {
-        "percent": percent, "shown": None if percent is None else f"{percent:.0f}",
-        "width": None if percent is None else min(percent, 100.0)})
+        "percent": percent, "shown": None if percent is None else f"{percent:.0f}", "ended": ended,
+        "width": 100.0 if ended else None if percent is None else min(percent, 100.0)})
+
+
+def run_field(run: JobRun, name: str, text: str) -> str:
+    """A value of a run that the page's script keeps current (RUN_FIELDS), shown beside its live cell."""
+    return render_to_string("admin/jobs/widgets/run_field.html", {"run": run, "name": name, "text": text})
 
 
 def _eta_text(seconds: float | None) -> str:
@@ -60,7 +67,8 @@ def run_live_cell(run: JobRun | None) -> str:
                                         "" if run.is_finished else _eta_text(run.eta_seconds)) if part)
     return render_to_string("admin/jobs/widgets/run_live.html", {
         "run": run, "finished": int(run.is_finished), "retry": retry, "text": text,
-        "badge": status_badge(run.status, run.dead and retry is None), "bar": progress_bar(run.percent),
+        "badge": status_badge(run.status, run.dead and retry is None),
+        "bar": progress_bar(run.percent, ended=run.status if run.is_finished else ""),
         "heartbeat_timeout": int(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
         "next_attempt": seconds_shown(run.due_at) if run.status == RunStatus.RETRY and run.due_at else "",
     })

@@ -62,6 +62,14 @@ def test_progress_bar_moves_without_reload(logged_in, operator):
     assert seen[-1] == "100"
     text = browser.find_element(By.CSS_SELECTOR, f".run-live[data-run='{run.id}']").text
     assert "SUCCESS" in text and "counting down" in text  # step and message shown, not in a tooltip
+    # The rest of the page follows, still without a reload: no Cancel button, the attempt counted,
+    # the end time and the result, and the run's log line saying which attempt wrote it.
+    wait(browser).until(lambda b: not b.find_elements(By.ID, "run-cancel"))
+    wait(browser).until(lambda b: b.find_element(By.CSS_SELECTOR, ".field-finished_at_s .readonly").text != "—")
+    assert browser.find_element(By.CSS_SELECTOR, ".field-attempts_display .readonly").text.startswith("1/")
+    assert '"steps": 16' in browser.find_element(By.CSS_SELECTOR, ".field-result_pretty .readonly").text
+    entry = browser.find_element(By.CSS_SELECTOR, ".inline-related tbody tr.form-row")
+    assert "Counted down 16 steps." in entry.text and entry.find_element(By.CSS_SELECTOR, "td.field-attempt").text == "1"
     assert browser.execute_script("return window.notReloaded") is True
     browser.shot("progress-done")
 
@@ -210,3 +218,44 @@ def test_an_inline_script_or_handler_is_refused_and_reported(logged_in):
     assert ran is False
     refused = csp_violations(logged_in)
     assert len(refused) >= 2 and all("script-src" in message for message in refused), refused
+
+
+NOTHING_OVERFLOWS = """
+const width = document.documentElement.clientWidth;
+const wide = [...document.querySelectorAll('#content *')].filter(el => {
+  const box = el.getBoundingClientRect();
+  return box.width > 0 && box.right > width + 1 && !el.closest('.run-scroll, .results');
+}).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').trim().slice(0, 40));
+return {scrolls: document.documentElement.scrollWidth > width + 1, wide: wide.slice(0, 5), width: innerWidth};
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_the_dashboard_and_a_run_tree_fit_the_screen(logged_in, operator, width):
+    """From a phone to a desktop: no sideways scrolling, no label wrapped a letter per line, and
+    every child's status and attempts in view."""
+    browser = logged_in
+    parent = JobRunFactory(kind="tests.fan_out", queue="jobs", status="PROGRESS", owner=operator,
+                           awaiting_children=True, progress_total=3, args={"key": "layout", "children": 3})
+    for index, status in enumerate(("SUCCESS", "FAILURE", "PROGRESS")):
+        JobRunFactory(kind="tests.child", queue="jobs", status=status, parent=parent, owner=operator,
+                      args={"key": "layout", "index": index}, dead=status == "FAILURE",
+                      error="ValueError: a child that failed" if status == "FAILURE" else "")
+    browser.set_window_size(width, 1000)
+    assert browser.execute_script("return innerWidth") <= width
+    browser.get(browser.base + "/admin/")
+    browser.shot(f"dashboard-{width}")
+    layout = browser.execute_script(NOTHING_OVERFLOWS)
+    assert not layout["scrolls"] and layout["wide"] == [], layout
+    labels = browser.find_elements(By.CSS_SELECTOR, ".run-summary dt")
+    assert len(labels) == 3 and all(label.size["height"] < 30 for label in labels), \
+        [(label.text, label.size) for label in labels]  # one line each, not a letter per line
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{parent.id}/change/")
+    browser.execute_script("document.querySelector('.run-tree').scrollIntoView()")
+    browser.shot(f"run-tree-{width}")
+    layout = browser.execute_script(NOTHING_OVERFLOWS)
+    assert not layout["scrolls"] and layout["wide"] == [], layout
+    right_edge = browser.execute_script("return document.documentElement.clientWidth")
+    for cell in browser.find_elements(By.CSS_SELECTOR, ".run-tree .run-live, .run-tree .run-field"):
+        box = cell.rect
+        assert cell.is_displayed() and box["x"] >= 0 and box["x"] + box["width"] <= right_edge + 1, cell.text

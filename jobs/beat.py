@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
@@ -65,3 +66,16 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         if self._leader:
             self._lock.release()
         super().close()
+
+
+def next_run_at(task, *, now: datetime) -> datetime | None:
+    """When beat will next send a periodic task, as its scheduler reckons it (from the last run, or
+    from now for one not run yet); None when it will not (disabled, or a one-off already sent)."""
+    if not task.enabled or (task.one_off and task.total_run_count):
+        return None
+    try:
+        schedule = task.schedule
+        remaining = schedule.remaining_estimate(task.last_run_at or now)
+    except (AttributeError, TypeError, ValueError):
+        return None  # a row whose schedule beat cannot read either
+    return now + max(remaining, timedelta(0))

@@ -4,17 +4,21 @@ and beat's periodic tasks, where a job's schedule is read-only (the job is its o
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
-from django_celery_beat.admin import PeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django_celery_beat.admin import CrontabScheduleAdmin, IntervalScheduleAdmin, PeriodicTaskAdmin
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from core.errors import DomainError
 from jobs import selectors
-from jobs.admin.widgets import LIVE_MEDIA, link, run_live_cell
+from jobs.admin.widgets import LIVE_MEDIA, TIME_FORMAT, link, run_live_cell
+from jobs.beat import next_run_at
 from jobs.forms import job_admin_form, schedule_summary
 from jobs.models import Job, TriggeredBy
 from jobs.services import definitions
@@ -106,45 +110,129 @@ class JobAdmin(admin.ModelAdmin):
         return super().response_change(request, obj)
 
 
+def _system_names() -> list[str]:
+    """Beat's own entries (CELERY_BEAT_SCHEDULE: the watchdog), recovery that needs no operator."""
+    return list(settings.CELERY_BEAT_SCHEDULE)
+
+
+def _protected_tasks():
+    """Periodic tasks edited elsewhere: a job's (on the job), or the platform's own (in settings)."""
+    return PeriodicTask.objects.filter(Q(job__isnull=False) | Q(name__in=_system_names()))
+
+
+def _why_protected(task: PeriodicTask | None):
+    """Why the admin may not change `task` here (HTML), or None."""
+    if task is None:
+        return None
+    job = Job.objects.filter(periodic_task=task).first()
+    if job is not None:
+        return format_html("This schedule belongs to the job {}: edit it there.",
+                           link(reverse("admin:jobs_job_change", args=[job.pk]), job.name))
+    if task.name in _system_names():
+        return format_html("{} is the platform's own recovery, set by WATCHDOG_INTERVAL_SECONDS: it cannot be "
+                           "switched off, changed or deleted here.", task.name)
+    return None
+
+
+def _skipping(modeladmin, function, protected_ids, *, what: str):
+    """`function` (an admin action) applied to the chosen rows outside `protected_ids()`, saying so."""
+    def action(inner_modeladmin, request, queryset):
+        kept = queryset.filter(pk__in=protected_ids())
+        if kept.exists():
+            modeladmin.message_user(request, f"{kept.count()} {what} left as they are: they belong to a job (change "
+                                             "them on the job) or to the platform's own recovery.", messages.WARNING)
+        return function(inner_modeladmin, request, queryset.exclude(pk__in=protected_ids()))
+
+    return action
+
+
 admin.site.unregister(PeriodicTask)
+admin.site.unregister(CrontabSchedule)
+admin.site.unregister(IntervalSchedule)
 
 
 @admin.register(PeriodicTask)
 class JobAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
-    """A schedule that belongs to a Job is edited on the Job (one source of truth): here it is
-    read-only, with a link to its Job, and beat's bulk actions leave it alone."""
+    """A schedule that belongs to a Job is edited on the Job (one source of truth), the watchdog's in
+    settings: here both are read-only, with the reason and a link, and beat's bulk actions leave them
+    alone. The list says when beat sends each task next."""
 
-    def _job(self, task) -> Job | None:
-        return Job.objects.filter(periodic_task=task).first() if task is not None else None
+    list_display = (*PeriodicTaskAdmin.list_display, "next_run")
 
     def has_change_permission(self, request, obj=None):
-        return self._job(obj) is None and super().has_change_permission(request, obj)
+        return _why_protected(obj) is None and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return self._job(obj) is None and super().has_delete_permission(request, obj)
+        return _why_protected(obj) is None and super().has_delete_permission(request, obj)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self._job(PeriodicTask.objects.filter(pk=object_id).first())
-        if job is not None:
-            self.message_user(request, format_html("This schedule belongs to the job {}: edit it there.",
-                                                   link(reverse("admin:jobs_job_change", args=[job.pk]), job.name)),
-                              messages.INFO)
+        reason = _why_protected(PeriodicTask.objects.filter(pk=object_id).first())
+        if reason is not None:
+            self.message_user(request, reason, messages.INFO)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        for name, (function, action_name, description) in list(actions.items()):
-            if name != "delete_selected":
-                actions[name] = (self._skipping_jobs(function), action_name, description)
         actions.pop("delete_selected", None)
+        def protected():
+            return _protected_tasks().values("pk")
+
+        return {name: (_skipping(self, function, protected, what="periodic task(s)"), action_name, description)
+                for name, (function, action_name, description) in actions.items()}
+
+    @admin.display(description="next run")
+    def next_run(self, task):
+        at = next_run_at(task, now=timezone.now())
+        return "—" if at is None else timezone.localtime(at).strftime(TIME_FORMAT)
+
+
+class _ScheduleRowAdmin:
+    """Beat's crontab and interval rows: one used by a job's or the platform's periodic task is
+    read-only (editing it would move beat while the job still says otherwise) and no bulk delete
+    takes it (its tasks would go with it)."""
+
+    schedule_field = ""
+
+    def _protected_rows(self):
+        return self.model.objects.filter(periodictask__in=_protected_tasks()).values("pk")
+
+    def _why_protected(self, row):
+        if row is None or not self._protected_rows().filter(pk=row.pk).exists():
+            return None
+        tasks = _protected_tasks().filter(**{self.schedule_field: row})
+        jobs = Job.objects.filter(periodic_task__in=tasks).order_by("name")
+        links = format_html_join(", ", "{}", ((link(reverse("admin:jobs_job_change", args=[job.pk]), job.name),)
+                                              for job in jobs))
+        system = [task.name for task in tasks if task.name in _system_names()]
+        return format_html("Used by {}{}{}: change the schedule there; this row is kept in step with it.",
+                           links or "", " and " if jobs and system else "", ", ".join(system))
+
+    def has_change_permission(self, request, obj=None):
+        return self._why_protected(obj) is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._why_protected(obj) is None and super().has_delete_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        reason = self._why_protected(self.model.objects.filter(pk=object_id).first())
+        if reason is not None:
+            self.message_user(request, reason, messages.INFO)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            function, action_name, description = actions["delete_selected"]
+            actions["delete_selected"] = (_skipping(self, function, self._protected_rows, what="schedule(s)"),
+                                          action_name, description)
         return actions
 
-    def _skipping_jobs(self, function):
-        def action(modeladmin, request, queryset):
-            owned = queryset.filter(job__isnull=False)
-            if owned.exists():
-                self.message_user(request, f"{owned.count()} schedule(s) belong to jobs and were left as they are; "
-                                           "change them on the job.", messages.WARNING)
-            return function(modeladmin, request, queryset.filter(job__isnull=True))
 
-        return action
+@admin.register(CrontabSchedule)
+class JobAwareCrontabScheduleAdmin(_ScheduleRowAdmin, CrontabScheduleAdmin):
+    schedule_field = "crontab"
+
+
+@admin.register(IntervalSchedule)
+class JobAwareIntervalScheduleAdmin(_ScheduleRowAdmin, IntervalScheduleAdmin):
+    schedule_field = "interval"

@@ -259,3 +259,34 @@ def test_the_dashboard_and_a_run_tree_fit_the_screen(logged_in, operator, width)
     for cell in browser.find_elements(By.CSS_SELECTOR, ".run-tree .run-live, .run-tree .run-field"):
         box = cell.rect
         assert cell.is_displayed() and box["x"] >= 0 and box["x"] + box["width"] <= right_edge + 1, cell.text
+
+
+def test_beats_admin_leaves_the_watchdog_and_a_jobs_schedule_to_their_owners(logged_in, operator):
+    """The operator's bulk "Disable" cannot switch off the recovery that needs no operator, and a
+    job's crontab row cannot be edited away from what the job says; the list says when each runs."""
+    from django_celery_beat.models import PeriodicTask
+
+    from jobs.services.definitions import job_create
+
+    browser = logged_in
+    job = job_create(name=f"Weekdays {operator.username}", kind="tests.countdown", owner=operator,
+                     params={"steps": 1}, schedule={"crontab": "30 6 * * 1-5", "timezone": "UTC"})
+    wait(browser, 60).until(lambda b: PeriodicTask.objects.filter(name="jobs-watchdog").exists())  # beat installs it
+    watchdog = PeriodicTask.objects.get(name="jobs-watchdog")
+    browser.get(browser.base + "/admin/django_celery_beat/periodictask/")
+    assert "NEXT RUN" in browser.find_element(By.CSS_SELECTOR, "#result_list thead").text.upper()
+    for task_id in (watchdog.id, job.periodic_task_id):
+        browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{task_id}']").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("disable_tasks")
+    browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+    warning = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".messagelist .warning")))
+    assert "2 periodic task(s) left as they are" in warning.text
+    browser.shot("beat-bulk-refused")
+    assert PeriodicTask.objects.get(id=watchdog.id).enabled and PeriodicTask.objects.get(id=job.periodic_task_id).enabled
+    crontab = PeriodicTask.objects.get(id=job.periodic_task_id).crontab
+    browser.get(f"{browser.base}/admin/django_celery_beat/crontabschedule/{crontab.id}/change/")
+    notice = browser.find_element(By.CSS_SELECTOR, ".messagelist .info")
+    assert job.name in notice.text and not browser.find_elements(By.NAME, "_save")
+    browser.shot("beat-crontab-read-only")
+    notice.find_element(By.LINK_TEXT, job.name).click()
+    wait(browser).until(EC.url_contains(f"/admin/jobs/job/{job.id}/change/"))

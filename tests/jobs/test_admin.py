@@ -188,6 +188,55 @@ def test_a_jobs_beat_entry_is_read_only_in_beat_admin(admin_client):
     assert PeriodicTask.objects.get(id=task.id).enabled
 
 
+def test_a_crontab_row_a_job_uses_is_read_only_and_no_bulk_delete_takes_it(admin_client):
+    from django_celery_beat.models import CrontabSchedule
+
+    from jobs.services.definitions import job_create
+
+    job = job_create(name="Weekday digest", kind="jobs.ping", schedule={"crontab": "30 6 * * 1-5"})
+    row = job.periodic_task.crontab
+    loose = CrontabSchedule.objects.create(minute="5", hour="4")
+    page = admin_client.get(f"/admin/django_celery_beat/crontabschedule/{row.id}/change/").content.decode()
+    assert f"/admin/jobs/job/{job.id}/change/" in page and 'name="_save"' not in page
+    edit = {"minute": "45", "hour": "6", "day_of_month": "*", "month_of_year": "*", "day_of_week": "1-5",
+            "timezone": "UTC"}
+    assert admin_client.post(f"/admin/django_celery_beat/crontabschedule/{row.id}/change/", edit).status_code == 403
+    response = admin_client.post("/admin/django_celery_beat/crontabschedule/",
+                                 {"action": "delete_selected", "_selected_action": [row.id, loose.id], "post": "yes"},
+                                 follow=True)
+    assert "left as they are" in response.content.decode()
+    row.refresh_from_db()
+    assert (row.minute, row.hour) == ("30", "6") and not CrontabSchedule.objects.filter(id=loose.id).exists()
+    assert job.periodic_task.__class__.objects.get(id=job.periodic_task_id).crontab_id == row.id
+
+
+def test_the_watchdog_survives_beats_bulk_actions_and_the_list_says_when_each_task_runs_next(admin_client):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.SECONDS)
+    watchdog = PeriodicTask.objects.create(name="jobs-watchdog", task="jobs.watchdog", interval=every)
+    other = PeriodicTask.objects.create(name="someone's task", task="jobs.watchdog", interval=every)
+    response = admin_client.post("/admin/django_celery_beat/periodictask/",
+                                 {"action": "disable_tasks", "_selected_action": [watchdog.id, other.id]}, follow=True)
+    assert "1 periodic task(s) left as they are" in response.content.decode()
+    assert PeriodicTask.objects.get(id=watchdog.id).enabled and not PeriodicTask.objects.get(id=other.id).enabled
+    page = admin_client.get(f"/admin/django_celery_beat/periodictask/{watchdog.id}/change/").content.decode()
+    assert "WATCHDOG_INTERVAL_SECONDS" in page and 'name="_save"' not in page
+    assert admin_client.get(f"/admin/django_celery_beat/intervalschedule/{every.id}/change/").status_code == 200
+    assert admin_client.post(f"/admin/django_celery_beat/intervalschedule/{every.id}/change/",
+                             {"every": "3600", "period": "seconds"}).status_code == 403
+    listing = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert "next run" in listing.lower()
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    row = listing[listing.index(f"/{watchdog.id}/change/"):]
+    shown = re.search(r'class="field-next_run">([^<]+)<', row[:row.index("</tr>")]).group(1)
+    at = timezone.make_aware(datetime.strptime(shown, "%Y-%m-%d %H:%M:%S"))
+    assert 0 <= (at - timezone.now()).total_seconds() <= 16  # never run: one interval from now
+
+
 def test_job_form_takes_lists_one_per_line_and_choices_as_boxes(admin_client):
     from jobs.models import Job
 

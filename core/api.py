@@ -3,7 +3,10 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.fields import SkipField
 from rest_framework.settings import api_settings
+
+from core.api_errors import NON_FIELD_KEYS, error_messages
 
 
 def validated_input(serializer_class, data, **kwargs) -> dict:
@@ -12,6 +15,28 @@ def validated_input(serializer_class, data, **kwargs) -> dict:
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def checked_input(serializer_class, data, **kwargs) -> tuple[dict, dict[str, list[str]]]:
+    """The fields that passed the serializer, and the problems of those that did not, without
+    raising: a service then checks what passed and refuses with every problem at once."""
+    if not isinstance(data, dict) and not hasattr(data, "getlist"):
+        raise ValidationError({"detail": ["Expected a JSON object."]})
+    serializer = serializer_class(data=data, **kwargs)
+    if serializer.is_valid():
+        return dict(serializer.validated_data), {}
+    refused = {name: error_messages(detail) for name, detail in serializer.errors.items()}
+    if set(refused) & set(NON_FIELD_KEYS):
+        raise ValidationError(serializer.errors)  # about the whole input: nothing to check field by field
+    passed = {}
+    for name, field in serializer.fields.items():
+        if name in refused or field.read_only:
+            continue
+        try:
+            passed[name] = field.run_validation(field.get_value(data))
+        except (ValidationError, SkipField):
+            continue
+    return passed, refused
 
 
 class OwnerScopedMixin:

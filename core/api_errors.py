@@ -26,19 +26,19 @@ def error_body(*, code: ErrorCode, message: str, fields: dict | None = None) -> 
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
-def _messages(value) -> list[str]:
+def error_messages(value) -> list[str]:
     if isinstance(value, (list, tuple)):
-        return [m for item in value for m in _messages(item)]
+        return [m for item in value for m in error_messages(item)]
     if isinstance(value, dict):
-        return [f"{key}: {m}" for key, item in value.items() for m in _messages(item)]
+        return [f"{key}: {m}" for key, item in value.items() for m in error_messages(item)]
     return [str(value)]
 
 
 def _validation_body(detail) -> dict:
     if not isinstance(detail, dict):
-        return error_body(code=ErrorCode.INVALID, message=" ".join(_messages(detail)) or "The request is invalid.")
-    fields = {key: _messages(value) for key, value in detail.items() if key not in NON_FIELD_KEYS}
-    general = [m for key in NON_FIELD_KEYS if key in detail for m in _messages(detail[key])]
+        return error_body(code=ErrorCode.INVALID, message=" ".join(error_messages(detail)) or "The request is invalid.")
+    fields = {key: error_messages(value) for key, value in detail.items() if key not in NON_FIELD_KEYS}
+    general = [m for key in NON_FIELD_KEYS if key in detail for m in error_messages(detail[key])]
     if general:
         message = " ".join(general)
     else:
@@ -50,7 +50,7 @@ def _validation_body(detail) -> dict:
 def exception_handler(exc, context):
     """Domain, model and DRF errors become 4xx answers in the one shape, naming what to change."""
     if isinstance(exc, DomainError):
-        fields = {exc.field: [exc.message]} if exc.field else {}
+        fields = exc.problems
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(error_body(code=exc.code, message=exc.message, fields=fields), status=exc.http_status,
                         headers=headers)
@@ -66,7 +66,7 @@ def exception_handler(exc, context):
         response.data = _validation_body(exc.detail)
     else:
         detail = getattr(exc, "detail", None) if not isinstance(exc, Http404) else None
-        message = " ".join(_messages(detail)) if detail else "Not found."
+        message = " ".join(error_messages(detail)) if detail else "Not found."
         code = CODE_BY_STATUS.get(response.status_code, ErrorCode.ERROR)
         response.data = error_body(code=code, message=message)
     return response

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from core.api import OwnerScopedMixin, described, paginated, validated_input
+from core.api import OwnerScopedMixin, checked_input, described, paginated, validated_input
 from core.health import health_report
 from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
@@ -134,8 +134,8 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     @extend_schema(request=JobInputSerializer, responses={201: JobOutputSerializer})
     def create(self, request):
         """Define a job: a kind, its params and optionally a schedule (crontab or interval)."""
-        data = validated_input(JobInputSerializer, request.data)
-        job = definitions.job_create(owner=request.user, **data)
+        data, refused = checked_input(JobInputSerializer, request.data)
+        job = definitions.job_create(owner=request.user, refused=refused, **{"name": "", "kind": "", **data})
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=JobOutputSerializer)
@@ -147,8 +147,8 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     def partial_update(self, request, pk=None):
         """Change a job's name, params, schedule or enabled flag; the schedule follows at once."""
         job = self.get_object()
-        data = validated_input(JobPatchSerializer, request.data, partial=True)
-        job = definitions.job_update(job=job, data=data, actor=request.user)
+        data, refused = checked_input(JobPatchSerializer, request.data, partial=True)
+        job = definitions.job_update(job=job, data=data, actor=request.user, refused=refused)
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(responses={204: None})

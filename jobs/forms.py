@@ -131,20 +131,38 @@ class JobAdminForm(forms.ModelForm):
         return params
 
     def clean(self):
+        """Every problem on the first submit: the fields' own errors, and the service's checks of
+        everything else (job_validate is told which inputs the form refused already)."""
         cleaned = super().clean()
         schedule = self._schedule()
         params = self._params()
-        if self.errors or not cleaned.get("kind"):
+        if not cleaned.get("kind"):
             return cleaned
+        refused = {self._input_for(name): ["refused by the form"] for name in self.errors}
         try:
             checked = definitions.job_validate(
                 name=cleaned.get("name", ""), kind=cleaned["kind"], params=params, schedule=schedule,
-                owner=cleaned.get("owner"), actor=self.actor, job=self.instance if self.instance.pk else None)
+                owner=cleaned.get("owner"), actor=self.actor, job=self.instance if self.instance.pk else None,
+                refused=refused)
         except JobsError as exc:
-            self.add_error(self._field_for(exc.field), exc.message)
+            for field, messages in exc.problems.items():
+                if field in refused:
+                    continue  # on its form field already
+                for message in messages:
+                    self.add_error(self._field_for(field), message)
             return cleaned
         cleaned["params"], cleaned["schedule"] = checked["params"], checked["schedule"]
         return cleaned
+
+    def _input_for(self, form_field: str) -> str:
+        """The service's name for what a form field holds (the inverse of _field_for)."""
+        if form_field.startswith(PARAM_PREFIX):
+            return "params." + form_field[len(PARAM_PREFIX):]
+        if form_field == "params_json":
+            return "params"
+        if form_field in ("crontab", "timezone", "every_seconds", "schedule_type"):
+            return "schedule"
+        return form_field
 
     def _field_for(self, error_field: str | None) -> str | None:
         """The form field a service error names ("params.steps" → the steps field, "schedule" → the
@@ -152,7 +170,7 @@ class JobAdminForm(forms.ModelForm):
         if error_field == "schedule":
             return {CRONTAB: "crontab", INTERVAL: "every_seconds"}.get(self.cleaned_data.get("schedule_type"))
         if error_field and error_field.startswith("params"):
-            name = error_field.partition(".")[2]
+            name = error_field.split(".")[1] if "." in error_field else ""  # params.formats.0 → formats
             return PARAM_PREFIX + name if PARAM_PREFIX + name in self.fields else "params_json"
         return error_field if error_field in self.fields else None
 

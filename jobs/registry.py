@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jsonschema
 from django.conf import settings
 
-from core.errors import DomainError, PermanentError
+from core.errors import DomainError, PermanentError, Problems
 from jobs.constants import MAINTENANCE_QUEUE
 from jobs.errors import JobsError
 
@@ -120,19 +120,69 @@ class JobKind:
         return self.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT
 
     def validate_params(self, params: Any) -> dict:
+        """`params` if they fit the kind's schema and its params_check; else a JobsError naming every
+        problem, each on its param (`params.<name>`), in words rather than the schema's."""
         if not isinstance(params, dict):
             raise JobsError("params must be a JSON object.", field="params")
-        try:
-            jsonschema.validate(params, self.params_schema)
-        except jsonschema.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path) or "params"
-            raise JobsError(f"{where}: {exc.message}", field=f"params.{where}" if exc.absolute_path else "params")
-        if self.params_check is not None:
-            try:
-                self.params_check(params)
-            except DomainError as exc:
-                raise JobsError(exc.message, field=exc.field or "params")
+        problems = Problems()
+        validator = jsonschema.validators.validator_for(self.params_schema)(self.params_schema)
+        for error in sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path]):
+            for where, message in schema_problems(error):
+                if error.validator == "pattern" and where in problems.by_field:
+                    continue  # already named for this param (an empty text is blank, too)
+                problems.add(where, message)
+        if not problems.by_field and self.params_check is not None:
+            with problems.checking("params"):
+                try:
+                    self.params_check(params)
+                except DomainError as exc:
+                    raise JobsError(exc.message, field=exc.field or "params")
+        problems.raise_any(JobsError)
         return params
+
+
+# The pattern params schemas use for "not blank" (research/tasks.py): more than spaces.
+BLANK_PATTERN = r"\S"
+# JSON Schema's types, as a person would say what a value must be.
+_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "an object", "null": "empty"}
+
+
+def schema_problems(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """One JSON Schema error of a kind's params as (field, message) pairs a user understands: the
+    param's field (`params.<name>`, `params.<name>.<index>` for an item of a list), and what to
+    change, never the schema's pattern or the value echoed back whole."""
+    where = ".".join(["params", *(str(p) for p in error.absolute_path)])  # an item by its index: params.formats.0
+    rule, bound, value = error.validator, error.validator_value, error.instance
+    if rule == "required":
+        return [(f"{where}.{name}", "is required.") for name in bound if isinstance(value, dict) and name not in value]
+    if rule == "additionalProperties":
+        known = set((error.schema.get("properties") or {}))
+        return [(f"{where}.{name}", "is not a param of this kind.") for name in sorted(set(value) - known)]
+    if rule == "type":
+        kinds = bound if isinstance(bound, list) else [bound]
+        message = "must be " + " or ".join(_TYPE_WORDS.get(k, k) for k in kinds) + "."
+    elif rule == "enum":
+        message = "must be one of: " + ", ".join(str(choice) for choice in bound) + "."
+    elif rule == "minLength":
+        message = "must not be empty." if bound == 1 else f"must be at least {bound} characters."
+    elif rule == "maxLength":
+        message = f"must be at most {bound} characters (it has {len(value)})."
+    elif rule == "minItems":
+        message = f"needs at least {bound} item{'s' if bound != 1 else ''}."
+    elif rule == "maxItems":
+        message = f"takes at most {bound} items (it has {len(value)})."
+    elif rule in ("minimum", "exclusiveMinimum"):
+        message = f"must be {'at least' if rule == 'minimum' else 'more than'} {bound}."
+    elif rule in ("maximum", "exclusiveMaximum"):
+        message = f"must be {'at most' if rule == 'maximum' else 'less than'} {bound}."
+    elif rule == "uniqueItems":
+        message = "lists the same item twice."
+    elif rule == "pattern":
+        message = "must not be blank." if bound == BLANK_PATTERN else "is not in the expected form."
+    else:
+        message = "is not valid."
+    return [(where, message)]
 
 
 _KINDS: dict[str, JobKind] = {}

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from documents.models import DocumentFormat
 from documents.pipeline.embed import embeddings_warm_up
-from jobs.registry import RetryPolicy
+from jobs.registry import BLANK_PATTERN, RetryPolicy
 from jobs.runner import tracked_task
 from research import services
 
@@ -13,10 +13,10 @@ DIGEST_PARAMS_SCHEMA = {
     "additionalProperties": False,
     "required": ["topic"],
     "properties": {
-        "topic": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": r"\S",
+        "topic": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": BLANK_PATTERN,
                   "description": "What the digest is about; also how documents are chosen."},
         "questions": {"type": "array", "maxItems": 10, "uniqueItems": True,
-                      "items": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": r"\S"},
+                      "items": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": BLANK_PATTERN},
                       "description": "Standing questions each document is asked."},
         "documents": {"type": "array", "maxItems": settings.RESEARCH_MAX_DOCUMENTS, "uniqueItems": True,
                       "items": {"type": "string", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"

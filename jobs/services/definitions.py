@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
-from core.errors import ErrorCode
+from core.errors import ErrorCode, Problems
 from jobs.constants import JOB_NAME_MAX_LENGTH, MAINTENANCE_QUEUE
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun, TriggeredBy
@@ -55,6 +55,8 @@ def _schedule_parse(schedule: Any) -> dict | None:
     if not isinstance(schedule, dict):
         raise JobsError('schedule must be {"crontab": "m h dom mon dow", "timezone": …} or {"every_seconds": N}.',
                         field="schedule")
+    if "crontab" in schedule and "every_seconds" in schedule:
+        raise JobsError('schedule takes "crontab" or "every_seconds", not both.', field="schedule")
     if "crontab" in schedule:
         parts = str(schedule["crontab"]).split()
         if len(parts) != 5:
@@ -146,25 +148,44 @@ def _name_free(*, name: str, owner, exclude_id: int | None = None) -> None:
 
 
 def job_validate(*, name: str, kind: str, params: Any, schedule: Any, owner, actor=None,
-                 job: Job | None = None) -> dict:
-    """Check a definition as saving it would (the admin's form shows each refusal on its field):
-    the kind may be a job and `actor` may use it, params fit its schema, the schedule parses and is
-    not too frequent, the name is free. Returns the cleaned params and schedule."""
+                 job: Job | None = None, refused: dict[str, list[str]] | None = None) -> dict:
+    """Check a definition as saving it would: the kind may be a job and `actor` may use it, params
+    fit its schema, the schedule parses and is not too frequent, the name is free. Returns the
+    cleaned params and schedule; else one JobsError naming every problem on its field. Inputs the
+    caller `refused` already (a serializer's or a form's field errors) are not checked again, and
+    their problems are named with the rest."""
     actor = actor if actor is not None else owner
-    spec = kind_get(kind)
-    if not spec.schedulable:
-        raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
-    _kind_allowed(kind=kind, user=actor)
-    _owner_present(kind=kind, owner=owner)
-    cleaned = {"params": spec.validate_params(params if params is not None else {}),
-               "schedule": _schedule_validate(schedule, owner=actor)}
-    _name_free(name=name, owner=owner, exclude_id=job.id if job else None)
+    problems = Problems(refused)
+    spec = None
+    if "kind" not in problems.by_field:
+        with problems.checking("kind"):
+            spec = kind_get(kind)
+            if not spec.schedulable:
+                spec = None
+                raise JobsError(f"Kind {kind!r} runs only for its own objects and cannot be a job.", field="kind")
+            _kind_allowed(kind=kind, user=actor)
+    cleaned: dict[str, Any] = {"params": params, "schedule": None}
+    if spec is not None:
+        if "owner" not in problems.by_field:
+            with problems.checking("owner"):
+                _owner_present(kind=kind, owner=owner)
+        if "params" not in problems.by_field:
+            with problems.checking("params"):
+                cleaned["params"] = spec.validate_params(params if params is not None else {})
+    if "schedule" not in problems.by_field:
+        with problems.checking("schedule"):
+            cleaned["schedule"] = _schedule_validate(schedule, owner=actor)
+    if "name" not in problems.by_field:
+        with problems.checking("name"):
+            _name_free(name=name, owner=owner, exclude_id=job.id if job else None)
+    problems.raise_any(JobsError)
     return cleaned
 
 
 def job_create(*, name: str, kind: str, params: dict | None = None, schedule: dict | None = None,
-               enabled: bool = True, owner=None, actor=None) -> Job:
-    cleaned = job_validate(name=name, kind=kind, params=params, schedule=schedule, owner=owner, actor=actor)
+               enabled: bool = True, owner=None, actor=None, refused: dict[str, list[str]] | None = None) -> Job:
+    cleaned = job_validate(name=name, kind=kind, params=params, schedule=schedule, owner=owner, actor=actor,
+                           refused=refused)
     with transaction.atomic():
         job = Job.objects.create(name=name, kind=kind, enabled=enabled, owner=owner, **cleaned)
         _periodic_task_sync(job=job)
@@ -174,15 +195,21 @@ def job_create(*, name: str, kind: str, params: dict | None = None, schedule: di
 JOB_UPDATABLE_FIELDS = ("name", "params", "schedule", "enabled")
 
 
-def job_update(*, job: Job, data: dict[str, Any], actor=None) -> Job:
+def job_update(*, job: Job, data: dict[str, Any], actor=None, refused: dict[str, list[str]] | None = None) -> Job:
+    """Change what `data` names; every problem of it at once (with those the caller `refused`)."""
     spec = kind_get(job.kind)
     _kind_allowed(kind=job.kind, user=actor)
+    problems = Problems(refused)
     if "params" in data:
-        data["params"] = spec.validate_params(data["params"])
+        with problems.checking("params"):
+            data["params"] = spec.validate_params(data["params"])
     if "schedule" in data:
-        data["schedule"] = _schedule_validate(data["schedule"], owner=actor if actor is not None else job.owner)
+        with problems.checking("schedule"):
+            data["schedule"] = _schedule_validate(data["schedule"], owner=actor if actor is not None else job.owner)
     if "name" in data:
-        _name_free(name=data["name"], owner=job.owner, exclude_id=job.id)
+        with problems.checking("name"):
+            _name_free(name=data["name"], owner=job.owner, exclude_id=job.id)
+    problems.raise_any(JobsError)
     with transaction.atomic():
         for key in JOB_UPDATABLE_FIELDS:
             if key in data:

@@ -152,6 +152,19 @@ def test_job_form_turns_every_bad_input_into_a_form_error(admin_client):
     assert Job.objects.count() == 0
 
 
+def test_job_form_shows_every_error_on_the_first_submit(admin_client):
+    """A field's own error (the params JSON) and the service's checks (the crontab, the params'
+    schema, the name already taken) on one submit, each on its field."""
+    from jobs.models import Job
+
+    admin_client.post("/admin/jobs/job/add/?kind=tests.countdown", _job_form(name="Taken"))
+    response = admin_client.post("/admin/jobs/job/add/?kind=tests.countdown", _job_form(
+        name="Taken", schedule_type="crontab", crontab="61 * * * *", param__steps="0", params_json="{broken"))
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"name", "crontab", "param__steps", "params_json"}, errors
+    assert Job.objects.filter(name="Taken").count() == 1
+
+
 def test_job_form_builds_params_and_schedule_and_runs_now(admin_client):
     from jobs.models import Job
 

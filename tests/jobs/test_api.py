@@ -49,6 +49,28 @@ def test_cancel_finished_is_409_and_retry_of_success_is_409(api, user):
     assert JobRun.objects.count() == 1
 
 
+def test_a_job_with_many_problems_is_refused_naming_every_one_at_once(api):
+    response = api.post("/api/jobs/", {
+        "name": "", "kind": "research.digest", "schedule": {"crontab": "61 * * *"},
+        "params": {"topic": "", "questions": [f"q{n}?" for n in range(30)], "bogus": 1}}, format="json")
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert fields == {
+        "name": ["This field may not be blank."],
+        "params.bogus": ["is not a param of this kind."],
+        "params.questions": ["takes at most 10 items (it has 30)."],
+        "params.topic": ["must not be empty."],
+        "schedule": ["schedule.crontab needs five fields: minute hour day-of-month month day-of-week."],
+    }
+    assert "(and 4 more)" in response.json()["error"]["message"]
+    assert not Job.objects.exists()
+    patch_target = api.post("/api/jobs/", {"name": "fine", "kind": "jobs.ping"}, format="json").json()["id"]
+    response = api.patch(f"/api/jobs/{patch_target}/", {"name": "x" * 300, "schedule": {"every_seconds": 0}},
+                         format="json")
+    assert response.status_code == 400 and set(response.json()["error"]["fields"]) == {"name", "schedule"}
+    assert Job.objects.get(id=patch_target).name == "fine"
+
+
 def test_bad_params_are_a_400_naming_the_field(api, user):
     user.is_staff = True
     user.save()

@@ -54,3 +54,33 @@ def test_a_kind_without_a_policy_follows_celerys_default_retry_settings(settings
     policy = default_retry_policy()
     assert policy.max_attempts == 4
     assert [policy.delay_for(RuntimeError("x"), attempt=n) for n in (1, 2, 3)] == [20.0, 20.0, 20.0]
+
+
+def test_params_problems_are_all_named_on_their_params_in_plain_words():
+    import pytest
+
+    from jobs.errors import JobsError
+    from jobs.registry import BLANK_PATTERN, JobKind
+
+    spec = JobKind(kind="tests.words", body=lambda ctx: None, queue="jobs", description="words", params_schema={
+        "type": "object", "additionalProperties": False, "required": ["topic"],
+        "properties": {"topic": {"type": "string", "minLength": 1, "maxLength": 20, "pattern": BLANK_PATTERN},
+                       "questions": {"type": "array", "maxItems": 2, "uniqueItems": True,
+                                     "items": {"type": "string"}},
+                       "formats": {"type": "array", "items": {"enum": ["pdf", "text"]}},
+                       "limit": {"type": "integer", "minimum": 1}}})
+    with pytest.raises(JobsError) as refused:
+        spec.validate_params({"questions": ["q?", "q?", "q?"], "formats": ["pdf", "exe"], "limit": 0, "colour": "red"})
+    assert refused.value.problems == {
+        "params.colour": ["is not a param of this kind."],
+        "params.formats.1": ["must be one of: pdf, text."],
+        "params.limit": ["must be at least 1."],
+        "params.questions": ["takes at most 2 items (it has 3).", "lists the same item twice."],
+        "params.topic": ["is required."],
+    }
+    with pytest.raises(JobsError) as blank:
+        spec.validate_params({"topic": "   "})
+    assert blank.value.problems == {"params.topic": ["must not be blank."]}
+    with pytest.raises(JobsError) as empty:
+        spec.validate_params({"topic": ""})
+    assert empty.value.problems == {"params.topic": ["must not be empty."]}  # not "blank" as well

@@ -229,7 +229,7 @@ def test_another_user_sees_none_of_it(celery_worker, api, other_api, user):
 
 @WITH_WORKERS
 def test_params_are_checked_when_the_job_is_defined(api):
-    for params, field in (({}, "params"), ({"topic": "x", "max_documents": 10_000}, "params.max_documents"),
+    for params, field in (({}, "params.topic"), ({"topic": "x", "max_documents": 10_000}, "params.max_documents"),
                           ({"topic": "x", "uploaded_after": "last tuesday"}, "params.uploaded_after"),
                           ({"topic": "x", "formats": ["exe"]}, "params.formats.0"),
                           ({"topic": "x", "documents": ["not-an-id"]}, "params.documents.0"),

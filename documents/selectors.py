@@ -116,6 +116,23 @@ def documents_relevant(*, user, query: str, limit: int, among: set[str] | None =
     return ranked
 
 
+def documents_closeness(*, user, queries: list[str], document_ids: list[str]) -> dict[str, float]:
+    """For each of the user's documents named, the cosine similarity of its passage closest to any of
+    `queries`: how relevant the document is at best, on an absolute scale (a ranking is relative)."""
+    if not document_ids or not queries:
+        return {}
+    try:
+        vectors = [list(map(float, v)) for v in texts_embed(list(queries))]
+        best: dict[str, float] = {}
+        for document_id in document_ids:
+            scores = [score for vector in vectors for _key, score in vector_store().nearest(
+                owner_id=user.id, vector=vector, n=1, document_id=document_id)]
+            best[str(document_id)] = max(scores, default=-1.0)
+        return best
+    except (TransientError, PermanentError) as exc:
+        raise DocumentsError(f"Search is unavailable: {exc}. Try again shortly.", code=ErrorCode.UNAVAILABLE) from exc
+
+
 def _vector_ranked(*, user, embedding: Future, n: int, document_id) -> list:
     try:
         vector = embedding.result()[0]

@@ -54,7 +54,7 @@ class DigestAdmin(CitedTextAdmin):
     search_fields = ("topic", "content")
     list_select_related = ("job", "owner")
     fields = ("topic", "questions_list", "job", "owner", "run_tree", "method", "partial", "created_at", "content_pre",
-              "citations_table", "documents_covered", "unread_list")
+              "citations_table", "documents_covered", "unread_list", "not_relevant_list")
     readonly_fields = fields
 
     @property
@@ -83,6 +83,11 @@ class DigestAdmin(CitedTextAdmin):
     def unread_list(self, digest):
         return lines(format_html("{}: {}", _document_link(u.get("document_id"), u.get("title", "")), u.get("error", ""))
                      for u in digest.unread) if digest.unread else "—"
+
+    @admin.display(description="not relevant enough")
+    def not_relevant_list(self, digest):
+        return lines(format_html("{}: closest passage {}", _document_link(n.get("document_id"), n.get("title", "")),
+                                 n.get("closeness")) for n in digest.not_relevant) if digest.not_relevant else "—"
 
 
 @admin.register(Finding)

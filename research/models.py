@@ -83,6 +83,10 @@ class Digest(models.Model):
     unread = models.JSONField(default=list, blank=True,
                               help_text='Documents it could not read: [{"document_id": "…", "title": "…", "error": "…"}]')
     partial = models.BooleanField(default=False, help_text="Some chosen documents could not be read.")
+    not_relevant = models.JSONField(
+        default=list, blank=True, help_text='Documents left out as not relevant enough to the topic (their closest '
+                                            'passage under the floor): [{"document_id": "…", "title": "…", '
+                                            '"closeness": 0.21}]')
     topic_embedding = VectorField(
         dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True,
         help_text="The topic's embedding: chat uses the digest when a question is about it.")

@@ -23,12 +23,20 @@ class UnreadDocumentSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Why its child run could not read it.")
 
 
+class NotRelevantDocumentSerializer(serializers.Serializer):
+    document_id = serializers.UUIDField()
+    title = serializers.CharField()
+    closeness = serializers.FloatField(help_text="Cosine similarity of its passage closest to the topic or a "
+                                                 "question; under the relevance floor.")
+
+
 class DigestOutputSerializer(serializers.ModelSerializer):
     citations = CitationSerializer(many=True, read_only=True)
     documents = DocumentCoveredSerializer(many=True, read_only=True)
     unread = UnreadDocumentSerializer(many=True, read_only=True)
+    not_relevant = NotRelevantDocumentSerializer(many=True, read_only=True)
 
     class Meta:
         model = Digest
         fields = ["id", "job", "run", "topic", "questions", "method", "content", "citations", "documents", "unread",
-                  "partial", "created_at"]
+                  "not_relevant", "partial", "created_at"]

@@ -27,7 +27,7 @@ from core.errors import PermanentError
 from documents.models import Document, DocumentStatus
 from documents.pipeline.embed import texts_embed
 from documents.retrieval import SearchHit, SearchMode
-from documents.selectors import chunks_search, documents_relevant
+from documents.selectors import chunks_search, documents_closeness, documents_relevant
 from integrations.llm import llm_complete, llm_configured
 from jobs.models import Job, JobRun, RunStatus
 from jobs.runner import RunContext
@@ -44,6 +44,10 @@ FINDING_PASSAGES_PER_QUESTION = 3
 QUOTE_CHARS = 300
 PROMPT_PASSAGE_CHARS = 1200
 DEFAULT_MAX_DOCUMENTS = 20
+# The least cosine similarity between the topic (or a question) and a document's best passage for the
+# document to be read and its passages cited (measured by bench/relevance_floor.py; see the README).
+DIGEST_RELEVANCE_FLOOR = 0.25
+NOT_RELEVANT_CHECKPOINT = "not_relevant"
 _REF = re.compile(r"\[(\d+)\]")
 _TAG = re.compile(r"<[^>]+>")
 
@@ -62,7 +66,9 @@ class DigestRequest:
 
     @property
     def queries(self) -> tuple[str, ...]:
-        return self.questions or (self.topic,)
+        """What each document is searched with, and measured against the relevance floor: the
+        topic and each question (a document about the topic answers none of the questions word for word)."""
+        return (self.topic, *self.questions)
 
     @property
     def subject(self) -> str:
@@ -123,8 +129,11 @@ def digest_run(*, ctx: RunContext) -> dict | None:
     if DigestSource.objects.filter(run=run).exists():
         return digest_compose(ctx=ctx, run=run, request=request)
     ctx.progress(0, None, step="selecting", message=f"Choosing documents about “{request.topic[:80]}”")
-    plan = _plan(run=run, request=request)
+    plan, not_relevant = _plan(run=run, request=request)
     to_read = sum(1 for source, _ in plan if source.finding_id is None)
+    if not_relevant:
+        # Kept with the run for the composition, a later attempt (after the children) that names them.
+        ctx.checkpoint({NOT_RELEVANT_CHECKPOINT: not_relevant})
 
     def create_children() -> int:
         DigestSource.objects.bulk_create([source for source, _ in plan])
@@ -143,16 +152,18 @@ def digest_run(*, ctx: RunContext) -> dict | None:
     ctx.fan_out(create_children, step="processing papers",
                 message=f"Processing {to_read} paper{'s' if to_read != 1 else ''}… "
                         f"({len(plan) - to_read} reused)")
-    ctx.log(f"chose {len(plan)} documents: {to_read} to read, {len(plan) - to_read} findings reused")
+    ctx.log(f"chose {len(plan)} documents: {to_read} to read, {len(plan) - to_read} findings reused, "
+            f"{len(not_relevant)} below the relevance floor")
     if ctx.awaiting_children:
         return None
     return digest_compose(ctx=ctx, run=run, request=request)
 
 
-def _plan(*, run: JobRun, request: DigestRequest) -> list[tuple[DigestSource, JobRun | None]]:
+def _plan(*, run: JobRun, request: DigestRequest) -> tuple[list[tuple[DigestSource, JobRun | None]], list[dict]]:
     """The documents of this run, each with a reusable finding or the earlier child (if any) a new
-    child retries. A retry of a digest run keeps the documents of the run it retries and re-reads
-    only those without a finding; a new run chooses them by relevance."""
+    child retries, and those left out as not relevant enough. A retry of a digest run keeps the
+    documents of the run it retries and re-reads only those without a finding; a new run chooses
+    them by relevance."""
     if run.retry_of_id and DigestSource.objects.filter(run_id=run.retry_of_id).exists():
         plan = []
         for earlier in DigestSource.objects.filter(run_id=run.retry_of_id, document__isnull=False) \
@@ -160,12 +171,12 @@ def _plan(*, run: JobRun, request: DigestRequest) -> list[tuple[DigestSource, Jo
             plan.append((DigestSource(run=run, document=earlier.document, title=earlier.title, rank=earlier.rank,
                                       finding_id=earlier.finding_id),
                          None if earlier.finding_id else earlier.child))
-        return plan
-    documents = _documents_chosen(owner=_reader(run), request=request)
+        return plan, []
+    documents, not_relevant = _documents_chosen(owner=_reader(run), request=request)
     reusable = {} if request.force_reprocess else _findings_reusable(documents=documents, request=request)
     return [(DigestSource(run=run, document=document, title=document.title, rank=rank,
                           finding=reusable.get(document.pk)), None)
-            for rank, document in enumerate(documents, start=1)]
+            for rank, document in enumerate(documents, start=1)], not_relevant
 
 
 def _reader(run: JobRun):
@@ -174,9 +185,11 @@ def _reader(run: JobRun):
     return run.job.owner if run.job is not None and run.job.owner is not None else run.owner
 
 
-def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
-    """The owner's ready documents the filter allows, most relevant to the topic first; documents
-    named by id are all taken (relevant ones first), others only if the search finds them."""
+def _documents_chosen(*, owner, request: DigestRequest) -> tuple[list[Document], list[dict]]:
+    """The owner's ready documents the filter allows, most relevant to the topic first, and those
+    the search found (or the params named) whose closest passage to the topic and questions is
+    below DIGEST_RELEVANCE_FLOOR, left out ({document_id, title, closeness}): a digest reads
+    nothing it would cite as noise."""
     candidates = Document.objects.filter(owner=owner, status=DocumentStatus.READY)
     if request.documents:
         candidates = candidates.filter(id__in=request.documents)
@@ -186,12 +199,17 @@ def _documents_chosen(*, owner, request: DigestRequest) -> list[Document]:
         candidates = candidates.filter(created_at__gte=request.uploaded_after)
     by_id = {str(d.pk): d for d in candidates.only("id", "title", "ready_at", "owner_id")}
     if not by_id:
-        return []
+        return [], []
     # An unreachable vector store is a DocumentsError coded unavailable: the run is retried later.
     ranked = documents_relevant(user=owner, query=request.subject, limit=request.max_documents, among=set(by_id))
     if request.documents:
         ranked += [pk for pk in by_id if pk not in ranked]
-    return [by_id[pk] for pk in ranked[:request.max_documents]]
+    ranked = ranked[:request.max_documents]
+    closeness = documents_closeness(user=owner, queries=list(request.queries), document_ids=ranked)
+    chosen = [by_id[pk] for pk in ranked if closeness.get(pk, -1.0) >= DIGEST_RELEVANCE_FLOOR]
+    not_relevant = [{"document_id": pk, "title": by_id[pk].title, "closeness": round(closeness.get(pk, -1.0), 3)}
+                    for pk in ranked if closeness.get(pk, -1.0) < DIGEST_RELEVANCE_FLOOR]
+    return chosen, not_relevant
 
 
 def _findings_reusable(*, documents: list[Document], request: DigestRequest) -> dict:
@@ -205,6 +223,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
     """The digest from the findings of this run's documents (the final step, once per run: a second
     call finds the digest made and returns its result)."""
     sources = list(DigestSource.objects.filter(run=run).select_related("finding", "child").order_by("rank"))
+    not_relevant = ctx.checkpoints.get(NOT_RELEVANT_CHECKPOINT, [])
     read = [s for s in sources if s.finding is not None]
     unread = [{"document_id": str(s.document_id) if s.document_id else None, "title": s.title,
                "error": _why_unread(s.child)} for s in sources if s.finding is None]
@@ -220,10 +239,14 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
     if request.method == FindingMethod.LLM and read:
         content = ctx.step("composition", lambda: _llm_compose(request=request, sections=sections))
     else:
-        content = _extractive_compose(request=request, sections=sections, total=len(sources))
+        content = _extractive_compose(request=request, sections=sections, total=len(sources),
+                                      left_out=len(not_relevant))
     topic_embedding = list(map(float, texts_embed([request.subject])[0]))
     if unread:
         content += "\n\n## Not read\n" + "\n".join(f"- {u['title']}: {u['error']}" for u in unread)
+    if not_relevant:
+        content += "\n\n## Not relevant enough\n" + "\n".join(
+            f"- {n['title']} (closest passage {n['closeness']:.2f}, under {DIGEST_RELEVANCE_FLOOR})" for n in not_relevant)
     logger.info("digest composed", extra={"run_id": str(run.id), "documents": len(sources), "read": len(read),
                                           "seconds": round(time.monotonic() - started, 3)})
 
@@ -233,10 +256,12 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
             digest = Digest.objects.create(owner=_reader(run), job=run.job, run=run, topic=request.topic,
                                            questions=list(request.questions), method=request.method,
                                            content=content, citations=citations, unread=unread,
-                                           partial=bool(unread), topic_embedding=topic_embedding)
+                                           not_relevant=not_relevant, partial=bool(unread),
+                                           topic_embedding=topic_embedding)
             digest.documents.set([s.document_id for s in read if s.document_id])
         return {"digest_id": digest.pk, "partial": digest.partial, "documents": len(sources), "read": len(read),
-                "reused": sum(1 for s in read if s.reused), "unread": digest.unread}
+                "reused": sum(1 for s in read if s.reused), "unread": digest.unread,
+                "not_relevant": len(digest.not_relevant)}
 
     return ctx.commit(write)
 
@@ -268,8 +293,12 @@ def _refs_renumbered(text: str, mapping: dict[int, int]) -> str:
     return _REF.sub(lambda m: f"[{mapping[int(m[1])]}]" if int(m[1]) in mapping else "", text)
 
 
-def _extractive_compose(*, request: DigestRequest, sections: list[tuple[str, str]], total: int) -> str:
+def _extractive_compose(*, request: DigestRequest, sections: list[tuple[str, str]], total: int,
+                        left_out: int = 0) -> str:
     if not total:
+        if left_out:
+            return (f"# {request.topic}\n\nNone of your ready documents is relevant enough to this topic "
+                    f"({left_out} found, each listed below).")
         return f"# {request.topic}\n\nNone of your ready documents matched this topic and filter."
     lines = [f"# {request.topic}", "", f"From {len(sections)} of {total} chosen documents."]
     if request.questions:
@@ -309,9 +338,13 @@ def document_process(*, ctx: RunContext, source_id: int) -> dict:
         hits = chunks_search(user=document.owner, query=query, k=FINDING_PASSAGES_PER_QUESTION,
                              document_id=document.pk, mode=SearchMode.HYBRID)
         for hit in hits:
-            passages.setdefault(hit.chunk_index, hit)
+            # A passage is cited only if it is shown to be close to what was asked: found by the
+            # vector search at or above the floor (a keyword match alone may be a licence's "data").
+            if hit.vector_score is not None and hit.vector_score >= DIGEST_RELEVANCE_FLOOR:
+                passages.setdefault(hit.chunk_index, hit)
     if not passages:
-        raise PermanentError("no passage of the document could be searched")
+        raise PermanentError(f"no passage of the document is relevant enough to the questions "
+                             f"(closeness under {DIGEST_RELEVANCE_FLOOR})")
     ordered = sorted(passages.values(), key=lambda hit: -hit.score)
     citations = [{"ref": ref, "chunk_index": hit.chunk_index, "page": hit.page, "quote": _quote(hit)}
                  for ref, hit in enumerate(ordered, start=1)]

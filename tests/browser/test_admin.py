@@ -60,8 +60,9 @@ def test_progress_bar_moves_without_reload(logged_in, operator):
         time.sleep(0.2)
     assert len(seen) >= 4 and [int(v) for v in seen] == sorted(int(v) for v in seen), seen
     assert seen[-1] == "100"
-    text = browser.find_element(By.CSS_SELECTOR, f".run-live[data-run='{run.id}']").text
-    assert "SUCCESS" in text and "counting down" in text  # step and message shown, not in a tooltip
+    text = wait(browser).until(lambda b: (t := b.find_element(By.CSS_SELECTOR, f".run-live[data-run='{run.id}']").text)
+                               and "SUCCESS" in t and t)
+    assert "counting down" in text  # step and message shown, not in a tooltip
     # The rest of the page follows, still without a reload: no Cancel button, the attempt counted,
     # the end time and the result, and the run's log line saying which attempt wrote it.
     wait(browser).until(lambda b: not b.find_elements(By.ID, "run-cancel"))
@@ -290,3 +291,31 @@ def test_beats_admin_leaves_the_watchdog_and_a_jobs_schedule_to_their_owners(log
     browser.shot("beat-crontab-read-only")
     notice.find_element(By.LINK_TEXT, job.name).click()
     wait(browser).until(EC.url_contains(f"/admin/jobs/job/{job.id}/change/"))
+
+
+def test_a_run_an_operator_starts_on_a_users_job_is_the_users(logged_in, operator, stack):
+    """From the owner's side: the run "Run now" makes on alice's job is in alice's own list and
+    opens for her; the page shows her as its owner and the operator as who started it."""
+    import uuid
+
+    import httpx
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from jobs.services.definitions import job_create
+
+    browser = logged_in
+    alice = get_user_model().objects.create_user(f"alice-{uuid.uuid4().hex[:6]}")
+    token = Token.objects.create(user=alice).key
+    job = job_create(name="Alice's countdown", kind="tests.countdown", owner=alice, params={"steps": 2})
+    browser.get(f"{browser.base}/admin/jobs/job/{job.id}/change/")
+    browser.find_element(By.ID, "job-run-now").click()
+    run = wait(browser).until(lambda b: JobRun.objects.filter(job=job).first())
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{run.id}/change/")
+    assert browser.find_element(By.CSS_SELECTOR, ".field-owner .readonly").text == alice.username
+    assert browser.find_element(By.CSS_SELECTOR, ".field-started_by .readonly").text == operator.username
+    browser.shot("run-owner-and-starter")
+    with httpx.Client(base_url=browser.base, headers={"Authorization": f"Bearer {token}"}, timeout=5) as client:
+        listed = client.get("/api/runs/", params={"job": job.id}).json()["results"]
+        assert [r["id"] for r in listed] == [str(run.id)] and listed[0]["started_by"] == operator.id
+        assert client.get(f"/api/runs/{run.id}/").status_code == 200

@@ -199,9 +199,11 @@ def test_documents_are_chosen_by_relevance_and_filter(celery_worker, api, user):
     chosen = list(DigestSource.objects.filter(run=run).order_by("rank").values_list("title", flat=True))
     assert len(chosen) == 2 and "garden.txt" not in chosen
 
+    # Named documents are read if relevant enough; the others are named as left out.
     only = [str(documents["garden.txt"].id), str(documents["wal.txt"].id)]
     run = finished(trigger(api, define(api, {"topic": "write-ahead log", "documents": only}, name="named")))
-    assert set(DigestSource.objects.filter(run=run).values_list("title", flat=True)) == {"garden.txt", "wal.txt"}
+    assert set(DigestSource.objects.filter(run=run).values_list("title", flat=True)) == {"wal.txt"}
+    assert [n["title"] for n in Digest.objects.get(run=run).not_relevant] == ["garden.txt"]
 
     later = finished(trigger(api, define(api, {"topic": TOPIC, "uploaded_after": timezone.now().isoformat()},
                                          name="nothing new")))
@@ -425,6 +427,50 @@ def test_a_digest_run_called_directly_fans_out_reads_each_document_and_composes_
     assert composed == {**composed, "digest_id": digest.pk, "documents": 3, "read": 3, "partial": False}
     assert {s.title for s in sources} <= {c["title"] for c in digest.citations}
     assert Finding.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_digest_reads_and_cites_nothing_under_the_relevance_floor(settings):
+    """The question of the report that found licence text cited: unrelated documents the search
+    still ranks are named as not relevant enough, never read, and no citation falls under the floor."""
+    from documents.selectors import documents_closeness
+    from jobs.services.runs import run_enqueue
+    from research.services import DIGEST_RELEVANCE_FLOOR, digest_run, document_process
+    from tests.factories import UserFactory
+    from tests.support.run_context import FakeRunContext, document_ready
+
+    settings.AI_SERVER_URL = ""
+    owner = UserFactory()
+    licence = ("Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use this file except "
+               "in compliance with the License. Unless required by applicable law or agreed to in writing, "
+               "software distributed under the License is distributed on an \"AS IS\" BASIS, WITHOUT WARRANTIES "
+               "OR CONDITIONS OF ANY KIND, either express or implied.")
+    contents = ("Contents. 1 Getting started. 2 Choosing a theme. 3 Keyboard shortcuts. 4 Fonts and colours. "
+                "5 Printing. 6 Index.")
+    for name, text in (("wal.txt", NOTES["wal.txt"]), ("fsync.txt", NOTES["fsync.txt"]), ("LICENSE", licence),
+                       ("contents.txt", contents)):
+        document_ready(owner=owner, text=text.encode(), name=name)
+    topic = "How does the database keep committed data safe?"
+    run = run_enqueue(kind="research.digest", args={"topic": topic}, owner=owner)
+    parent = FakeRunContext(id=str(run.id))
+    assert digest_run(ctx=parent) is None
+    sources = list(DigestSource.objects.filter(run=run))
+    left_out = parent.checkpoints["not_relevant"]
+    assert {s.title for s in sources} == {"wal.txt", "fsync.txt"}, left_out
+    assert {n["title"] for n in left_out} == {"LICENSE", "contents.txt"}
+    assert all(n["closeness"] < DIGEST_RELEVANCE_FLOOR for n in left_out)
+    for source in sources:
+        document_process(ctx=FakeRunContext(id=str(source.child_id)), source_id=source.pk)
+    digest_run(ctx=FakeRunContext(id=str(run.id), attempt=2, checkpoints=dict(parent.checkpoints)))
+    digest = Digest.objects.get(run=run)
+    assert {n["title"] for n in digest.not_relevant} == {"LICENSE", "contents.txt"}
+    assert "## Not relevant enough" in digest.content and not digest.partial
+    assert {c["title"] for c in digest.citations} == {"wal.txt", "fsync.txt"}
+    for citation in digest.citations:  # each cited passage is itself close enough to the question
+        closeness = documents_closeness(user=owner, queries=[citation["quote"]], document_ids=[citation["document_id"]])
+        assert closeness[citation["document_id"]] > 0.9  # the quote is the passage
+    assert all(documents_closeness(user=owner, queries=[topic], document_ids=[c["document_id"]])[c["document_id"]]
+               >= DIGEST_RELEVANCE_FLOOR for c in digest.citations)
 
 
 @pytest.mark.django_db

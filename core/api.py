@@ -9,9 +9,13 @@ from rest_framework.settings import api_settings
 from core.api_errors import NON_FIELD_KEYS, error_messages
 
 
-def validated_input(serializer_class, data, **kwargs) -> dict:
+def _object_required(data) -> None:
     if not isinstance(data, dict) and not hasattr(data, "getlist"):
         raise ValidationError({"detail": ["Expected a JSON object."]})
+
+
+def validated_input(serializer_class, data, **kwargs) -> dict:
+    _object_required(data)
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
@@ -20,8 +24,7 @@ def validated_input(serializer_class, data, **kwargs) -> dict:
 def checked_input(serializer_class, data, **kwargs) -> tuple[dict, dict[str, list[str]]]:
     """The fields that passed the serializer, and the problems of those that did not, without
     raising: a service then checks what passed and refuses with every problem at once."""
-    if not isinstance(data, dict) and not hasattr(data, "getlist"):
-        raise ValidationError({"detail": ["Expected a JSON object."]})
+    _object_required(data)
     serializer = serializer_class(data=data, **kwargs)
     if serializer.is_valid():
         return dict(serializer.validated_data), {}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from itertools import zip_longest
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -49,8 +50,14 @@ class Tally:
         self.started += other.started
         self.duration_seconds_sum += other.duration_seconds_sum
         self.queue_wait_seconds_sum += other.queue_wait_seconds_sum
-        self.duration_buckets = [a + b for a, b in zip(self.duration_buckets, other.duration_buckets)]
-        self.queue_wait_buckets = [a + b for a, b in zip(self.queue_wait_buckets, other.queue_wait_buckets)]
+        # A row not counted yet has no buckets: missing counts are 0.
+        self.duration_buckets = [a + b for a, b in zip_longest(self.duration_buckets, other.duration_buckets,
+                                                               fillvalue=0)]
+        self.queue_wait_buckets = [a + b for a, b in zip_longest(self.queue_wait_buckets, other.queue_wait_buckets,
+                                                                 fillvalue=0)]
+
+
+_TALLY_FIELDS = [f.name for f in fields(Tally)]  # the same names on RunTally
 
 
 def _buckets_sql(column: str, bounds: tuple) -> str:
@@ -122,13 +129,10 @@ def run_tallies_fold(*, now: datetime | None = None) -> datetime:
             kind__in={kind for kind, _ in fresh}).select_for_update()}
         for (kind, status), counted in fresh.items():
             row = existing.get((kind, status)) or RunTally(kind=kind, status=status)
-            total = Tally(ended=row.ended, started=row.started, duration_seconds_sum=row.duration_seconds_sum,
-                          duration_buckets=list(row.duration_buckets) or [0] * len(DURATION_BUCKETS),
-                          queue_wait_seconds_sum=row.queue_wait_seconds_sum,
-                          queue_wait_buckets=list(row.queue_wait_buckets) or [0] * len(QUEUE_WAIT_BUCKETS))
+            total = Tally(**{name: getattr(row, name) for name in _TALLY_FIELDS})
             total.add(counted)
-            for name, value in total.__dict__.items():
-                setattr(row, name, value)
+            for name in _TALLY_FIELDS:
+                setattr(row, name, getattr(total, name))
             row.save()
         mark.folded_until = until
         mark.save(update_fields=["folded_until"])

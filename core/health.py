@@ -80,9 +80,14 @@ health_check_register(HealthCheck("database", _database, required=True))
 health_check_register(HealthCheck("cache", _cache))
 
 
-def health_report() -> tuple[dict, int]:
+def health_report(*, status_only: bool = False) -> tuple[dict, int]:
+    """Every check's result and the overall status. With `status_only` (a caller who is shown the
+    status alone), the required checks run first and a failed one ends the report: "down" is
+    known at once, and the others (a worker ping waits its whole timeout) would only make that
+    caller wait longer for it."""
     checks: dict[str, dict] = {}
-    for check in _checks.values():
+    required_first = sorted(_checks.values(), key=lambda check: not check.required) if status_only else _checks.values()
+    for check in required_first:
         if check.applies is not None and not check.applies():
             continue
         reason = check.unconfigured() if check.unconfigured is not None else None
@@ -92,6 +97,8 @@ def health_report() -> tuple[dict, int]:
             checks[check.name] = {"status": "unknown", "detail": f"{check.needs} unreachable", "ms": 0.0}
         else:
             checks[check.name] = _timed(check)
+        if status_only and check.required and checks[check.name]["status"] != "ok":
+            break
     # Required checks down: nothing is accepted. Missing workers or an unhealthy AI server delay
     # work but lose nothing, so they only degrade.
     if any(checks[c.name]["status"] != "ok" for c in _checks.values() if c.required and c.name in checks):
@@ -114,7 +121,7 @@ class _AnonymousMemo:
     def get(self) -> tuple[dict, int]:
         with self.lock:  # one probe at a time; the others wait for it and share it
             if self.value is None or time.monotonic() - self.at > settings.HEALTH_ANON_CACHE_SECONDS:
-                self.value, self.at = health_report(), time.monotonic()
+                self.value, self.at = health_report(status_only=True), time.monotonic()
             return self.value
 
 
@@ -139,7 +146,10 @@ class HealthView(APIView):
         if request.user.is_authenticated:
             body, status = health_report()
             return Response(body, status=status)
-        body, status = health_report() if getattr(request, "credentials_unchecked", False) else _anonymous.get()
+        if getattr(request, "credentials_unchecked", False):
+            body, status = health_report(status_only=True)
+        else:
+            body, status = _anonymous.get()
         return Response({"status": body["status"]}, status=status)
 
 

@@ -97,3 +97,18 @@ def test_an_optional_check_failing_degrades_one_not_configured_does_not_and_one_
     body, status = health.health_report()
     assert (status, body["status"]) == (200, "degraded")
     assert body["checks"]["index"]["detail"] == "ZeroDivisionError"  # the type, never a message that may hold a host
+
+
+def test_a_caller_shown_the_status_alone_waits_for_no_check_once_a_required_one_failed(monkeypatch):
+    """With the database down, anonymous callers (and every caller, as no token can be checked)
+    learn "down" without the other checks: a worker ping would have them wait its whole timeout."""
+    from core.health import HealthCheck
+
+    asked = []
+    health = _registry(monkeypatch, HealthCheck("cache", lambda: asked.append("cache")),
+                       HealthCheck("store", _fails, required=True),
+                       HealthCheck("workers", lambda: asked.append("workers")))
+    body, status = health.health_report(status_only=True)
+    assert (status, body["status"], asked) == (503, "down", [])
+    body, status = health.health_report()
+    assert (status, body["status"], asked) == (503, "down", ["cache", "workers"])

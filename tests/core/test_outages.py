@@ -119,15 +119,29 @@ def operator(stack):
     client.close()
 
 
+def _ingestion_under_way(client: httpx.Client) -> str:
+    """An upload whose ingestion is running now and has a couple of seconds' work left."""
+    text = "".join(f"Night {n}: the keeper trimmed the wick and logged the weather. " for n in range(300))
+    run_id = client.post("/api/documents/", files={"file": ("log.txt", text.encode(), "text/plain")}).json()["task_id"]
+    wait_until(lambda: client.get(f"/api/runs/{run_id}/").json()["status"] == "PROGRESS", timeout=30, interval=0.1,
+               message="the ingestion to be under way")
+    return run_id
+
+
 def test_with_redis_stopped_work_is_accepted_and_finishes_once_it_is_back(stack, alice, work, operator):
+    # A task that ends inside the outage cannot acknowledge its message: its worker must still
+    # take the work waiting for it once the broker is back.
+    ending_inside = _ingestion_under_way(alice)
     stack.redis_stop()
     try:
         accepted, broken = _use_during(alice, work, seconds=OUTAGE_SECONDS)
         broken += _cancel_one_and_read_the_admin(alice, operator, accepted)
+        ended_inside = alice.get(f"/api/runs/{ending_inside}/").json()["status"]
     finally:
         stack.services_start()
     assert broken == []
     assert len(accepted) >= 2 * 5 + 2
+    assert ended_inside == "SUCCESS"
     finished = _all_finish(alice, accepted, timeout=60)
     assert finished.pop(accepted[0]) == "REVOKED"
     assert set(finished.values()) == {"SUCCESS"}

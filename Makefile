@@ -21,10 +21,13 @@ install: $(STAMP)
 run: install
 	$(PY) -m devserver.launcher
 
-# tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits.
+# tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits. The
+# suite runs in TEST_PROCESSES pytest-xdist processes, a test file at a time in each (a file's
+# module-wide stack or fake server stays in one process); TEST_PROCESSES=0 runs it in this one.
+TEST_PROCESSES ?= 2
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/browser -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The unit layer alone (pure logic, a few seconds): no embedded server is started, and the
 # database and Redis URLs point at a closed port, so a test that needs either fails here.

@@ -4,6 +4,11 @@ Starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set
 the settings at them (project.settings.test holds everything else), gives the tests their own
 Redis database, and routes this process's broker connection through a proxy the tests can cut
 (the worker connects directly, as a worker on another host would).
+
+`make test` runs the suite in two pytest-xdist processes. The servers are shared (the controller
+starts them before it starts the two); everything a test can change is each process's own: its
+test database (pytest-django names it after the process), its Redis database, and its uploads,
+static files and logs under .local/. So the two never see each other's queues, workers or rows.
 """
 
 import atexit
@@ -13,8 +18,12 @@ from urllib.parse import urlparse, urlunparse
 
 from devserver import embedded
 
-# The tests flush this Redis database at start: keep it apart from anything you use.
-TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
+# The tests flush this Redis database at start: keep it apart from anything you use. The second
+# xdist process takes the next one.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9")) + int(XDIST_WORKER.removeprefix("gw") or 0)
+# What one pytest process writes under .local/ (uploads, static files, logs), apart from the other's.
+TEST_FILES_SUFFIX = f"-{XDIST_WORKER}" if XDIST_WORKER else ""
 
 os.umask(embedded.OWNER_ONLY_UMASK)  # the suite's files under .local/, as `make run`'s
 started = embedded.ensure_started()
@@ -36,5 +45,7 @@ PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_auth}{_redis.hostname
 os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
 
 # The tests' files live apart from `make run`'s (project.settings.test), and start empty.
-for folder in ("test-media", "test-static"):
-    shutil.rmtree(embedded.LOCAL_DIR / folder, ignore_errors=True)
+for variable, folder in (("MEDIA_ROOT", "test-media"), ("STATIC_ROOT", "test-static")):
+    if not os.environ.get(variable):
+        os.environ[variable] = str(embedded.LOCAL_DIR / f"{folder}{TEST_FILES_SUFFIX}")
+        shutil.rmtree(os.environ[variable], ignore_errors=True)

@@ -9,17 +9,26 @@ runs released and their messages returned to the queue, so a restart resumes the
 whatever remains of its process group after that is killed. Only the program's main process is
 signalled, never its group, so a worker's pool processes are left to their parent.
 
+A supervisor that dies without a stop (SIGKILL, the OOM killer) takes its programs with it: each
+is started to receive its stop signal from the kernel when the supervisor dies (Linux's
+PR_SET_PDEATHSIG), a worker its escalation (a cold shutdown, which hands running work back), so
+no worker keeps consuming under nobody's watch and a restarted supervisor does not start a second
+set beside it.
+
 It reads its settings from the environment, not from Django: it runs before Django is configured.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 STOP_GRACE_SECONDS = float(os.environ.get("WORKER_STOP_GRACE_SECONDS", "30"))
 # After SIGQUIT, a cold shutdown still returns messages to the broker: this long, then SIGKILL.
@@ -32,8 +41,28 @@ CRASH_LOOP_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.5
 
 
+# <linux/prctl.h>: ask for a signal when the thread that started this process ends.
+_PR_SET_PDEATHSIG = 1
+
+
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+def _dies_with_this_process(signum: int) -> Callable[[], None] | None:
+    """What a child runs between fork and exec so that it gets `signum` when this process dies
+    (the watch loop that starts programs is this process's main thread); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def request() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before the request was made
+            os._exit(1)
+
+    return request
 
 
 @dataclass
@@ -53,7 +82,8 @@ class Program:
     def start(self, *, env: dict[str, str], cwd: Path) -> None:
         # Its own session: a terminal's Ctrl-C reaches the supervisor only, which then stops each
         # program in order; and the program's group can be cleaned up after it exits.
-        self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, start_new_session=True,
+                                     preexec_fn=_dies_with_this_process(self.escalate_signal or signal.SIGTERM))
         self.restart_at = None
 
     def signal(self, signum: int) -> None:

@@ -77,3 +77,52 @@ def _parent(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except OSError:
         return None
+
+
+# A supervisor of two programs: a worker-like one that records the signal it stops on, and a plain one.
+SUPERVISOR = """
+import os, signal, sys
+from pathlib import Path
+from devserver.supervisor import Program, Supervisor, run_until_signalled
+
+worker = ("import signal, sys, time; "
+          "signal.signal(signal.SIGQUIT, lambda *a: (open(sys.argv[1], 'w').write('SIGQUIT'), sys.exit(0))); "
+          "open(sys.argv[1], 'w').write('ready'); time.sleep(120)")
+programs = [Program("worker", [sys.executable, "-c", worker, sys.argv[1]], escalate_signal=signal.SIGQUIT),
+            Program("web", [sys.executable, "-c", "import time; time.sleep(120)"])]
+run_until_signalled(Supervisor(programs, env=dict(os.environ), cwd=Path.cwd()))
+"""
+
+
+def _children_of(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_supervisor_killed_outright_takes_its_programs_with_it_and_a_worker_hands_its_work_back(tmp_path):
+    import subprocess
+
+    from tests.support.worker import wait_until
+
+    record = tmp_path / "stopped-by"
+    supervisor_proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(record)], cwd=BASE_DIR,
+                                       stdout=subprocess.DEVNULL)
+    try:
+        programs = wait_until(lambda: len(_children_of(supervisor_proc.pid)) == 2 and _children_of(supervisor_proc.pid),
+                              timeout=10, interval=0.1, message="both programs to start")
+        wait_until(lambda: record.exists() and record.read_text() == "ready", timeout=10, interval=0.1,
+                   message="the worker's stop handler to be in place")
+        supervisor_proc.kill()
+        supervisor_proc.wait()
+        wait_until(lambda: not any(_alive(pid) for pid in programs), timeout=10, interval=0.1,
+                   message="the programs to die with their supervisor")
+        assert record.read_text() == "SIGQUIT"  # a worker's cold shutdown: its running work goes back to the queue
+    finally:
+        supervisor_proc.kill()

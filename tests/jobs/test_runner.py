@@ -364,6 +364,49 @@ def test_a_postgres_outage_during_work_loses_and_repeats_nothing(celery_worker, 
         proxied.stop()
 
 
+def _machine_of(run: JobRun, machines: dict) -> str:
+    """Which machine's worker ran the attempt: `worker` is the pool process (host:pid), a child of
+    the worker's main process."""
+    from pathlib import Path
+
+    pid = int(run.worker.rsplit(":", 1)[1])
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return next(name for name, machine in machines.items() if machine.proc.pid == parent)
+
+
+def test_two_machines_share_the_queues_and_one_lost_mid_run_leaves_its_run_to_the_other(
+        celery_worker_process, transactional_db, effects, settings):
+    """Two workers on the same queues, database and broker, as two machines would run them: the
+    work spreads over both, and when one dies mid-run the other finishes that run, once."""
+    from collections import Counter
+
+    from tests.support.worker import worker
+
+    celery_worker_process.stop()
+    machines = {name: worker(name, concurrency=1).start() for name in ("machine-a", "machine-b")}
+    try:
+        for name in machines:
+            wait_for_worker(name)
+        spread = [enqueue("tests.effect", key=f"spread-{n}", seconds=0.3) for n in range(8)]
+        finished = [wait_status(run, RunStatus.SUCCESS) for run in spread]
+        assert set(Counter(_machine_of(run, machines) for run in finished)) == set(machines)
+
+        lost = enqueue("tests.effect", key="machine-lost", seconds=2.0)
+        held = wait_until(lambda: (run := JobRun.objects.get(id=lost.id)).status == RunStatus.PROGRESS and run,
+                          message="the run in flight")
+        dead = _machine_of(held, machines)
+        machines[dead].kill()
+        wait_until(lambda: maintenance.runs_reap_stale()["requeued"] == 1,
+                   timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 5, interval=0.5, message="the lost run re-queued")
+        final = wait_status(lost, RunStatus.SUCCESS)
+        assert _machine_of(final, machines) != dead and final.lease == held.lease + 1
+        assert [entry["event"] for entry in final.attempt_log] == ["worker lost"]
+        assert effects("machine-lost") == {"machine-lost": ""}
+    finally:
+        for machine in machines.values():
+            machine.stop()
+
+
 def test_a_reaped_run_is_claimed_before_runs_queued_earlier(celery_worker_process, transactional_db, settings):
     """Taken-over work goes ahead of fresh work on its queue: it was accepted before all of it."""
     from datetime import timedelta

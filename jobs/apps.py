@@ -13,7 +13,10 @@ class JobsConfig(AppConfig):
 
         from jobs import tasks  # noqa: F401
         from jobs.health import health_checks_register
-        from jobs.services import fan_out  # noqa: F401  (what waited for an ended run answers run_ended)
+        from jobs.services import (
+            fan_out,  # noqa: F401  (what waited for an ended run answers run_ended)
+            presence,  # noqa: F401  (a worker records its heartbeats)
+        )
 
         health_checks_register()
 

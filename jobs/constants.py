@@ -15,3 +15,8 @@ WORKER_MAX_LENGTH = 200
 CORRELATION_ID_MAX_LENGTH = 128
 # A release's reason kept on the run (error is a text column; this keeps the list pages light).
 RELEASE_REASON_MAX_CHARS = 500
+
+# A worker's main process records itself on each of Celery's event heartbeats (every 2 s); it
+# counts as online while its last one is this recent: a main loop busy for a few seconds, or one
+# heartbeat lost to a slow database, is not a lost worker.
+WORKER_PRESENCE_SECONDS = 10

@@ -11,7 +11,7 @@ def dashboard_context(request) -> dict:
         "run_dashboard": {
             "last_day": selectors.runs_last_day_by_status(),
             "queue_depths": selectors.queue_depths(),
-            "workers": selectors.workers_online(timeout=0.5),
+            "workers": selectors.workers_online(),
             "dead": selectors.runs_dead_latest(limit=10),
             "stalled": JobRun.objects.stalled().count(),
         }

@@ -73,8 +73,8 @@ class RunsCollector:
             if value is not None:
                 depth.add_metric([queue], value)
         yield depth
-        yield GaugeMetricFamily("jobs_workers_online", "Workers that answered a ping.",
-                                value=len(selectors.workers_online(timeout=settings.METRICS_PING_SECONDS)))
+        yield GaugeMetricFamily("jobs_workers_online", "Workers whose last heartbeat is recent.",
+                                value=len(selectors.workers_online()))
 
 
 def _allowed(request) -> bool:

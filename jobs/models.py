@@ -324,3 +324,18 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkerPresence(models.Model):
+    """A worker's last heartbeat (jobs.services.presence): which workers are up, and on which
+    queues, read from here rather than by a broadcast ping that waits its whole timeout."""
+
+    name = models.CharField(primary_key=True, max_length=WORKER_MAX_LENGTH, help_text="Celery node name.")
+    queues = ArrayField(models.CharField(max_length=QUEUE_MAX_LENGTH), default=list)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "worker presence"
+
+    def __str__(self) -> str:
+        return self.name

@@ -19,6 +19,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 
+from core.warm_up import warm_ups_run
 from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.errors import LeaseLost, RunCancelled
@@ -491,16 +492,8 @@ def _warm_up(**kwargs):
     if not settings.WORKER_WARM_UP:
         return
     queues = queues_consumed()
-    warmers = {spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues}
-    for warm_up in warmers:
-        started = time.monotonic()
-        try:
-            warm_up()
-        except Exception:  # a run that needs it will say what is wrong; the worker still starts
-            logger.exception("warm-up failed", extra={"warm_up": getattr(warm_up, "__name__", "warm_up")})
-            continue
-        logger.info("worker process warmed up", extra={"warm_up": getattr(warm_up, "__name__", "warm_up"),
-                                                      "seconds": round(time.monotonic() - started, 3)})
+    warm_ups_run({spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues},
+                 process="worker")
 
 
 @signals.task_revoked.connect

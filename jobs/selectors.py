@@ -10,7 +10,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from jobs import broker
-from jobs.models import Job, JobRun, RunStatus
+from jobs.constants import WORKER_PRESENCE_SECONDS
+from jobs.models import Job, JobRun, RunStatus, WorkerPresence
 from jobs.registry import kind_find, queues_all
 
 # The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
@@ -60,12 +61,10 @@ def queue_depths() -> dict[str, int | None]:
     return broker.queue_depths(queues=queues_all())
 
 
-def workers_online(*, timeout: float = 1.0) -> list[str]:
-    """The workers that answer a ping; none when the broker cannot be reached."""
-    try:
-        return broker.workers_ping(timeout=timeout)
-    except Exception:
-        return []
+def workers_online() -> list[str]:
+    """The workers whose last heartbeat is recent (jobs.services.presence), by node name."""
+    since = timezone.now() - timedelta(seconds=WORKER_PRESENCE_SECONDS)
+    return list(WorkerPresence.objects.filter(seen_at__gte=since).order_by("name").values_list("name", flat=True))
 
 
 def run_stats(*, user) -> dict:

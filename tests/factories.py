@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunStatus
+from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunStatus, WorkerPresence
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -40,6 +40,15 @@ class JobFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"job {n}")
     kind = "jobs.ping"
     owner = factory.SubFactory(UserFactory)
+
+
+class WorkerPresenceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WorkerPresence
+
+    name = factory.Sequence(lambda n: f"machine-{n}@host")
+    queues = factory.LazyFunction(lambda: ["jobs"])
+    seen_at = factory.LazyFunction(timezone.now)
 
 
 class DocumentFactory(factory.django.DjangoModelFactory):

@@ -214,7 +214,6 @@ TASK_MODULES_EXTRA = env.list("TASK_MODULES_EXTRA", default=[])
 # /metrics (Prometheus): with METRICS_TOKEN set, only "Authorization: Bearer <token>" may read it;
 # without it, only clients on this host's loopback.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_PING_SECONDS = env.float("METRICS_PING_SECONDS", default=0.5)
 # Anonymous /api/health/ answers from a result at most this old (one real probe per process per period).
 HEALTH_ANON_CACHE_SECONDS = env.float("HEALTH_ANON_CACHE_SECONDS", default=5.0)
 # A non-staff user's scheduled job may not run more often than this.

@@ -200,17 +200,35 @@ def _timestamp(iso: str) -> float | None:
 
 
 def queue_depths(*, queues: list[str]) -> dict[str, int | None]:
-    """Messages waiting in each queue (Redis list lengths, every priority); None where the broker
-    cannot be read."""
+    """Messages waiting in each queue (Redis: its lists' lengths, every priority; AMQP: a passive
+    declare's count); None where the broker cannot be read."""
     def read() -> dict[str, int | None]:
         with celery_app().connection_for_read() as conn:
-            client = conn.default_channel.client
+            client = getattr(conn.default_channel, "client", None)
+            if client is None:
+                return {queue: _amqp_queue_depth(conn, queue) for queue in queues}
             return {queue: sum(int(client.llen(key)) for key in redis_queue_keys(queue)) for queue in queues}
 
     try:
         return _ask(read)
     except BrokerUnavailable:
         return {queue: None for queue in queues}
+
+
+def _amqp_queue_depth(conn, queue: str) -> int:
+    """Messages ready in an AMQP queue, asked by a passive declare, which creates nothing. A queue
+    never declared has held nothing: 0. The broker closes the channel of a refused declare, so
+    each question has a channel of its own."""
+    channel = conn.channel()
+    try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except conn.channel_errors:
+        return 0
+    finally:
+        try:
+            channel.close()
+        except conn.channel_errors + conn.connection_errors:
+            pass
 
 
 def broker_ping() -> str:

@@ -45,7 +45,8 @@ PROXIED_BROKER_URL = urlunparse(_redis._replace(netloc=f"{_auth}{_redis.hostname
 os.environ["CELERY_BROKER_URL"] = PROXIED_BROKER_URL
 
 # The tests' files live apart from `make run`'s (project.settings.test), and start empty.
+# Set here, not left to the settings' defaults, so that the workers and servers a test starts
+# inherit them; set in every process (an xdist process inherits its controller's environment).
 for variable, folder in (("MEDIA_ROOT", "test-media"), ("STATIC_ROOT", "test-static")):
-    if not os.environ.get(variable):
-        os.environ[variable] = str(embedded.LOCAL_DIR / f"{folder}{TEST_FILES_SUFFIX}")
-        shutil.rmtree(os.environ[variable], ignore_errors=True)
+    os.environ[variable] = str(embedded.LOCAL_DIR / f"{folder}{TEST_FILES_SUFFIX}")
+    shutil.rmtree(os.environ[variable], ignore_errors=True)

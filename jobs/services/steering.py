@@ -64,14 +64,18 @@ def runs_enforce_cancel(*, run_id: str | None = None) -> int:
         overdue = overdue.filter(id=run_id)
     terminated = 0
     for run in overdue[:DISPATCH_BATCH_SIZE]:
+        # The run ends REVOKED first, then its process is terminated: a run that ended meanwhile is
+        # left alone, and the worker's own report of the termination finds the run already ended
+        # (terminating first, that report could end it before this did, unexplained).
+        if not lifecycle.run_revoke(run_id=str(run.id), reason=f"terminated {settings.CANCEL_GRACE_SECONDS} s after "
+                                                               "its cancel"):
+            continue
         try:
             broker.run_revoke_broadcast(run_id=str(run.id), terminate=True)
         except Exception as exc:
             logger.warning("terminate broadcast failed", extra={"run_id": str(run.id), "cause": str(exc)})
-        if lifecycle.run_revoke(run_id=str(run.id), reason=f"terminated {settings.CANCEL_GRACE_SECONDS} s after "
-                                                           "its cancel"):
-            terminated += 1
-            logger.warning("run ignored its cancel; terminated", extra={"run_id": str(run.id), "kind": run.kind})
+        terminated += 1
+        logger.warning("run ignored its cancel; terminated", extra={"run_id": str(run.id), "kind": run.kind})
     return terminated
 
 

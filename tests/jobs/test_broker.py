@@ -1,6 +1,27 @@
-"""Where a run's message stands in line (pure: settings only, no broker)."""
+"""Where a run's message stands in line (pure: settings only, no broker), and what the broker
+module reads from RabbitMQ."""
 
-from jobs.broker import publish_priority, redis_queue_keys
+import os
+import socket
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+
+from jobs.broker import publish_priority, queue_depths, redis_queue_keys
+
+# A RabbitMQ to read, on loopback as on the development machine; the test that needs it says so
+# and is skipped where none listens.
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _rabbitmq_listens() -> bool:
+    address = urlparse(RABBITMQ_URL)
+    try:
+        socket.create_connection((address.hostname, address.port or 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_on_redis_resumed_work_takes_the_list_read_first_and_fresh_work_the_last(settings):
@@ -22,3 +43,24 @@ def test_the_settings_give_redis_two_places_in_line():
 
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"] == [0, 9]
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ at {RABBITMQ_URL} (TEST_RABBITMQ_URL)")
+def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
+    from kombu import Connection, Exchange, Queue
+
+    from jobs.broker import celery_app
+
+    monkeypatch.setattr(celery_app().conf, "broker_read_url", RABBITMQ_URL)
+    name = f"depth-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name), name, auto_delete=False)
+    with Connection(RABBITMQ_URL) as connection:
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        try:
+            assert queue_depths(queues=[name, f"{name}-never-declared"]) == {name: 3, f"{name}-never-declared": 0}
+        finally:
+            connection.default_channel.queue_delete(name)
+            connection.default_channel.exchange_delete(name)

@@ -52,9 +52,11 @@ def cleanup_results(ctx, older_than_days: int | None = None):
               params_schema={"type": "object", "properties": {
                   "older_than_days": {"type": "integer", "minimum": 0},
                   "dead_older_than_days": {"type": "integer", "minimum": 0}}, "additionalProperties": False},
-              description="Deletes finished runs older than the retention (dead ones kept longer), in batches.")
+              description="Deletes finished runs older than the retention (dead ones kept longer), in batches, "
+                          "yielding its worker every minute.")
 def cleanup_runs(ctx, older_than_days: int | None = None, dead_older_than_days: int | None = None):
-    return maintenance.runs_cleanup(older_than_days=older_than_days, dead_older_than_days=dead_older_than_days)
+    return maintenance.runs_cleanup(older_than_days=older_than_days, dead_older_than_days=dead_older_than_days,
+                                    ctx=ctx)
 
 
 # Housekeeping is plain Celery tasks, not runs: see maintenance.watchdog for why.

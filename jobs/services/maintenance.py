@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING, Callable
 
 from django.conf import settings
 from django.db.models import Q
@@ -18,10 +19,18 @@ from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
 from jobs.services.steering import runs_enforce_cancel
 from jobs.services.tallies import run_tallies_fold
 
+if TYPE_CHECKING:
+    from jobs.runner import RunContext
+
 logger = logging.getLogger(__name__)
 
 # Maintenance works in batches so one statement never holds locks on, or loads, a whole table.
 CLEANUP_BATCH_SIZE = 1000
+# A cleanup works this long, then hands its worker back and goes on as a new slice behind the
+# maintenance work waiting meanwhile (the watchdog first): however large the backlog, no attempt
+# runs into the kind's time limit. At about 4,700 runs/s (bench/cleanup.py) a slice deletes some
+# 280,000 runs, so a day of 1,000,000 runs takes four slices.
+CLEANUP_SLICE_SECONDS = 60
 # Runs examined per reaper pass; the next pass, seconds later, takes the rest.
 REAP_BATCH_SIZE = 200
 
@@ -112,14 +121,19 @@ def watchdog() -> dict[str, int]:
     return outcome
 
 
-def _delete_in_batches(queryset, *, pk_field: str = "pk") -> int:
+def _delete_in_batches(queryset, *, pk_field: str = "pk", after_batch: Callable[[int], None] | None = None) -> int:
     deleted = 0
     while True:
         ids = list(queryset.values_list(pk_field, flat=True)[:CLEANUP_BATCH_SIZE])
         if not ids:
             return deleted
-        queryset.model.objects.filter(**{f"{pk_field}__in": ids}).delete()
+        # The ids alone: the delete loads the rows it handles (for their related rows), and none of
+        # their other columns (results, logs, tracebacks) is needed for that. 28% faster in
+        # bench/cleanup.py, on rows far smaller than real ones.
+        queryset.model.objects.filter(**{f"{pk_field}__in": ids}).only(pk_field).delete()
         deleted += len(ids)
+        if after_batch is not None:
+            after_batch(len(ids))
 
 
 def results_cleanup(*, older_than_days: int | None = None) -> dict[str, int]:
@@ -132,13 +146,35 @@ def results_cleanup(*, older_than_days: int | None = None) -> dict[str, int]:
     return {"task_results": tasks, "group_results": groups}
 
 
-def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: int | None = None) -> dict[str, int]:
+def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: int | None = None,
+                 ctx: RunContext | None = None) -> dict[str, int]:
+    """Delete finished runs past their retention, in batches. Within a run (`ctx`), it reports
+    progress after each batch and yields its worker every CLEANUP_SLICE_SECONDS, its counts kept
+    as checkpoints, so the next slice goes on from there."""
     days = settings.RUNS_RETENTION_DAYS if older_than_days is None else older_than_days
     dead_days = settings.DEAD_RUNS_RETENTION_DAYS if dead_older_than_days is None else dead_older_than_days
     now = timezone.now()
     # Only runs already counted in the tallies go, so the metrics' counters never fall.
     folded_until = run_tallies_fold(now=now)
     finished = JobRun.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=folded_until)
-    live = _delete_in_batches(finished.filter(dead=False, finished_at__lt=now - timedelta(days=days)))
-    dead = _delete_in_batches(finished.filter(dead=True, finished_at__lt=now - timedelta(days=dead_days)))
-    return {"runs": live, "dead_runs": dead}
+    expired = {"runs": finished.filter(dead=False, finished_at__lt=now - timedelta(days=days)),
+               "dead_runs": finished.filter(dead=True, finished_at__lt=now - timedelta(days=dead_days))}
+    counts = {name: int(ctx.checkpoints.get(name, 0)) if ctx else 0 for name in expired}
+    if ctx is None:
+        return {name: counts[name] + _delete_in_batches(runs) for name, runs in expired.items()}
+
+    left = sum(runs.count() for runs in expired.values())
+
+    def after_batch(name: str, deleted: int) -> None:
+        nonlocal left
+        counts[name] += deleted
+        left -= deleted
+        done = sum(counts.values())
+        ctx.progress(done, done + max(left, 0), step="deleting", message=f"{done} runs deleted")
+        if left > 0 and ctx.slice_over(CLEANUP_SLICE_SECONDS):
+            ctx.checkpoint(counts)
+            ctx.yield_turn(reason=f"a slice of {CLEANUP_SLICE_SECONDS} s used at {done} runs deleted")
+
+    for name, runs in expired.items():
+        _delete_in_batches(runs, after_batch=lambda deleted, name=name: after_batch(name, deleted))
+    return counts

@@ -27,6 +27,27 @@ def test_cleanup_runs_keeps_recent_and_dead_runs_longer(settings):
     assert JobRun.objects.filter(dead=True).count() == 1
 
 
+def test_cleanup_runs_in_a_run_reports_each_batch_and_goes_on_from_its_checkpoint_after_a_slice(monkeypatch):
+    from tests.support.run_context import FakeRunContext, Yielded
+
+    monkeypatch.setattr(maintenance, "CLEANUP_BATCH_SIZE", 2)
+    old = timezone.now() - timedelta(days=40)
+    JobRunFactory.create_batch(5, status="SUCCESS", finished_at=old)
+    kept = JobRunFactory(status="SUCCESS", finished_at=timezone.now())
+
+    first = FakeRunContext(slice_ends=True)
+    with pytest.raises(Yielded):
+        maintenance.runs_cleanup(ctx=first)
+    assert first.reports == [(2, 5, "deleting")] and first.checkpoints == {"runs": 2, "dead_runs": 0}
+    assert JobRun.objects.count() == 4
+
+    # The next slice, as the run's next attempt gets it: the counts kept, the rest deleted.
+    second = FakeRunContext(checkpoints=dict(first.checkpoints))
+    assert maintenance.runs_cleanup(ctx=second) == {"runs": 5, "dead_runs": 0}
+    assert second.reports == [(4, 5, "deleting"), (5, 5, "deleting")]
+    assert list(JobRun.objects.values_list("id", flat=True)) == [kept.id]
+
+
 def test_cleanup_results_deletes_in_batches(monkeypatch):
     monkeypatch.setattr(maintenance, "CLEANUP_BATCH_SIZE", 7)
     old = timezone.now() - timedelta(days=30)

@@ -81,6 +81,7 @@ bench: install
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/research.py
+	$(PY) bench/cleanup.py
 
 clean:
 	rm -rf .local

@@ -15,14 +15,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+# Run as a script: the project's packages are found from the checkout, with `make run`'s settings.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-
 import django  # noqa: E402
 
 django.setup()
-
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 

@@ -25,6 +25,26 @@ def test_staff_see_every_run(api, user, other_user):
     assert api.get("/api/runs/").json()["count"] == 1
 
 
+def test_the_staff_list_reads_its_page_off_an_index_in_its_order(api, user):
+    """Newest first, for every run: the page is read backwards off `run_created`, never by sorting
+    the table (asked with sequential scans off, as a large table would have the planner do)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    JobRunFactory.create_batch(3)
+    user.is_staff = True
+    user.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/api/runs/").status_code == 200
+    page = next(q["sql"] for q in queries if 'FROM "jobs_jobrun"' in q["sql"] and "LIMIT" in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {page}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan Backward using run_created on jobs_jobrun" in plan, plan
+    assert "Sort" not in plan.split("SubPlan")[0], plan
+
+
 def test_unknown_ids_are_404(api):
     assert api.get("/api/runs/00000000-0000-0000-0000-000000000000/").status_code == 404
     assert api.get("/api/runs/not-a-uuid/").status_code == 404

@@ -159,10 +159,10 @@ def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: in
     finished = JobRun.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=folded_until)
     expired = {"runs": finished.filter(dead=False, finished_at__lt=now - timedelta(days=days)),
                "dead_runs": finished.filter(dead=True, finished_at__lt=now - timedelta(days=dead_days))}
-    counts = {name: int(ctx.checkpoints.get(name, 0)) if ctx else 0 for name in expired}
     if ctx is None:
-        return {name: counts[name] + _delete_in_batches(runs) for name, runs in expired.items()}
+        return {name: _delete_in_batches(runs) for name, runs in expired.items()}
 
+    counts = {name: int(ctx.checkpoints.get(name, 0)) for name in expired}
     left = sum(runs.count() for runs in expired.values())
 
     def after_batch(name: str, deleted: int) -> None:

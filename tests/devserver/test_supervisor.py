@@ -105,7 +105,9 @@ def _children_of(parent: int) -> list[int]:
     return children
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="only Linux can ask for a signal on the parent's death (PR_SET_PDEATHSIG); "
+                           "elsewhere the supervisor does not offer it")
 def test_a_supervisor_killed_outright_takes_its_programs_with_it_and_a_worker_hands_its_work_back(tmp_path):
     import subprocess
 

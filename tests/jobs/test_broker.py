@@ -46,7 +46,8 @@ def test_the_settings_give_redis_two_places_in_line():
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ at {RABBITMQ_URL} (TEST_RABBITMQ_URL)")
+@pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ listens at {RABBITMQ_URL}: start one there, or point "
+                           "TEST_RABBITMQ_URL at one, to run this test")
 def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
     from kombu import Connection, Exchange, Queue
 

@@ -284,8 +284,11 @@ def test_progress_rolls_up_from_children_at_most_two_in_the_broker(llm, api, use
     run_id = trigger(api, define(api, {"topic": TOPIC}))
     seen, in_broker = [], []
     while not (run := JobRun.objects.get(id=run_id)).is_finished:
-        # Not the hand-over (its children all ended, its final step not yet claimed): QUEUED, not awaiting.
-        if not (run.status == "QUEUED" and run.progress_step == "processing papers"):
+        # Not the hand-over: its children all ended, it no longer awaits them, and its final step is
+        # queued or claimed but has not yet reported a step of its own.
+        handing_over = (run.progress_step == "processing papers" and not run.awaiting_children
+                        and run.progress_current == run.progress_total)
+        if not handing_over:
             seen.append((run.progress_step, run.progress_current, run.progress_total, run.progress_message,
                          run.eta_seconds, run.awaiting_children))
         in_broker.append(children(run_id).filter(status__in=("QUEUED", "STARTED", "PROGRESS", "RETRY"),

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from chat import services
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
+from core.pagination import BoundedCountPaginator
 from jobs.admin.widgets import apply_each
 from jobs.models import TriggeredBy
 
@@ -45,6 +46,8 @@ def retry_session_replies(modeladmin, request, queryset):
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
     list_display = ("__str__", "owner", "created_at", "summarized_at")
     list_filter = (FailedReplyFilter, "created_at")
     search_fields = ("title", "owner__username")
@@ -60,6 +63,8 @@ def retry_reply(modeladmin, request, queryset):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
     list_display = ("id", "session", "role", "status", "short_content", "created_at")
     list_filter = ("status", "role")
     search_fields = ("content", "session__title")

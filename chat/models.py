@@ -25,7 +25,9 @@ class ChatSession(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "created_at"], name="chatsession_owner_created")]
+        # The owner's list, and the staff's list of every session, newest first.
+        indexes = [models.Index(fields=["owner", "created_at"], name="chatsession_owner_created"),
+                   models.Index(fields=["created_at"], name="chatsession_created")]
 
     def __str__(self) -> str:
         return self.title or f"Session {self.pk}"

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.pagination import BoundedCountPaginator
 from documents import services
 from documents.models import Chunk, Document
 from jobs.admin.widgets import LIVE_MEDIA, apply_each, run_live_cell
@@ -29,6 +30,8 @@ def reprocess(modeladmin, request, queryset):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
     list_display = ("title", "status", "progress", "chunk_count", "format", "owner", "created_at")
     list_filter = ("status", "format", "created_at")
     search_fields = ("title", "original_name", "=sha256", "=id")

@@ -9,10 +9,11 @@ from django.db.models import CharField, Count, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from core.counts import count_bounded
 from jobs import broker
 from jobs.constants import WORKER_PRESENCE_SECONDS
 from jobs.models import Job, JobRun, RunStatus, WorkerPresence
-from jobs.registry import kind_find, queues_all
+from jobs.registry import kind_find, kinds_all, queues_all
 
 # The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
 SHORT_ID = re.compile(r"[0-9a-f]{4,8}(-[0-9a-f-]{0,28})?")
@@ -72,17 +73,19 @@ def run_stats(*, user) -> dict:
     workers' names; a user gets their own waiting runs per queue and how many workers answer."""
     runs = run_visible_to(user=user)
     hour_ago = timezone.now() - timedelta(hours=1)
-    by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
-    by_kind = dict(runs.values_list("kind").annotate(n=Count("id")).order_by())
+    # One bounded count per status and per registered kind, each off an index: a GROUP BY would
+    # read every run the user may see.
+    by_status = {status: count_bounded(runs.filter(status=status)) for status in RunStatus.values}
+    by_kind = {spec.kind: n for spec in kinds_all() if (n := count_bounded(runs.filter(kind=spec.kind)))}
     last_hour = runs.filter(finished_at__gte=hour_ago).aggregate(
         finished=Count("id"), failed=Count("id", filter=Q(status=RunStatus.FAILURE)),
     )
     finished = last_hour["finished"] or 0
     workers = workers_online()
     return {
-        "by_status": {status: by_status.get(status, 0) for status in RunStatus.values},
+        "by_status": by_status,
         "by_kind": by_kind,
-        "dead": runs.dead_letters().count(),
+        "dead": count_bounded(runs.dead_letters()),
         "queue_depths": queue_depths() if user.is_staff else _own_waiting_by_queue(runs),
         "workers_online": len(workers),
         "workers": workers if user.is_staff else [],

@@ -4,6 +4,9 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Threads per worker (gthread): a slow request (a search, a stats page) holds one thread, not the
+# whole process, so one user's slow calls do not queue everyone else's behind them.
+threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
 accesslog = "-"
 # The response's X-Request-ID (set by RequestIdMiddleware) ties an access line to the app's and workers' lines.

@@ -9,12 +9,15 @@ from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 
+from core.pagination import BoundedCountPaginator
 from jobs.admin.widgets import LIVE_MEDIA, lines, link, preformatted, run_link, run_live_cell
 from research.models import Digest, Finding
 
 
 class CitedTextAdmin(admin.ModelAdmin):
     """Read-only pages of a text with [n] citations (digests and findings)."""
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
 
     citations_name_documents = True
 

@@ -75,6 +75,7 @@ lint: install
 # Benchmarks print ratios against a baseline run side by side; figures go in the README.
 bench: install
 	$(PY) -m devserver.embedded start
+	$(PY) manage.py migrate --noinput
 	$(PY) bench/task_overhead.py
 	$(PY) bench/checkpoints.py
 	$(PY) bench/ingest.py
@@ -82,6 +83,7 @@ bench: install
 	$(PY) bench/retrieval.py
 	$(PY) bench/research.py
 	$(PY) bench/cleanup.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf .local

@@ -103,3 +103,69 @@ class DatabaseUnavailableMiddleware:
         logger.warning("database unavailable; answered 503",
                        extra={"path": request.path, "cause": type(exception).__name__})
         return database_unavailable_response(request)
+
+
+# Costly requests one caller may have in flight in one web process at once (one: two web processes
+# then run two at most, one per core of a small machine). Each such request can
+# read a whole table (an admin search matches text in every row; a search embeds and ranks), and
+# eight of them at once from one caller would take every thread and core from everyone else.
+COSTLY_REQUESTS_PER_CALLER = 1
+
+
+def _is_costly(request) -> bool:
+    return request.path == "/api/search/" or (request.path.startswith("/admin/") and bool(request.GET.get("q")))
+
+
+def _caller(request) -> str:
+    """Who is asking, before DRF has authenticated a token: the session's user, else the credentials
+    sent (hashed: never kept), else the address."""
+    import hashlib
+
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    credentials = request.headers.get("Authorization", "")
+    if credentials:
+        return "credentials:" + hashlib.sha256(credentials.encode()).hexdigest()[:16]
+    return f"address:{request.META.get('REMOTE_ADDR', '')}"
+
+
+class CostlyRequestLimitMiddleware:
+    """At most COSTLY_REQUESTS_PER_CALLER costly requests per caller in flight in this process; one
+    more is answered 429 with Retry-After at once (the API's error shape under /api/), so one
+    caller's slow pages never queue another caller's requests behind them."""
+
+    def __init__(self, get_response):
+        import threading
+        from collections import Counter
+
+        self.get_response = get_response
+        self.lock = threading.Lock()
+        self.in_flight: Counter[str] = Counter()
+
+    def __call__(self, request):
+        if not _is_costly(request):
+            return self.get_response(request)
+        caller = _caller(request)
+        with self.lock:
+            if self.in_flight[caller] >= COSTLY_REQUESTS_PER_CALLER:
+                return self._refused(request)
+            self.in_flight[caller] += 1
+        try:
+            return self.get_response(request)
+        finally:
+            with self.lock:
+                self.in_flight[caller] -= 1
+                if not self.in_flight[caller]:
+                    del self.in_flight[caller]
+
+    @staticmethod
+    def _refused(request):
+        from django.http import HttpResponse
+
+        message = (f"You already have {COSTLY_REQUESTS_PER_CALLER} searches under way; "
+                   f"try again when one has answered.")
+        response = api_error_response(request, status=429, message=message) if is_api_request(request) else \
+            HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "1"
+        return response

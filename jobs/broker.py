@@ -156,14 +156,18 @@ def run_revoke_broadcast(*, run_id: str, terminate: bool = False) -> None:
 def message_ids_held(*, queues: list[str], delivered_since: float) -> set[str] | None:
     """Task ids whose message the broker holds: waiting in a queue, or delivered to a worker since
     `delivered_since` (a Unix time) or due later than it (a countdown). None when the broker cannot
-    be read this way (not Redis, unreachable, or a queue too long to scan)."""
+    be read this way (unreachable, a queue too long to scan, or an AMQP queue with messages ready).
+
+    AMQP lets no one read a queue without taking its messages, but a queue with none ready holds
+    none of these runs' messages but those a worker has prefetched and not yet started; sending
+    those again costs one duplicate, which the claim makes a no-op."""
     def read() -> set[str] | None:
         ids: set[str] = set()
         with celery_app().connection_for_read() as conn:
             channel = conn.default_channel
             client = getattr(channel, "client", None)
             if client is None:
-                return None
+                return set() if all(_amqp_queue_depth(conn, queue) == 0 for queue in queues) else None
             for key in (key for queue in queues for key in redis_queue_keys(queue)):
                 if client.llen(key) > BROKER_SCAN_MAX_MESSAGES:
                     return None

@@ -281,6 +281,21 @@ class RunTallyMark(models.Model):
         return f"folded until {self.folded_until:%Y-%m-%d %H:%M:%S}"
 
 
+class RunCount(models.Model):
+    """Ended runs counted by owner, kind and status up to `counted_until` (jobs.services.counts):
+    the run stats add the runs ended since, so they answer without reading every run."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="+")
+    kind = models.CharField(max_length=KIND_MAX_LENGTH)
+    status = models.CharField(max_length=10, choices=RunStatus.choices)
+    runs = models.BigIntegerField()
+    counted_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}: {self.runs}"
+
+
 class JobRunLogEntry(models.Model):
     """What a run's body reported as it went (one row per line), shown beside the run."""
 

@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunStatus, WorkerPresence
+from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunCount, RunStatus, WorkerPresence
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -49,6 +49,17 @@ class WorkerPresenceFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"machine-{n}@host")
     queues = factory.LazyFunction(lambda: ["jobs"])
     seen_at = factory.LazyFunction(timezone.now)
+
+
+class RunCountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RunCount
+
+    owner = factory.SubFactory(UserFactory)
+    kind = "jobs.ping"
+    status = RunStatus.SUCCESS
+    runs = 1
+    counted_until = factory.LazyFunction(timezone.now)
 
 
 class DocumentFactory(factory.django.DjangoModelFactory):

@@ -366,6 +366,26 @@ def retry_task_results(modeladmin, request, queryset):
     retry_each(modeladmin, request, JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True))))
 
 
+class TaskNameFilter(_RegisteredFilter):
+    title = "task name"
+    parameter_name = "task_name"
+
+    def lookups(self, request, model_admin):
+        from celery import current_app
+
+        return [(name, name) for name in sorted(current_app.tasks) if not name.startswith("celery.")]
+
+
+class TaskStateFilter(_RegisteredFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        from celery import states
+
+        return [(state, state) for state in sorted(states.ALL_STATES)]
+
+
 admin.site.unregister(TaskResult)
 
 
@@ -373,4 +393,9 @@ admin.site.unregister(TaskResult)
 class TrackedTaskResultAdmin(TaskResultAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
+    # django-celery-results' filters on status, periodic task, task name and worker each list their
+    # values by a DISTINCT over every result, and its date hierarchy its months: states and task
+    # names come from Celery instead, the others are dropped, and the date filter narrows by date.
+    list_filter = (TaskStateFilter, "date_done", TaskNameFilter)
+    date_hierarchy = None
     actions = (*TaskResultAdmin.actions, retry_task_results) if TaskResultAdmin.actions else (retry_task_results,)

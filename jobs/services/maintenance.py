@@ -14,6 +14,7 @@ from django.utils import timezone
 from jobs import broker, lifecycle
 from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
+from jobs.services.counts import run_counts_refresh
 from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
 from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
 from jobs.services.steering import runs_enforce_cancel
@@ -115,6 +116,7 @@ def watchdog() -> dict[str, int]:
     dispatched = runs_dispatch_pending()
     resumed = runs_resume_parents()
     run_tallies_fold()  # after recovery: a slow fold never delays a takeover
+    run_counts_refresh()  # every RUN_COUNTS_EVERY_SECONDS at most
     outcome = {**reaped, "terminated": terminated, "published": dispatched["published"], "resumed": resumed}
     if any(outcome.values()):
         logger.info("watchdog pass", extra={**outcome, "seconds": round(time.monotonic() - started, 3)})
@@ -160,7 +162,7 @@ def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: in
     expired = {"runs": finished.filter(dead=False, finished_at__lt=now - timedelta(days=days)),
                "dead_runs": finished.filter(dead=True, finished_at__lt=now - timedelta(days=dead_days))}
     if ctx is None:
-        return {name: _delete_in_batches(runs) for name, runs in expired.items()}
+        return _recounted({name: _delete_in_batches(runs) for name, runs in expired.items()})
 
     counts = {name: int(ctx.checkpoints.get(name, 0)) for name in expired}
     left = sum(runs.count() for runs in expired.values())
@@ -177,4 +179,11 @@ def runs_cleanup(*, older_than_days: int | None = None, dead_older_than_days: in
 
     for name, runs in expired.items():
         _delete_in_batches(runs, after_batch=lambda deleted, name=name: after_batch(name, deleted))
-    return counts
+    return _recounted(counts)
+
+
+def _recounted(deleted: dict[str, int]) -> dict[str, int]:
+    """The run stats count ended runs in the background: once runs are deleted, at once."""
+    if any(deleted.values()):
+        run_counts_refresh(force=True)
+    return deleted

@@ -91,3 +91,48 @@ def test_with_the_database_unreachable_the_api_answers_503_and_the_admin_a_plain
     # Back: the same clients are answered, with nothing restarted.
     assert caller.get("/api/runs/").status_code == 200
     assert operator.get("/admin/jobs/jobrun/").status_code == 200
+
+
+def test_a_costly_request_past_the_callers_share_is_a_429_and_others_still_pass():
+    """As many searches of one caller under way in this process as it may have: one more is refused at once with
+    Retry-After (the error shape under /api/, plain text in the admin); another caller's search,
+    and the same caller's plain pages, go through; once one ends, the caller may search again."""
+    import json
+    import threading
+
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from core.middleware import COSTLY_REQUESTS_PER_CALLER, CostlyRequestLimitMiddleware
+
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def view(request):
+        if request.GET.get("wait"):
+            entered.release()
+            release.wait(10)
+        return HttpResponse("ok")
+
+    limit = CostlyRequestLimitMiddleware(view)
+    factory = RequestFactory()
+
+    def search(token: str, **params):
+        return limit(factory.get("/api/search/", {"q": "wal", **params}, HTTP_AUTHORIZATION=f"Token {token}"))
+
+    holders = [threading.Thread(target=search, args=("a",), kwargs={"wait": "1"})
+               for _ in range(COSTLY_REQUESTS_PER_CALLER)]
+    for holder in holders:
+        holder.start()
+    for _ in holders:
+        assert entered.acquire(timeout=5)
+    refused = search("a")
+    assert refused.status_code == 429 and refused["Retry-After"] == "1"
+    assert json.loads(refused.content)["error"]["code"] == "throttled"
+    admin = limit(factory.get("/admin/jobs/jobrun/", {"q": "timeout"}, HTTP_AUTHORIZATION="Token a"))
+    assert admin.status_code == 429 and admin["Content-Type"].startswith("text/plain")
+    assert search("b").status_code == 200  # another caller
+    assert limit(factory.get("/api/runs/", HTTP_AUTHORIZATION="Token a")).status_code == 200  # not costly
+    release.set()
+    for holder in holders:
+        holder.join(5)
+    assert search("a").status_code == 200 and not limit.in_flight

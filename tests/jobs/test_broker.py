@@ -24,6 +24,10 @@ def _rabbitmq_listens() -> bool:
         return False
 
 
+needs_rabbitmq = pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ listens at {RABBITMQ_URL}: start one "
+                                    "there, or point TEST_RABBITMQ_URL at one, to run these tests")
+
+
 def test_on_redis_resumed_work_takes_the_list_read_first_and_fresh_work_the_last(settings):
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"priority_steps": [0, 9], "sep": "\x06\x16"}
     assert publish_priority(resume=True) == 0
@@ -46,8 +50,7 @@ def test_the_settings_give_redis_two_places_in_line():
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ listens at {RABBITMQ_URL}: start one there, or point "
-                           "TEST_RABBITMQ_URL at one, to run this test")
+@needs_rabbitmq
 def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
     from kombu import Connection, Exchange, Queue
 
@@ -62,6 +65,29 @@ def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
             producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
         try:
             assert queue_depths(queues=[name, f"{name}-never-declared"]) == {name: 3, f"{name}-never-declared": 0}
+        finally:
+            connection.default_channel.queue_delete(name)
+            connection.default_channel.exchange_delete(name)
+
+
+@pytest.mark.integration
+@needs_rabbitmq
+def test_on_rabbitmq_an_empty_queue_holds_no_message_and_a_busy_one_cannot_say(monkeypatch):
+    """The watchdog republishes a run whose message is missing once the broker says it holds
+    none: on RabbitMQ, when its queue has no message ready; with messages ready, it cannot say."""
+    from kombu import Connection, Exchange, Queue
+
+    from jobs.broker import celery_app, message_ids_held
+
+    monkeypatch.setattr(celery_app().conf, "broker_read_url", RABBITMQ_URL)
+    name = f"held-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name), name, auto_delete=False)
+    with Connection(RABBITMQ_URL) as connection:
+        queue(connection.default_channel).declare()
+        try:
+            assert message_ids_held(queues=[name], delivered_since=0) == set()
+            connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=name)
+            assert message_ids_held(queues=[name], delivered_since=0) is None
         finally:
             connection.default_channel.queue_delete(name)
             connection.default_channel.exchange_delete(name)

@@ -28,6 +28,16 @@ needs_rabbitmq = pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitM
                                     "there, or point TEST_RABBITMQ_URL at one, to run these tests")
 
 
+@pytest.fixture
+def rabbitmq_broker(monkeypatch, settings):
+    """The broker module reads RabbitMQ, behind RabbitMQ's own breaker: the Redis one may still be
+    open from a fault test run earlier in this process."""
+    from jobs.broker import celery_app
+
+    monkeypatch.setattr(celery_app().conf, "broker_read_url", RABBITMQ_URL)
+    settings.CELERY_BROKER_URL = RABBITMQ_URL
+
+
 def test_on_redis_resumed_work_takes_the_list_read_first_and_fresh_work_the_last(settings):
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"priority_steps": [0, 9], "sep": "\x06\x16"}
     assert publish_priority(resume=True) == 0
@@ -51,12 +61,9 @@ def test_the_settings_give_redis_two_places_in_line():
 
 @pytest.mark.integration
 @needs_rabbitmq
-def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
+def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(rabbitmq_broker):
     from kombu import Connection, Exchange, Queue
 
-    from jobs.broker import celery_app
-
-    monkeypatch.setattr(celery_app().conf, "broker_read_url", RABBITMQ_URL)
     name = f"depth-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name), name, auto_delete=False)
     with Connection(RABBITMQ_URL) as connection:
@@ -72,14 +79,13 @@ def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(monkeypatch):
 
 @pytest.mark.integration
 @needs_rabbitmq
-def test_on_rabbitmq_an_empty_queue_holds_no_message_and_a_busy_one_cannot_say(monkeypatch):
+def test_on_rabbitmq_an_empty_queue_holds_no_message_and_a_busy_one_cannot_say(rabbitmq_broker):
     """The watchdog republishes a run whose message is missing once the broker says it holds
     none: on RabbitMQ, when its queue has no message ready; with messages ready, it cannot say."""
     from kombu import Connection, Exchange, Queue
 
-    from jobs.broker import celery_app, message_ids_held
+    from jobs.broker import message_ids_held
 
-    monkeypatch.setattr(celery_app().conf, "broker_read_url", RABBITMQ_URL)
     name = f"held-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name), name, auto_delete=False)
     with Connection(RABBITMQ_URL) as connection:

@@ -105,11 +105,15 @@ class DatabaseUnavailableMiddleware:
         return database_unavailable_response(request)
 
 
-# Costly requests one caller may have in flight in one web process at once (one: two web processes
-# then run two at most, one per core of a small machine). Each such request can
-# read a whole table (an admin search matches text in every row; a search embeds and ranks), and
-# eight of them at once from one caller would take every thread and core from everyone else.
+# Costly requests one caller may have in flight at once, across every web process (kept in the
+# cache; during a Redis outage each process counts its own). Each such request can read a whole
+# table (an admin search matches text in every row; a search embeds and ranks): one at a time per
+# caller leaves the other core of a small machine to everyone else, where eight at once from one
+# caller would take every thread and core.
 COSTLY_REQUESTS_PER_CALLER = 1
+# How long a slot stays taken if its web process dies mid-request: past gunicorn's own timeout (60 s),
+# after which no request of that process can still be running.
+COSTLY_SLOT_HOLD_SECONDS = 65
 
 
 def _is_costly(request) -> bool:
@@ -131,9 +135,10 @@ def _caller(request) -> str:
 
 
 class CostlyRequestLimitMiddleware:
-    """At most COSTLY_REQUESTS_PER_CALLER costly requests per caller in flight in this process; one
-    more is answered 429 with Retry-After at once (the API's error shape under /api/), so one
-    caller's slow pages never queue another caller's requests behind them."""
+    """At most COSTLY_REQUESTS_PER_CALLER costly requests per caller in flight; one more is answered
+    429 with Retry-After at once (the API's error shape under /api/), so one caller's slow pages
+    never queue another caller's requests behind them. The slots are cache keys shared by every web
+    process; this process's own count stands in while the cache is unreachable."""
 
     def __init__(self, get_response):
         import threading
@@ -152,7 +157,13 @@ class CostlyRequestLimitMiddleware:
                 return self._refused(request)
             self.in_flight[caller] += 1
         try:
-            return self.get_response(request)
+            slot = _costly_slot_take(caller)
+            if slot is None:
+                return self._refused(request)
+            try:
+                return self.get_response(request)
+            finally:
+                _costly_slot_release(slot)
         finally:
             with self.lock:
                 self.in_flight[caller] -= 1
@@ -169,3 +180,26 @@ class CostlyRequestLimitMiddleware:
             HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
         response["Retry-After"] = "1"
         return response
+
+
+def _costly_slot_take(caller: str) -> tuple[str, str] | None:
+    """One of the caller's slots in the cache (its key and this request's token), or None when every
+    one is taken. `add` sets a key only where none is, atomically in Redis."""
+    import uuid
+
+    from django.core.cache import cache
+
+    token = uuid.uuid4().hex
+    for number in range(COSTLY_REQUESTS_PER_CALLER):
+        key = f"costly:{caller}:{number}"
+        if cache.add(key, token, timeout=COSTLY_SLOT_HOLD_SECONDS):
+            return key, token
+    return None
+
+
+def _costly_slot_release(slot: tuple[str, str]) -> None:
+    from django.core.cache import cache
+
+    key, token = slot
+    if cache.get(key) == token:  # not a slot that expired and another request has taken since
+        cache.delete(key)

@@ -118,6 +118,38 @@ def celery_worker(celery_worker_process, transactional_db):
     return celery_worker_process
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, celery_worker_process, transactional_db, settings):
+    """A fault test on each broker: its worker (`.worker`) and this process's cuttable way to the
+    broker (`.proxy`). Runs on RabbitMQ wherever one listens at TEST_RABBITMQ_URL (skipped, saying
+    so, where none does)."""
+    from core.breaker import breaker_for
+    from tests.support import brokers
+
+    if request.param == "redis":
+        from tests.bootstrap import broker_proxy as proxy
+
+        yield brokers.Broker("redis", request.getfixturevalue("celery_worker"), proxy, env={})
+        proxy.enable()
+        breaker_for(settings.CELERY_BROKER_URL).reset()
+        return
+    if not brokers.rabbitmq_listens():
+        pytest.skip(f"no RabbitMQ listens at {brokers.RABBITMQ_URL}: start one there, or point TEST_RABBITMQ_URL at "
+                    "one, to run the fault tests on RabbitMQ too")
+    celery_worker_process.stop()  # the session's worker is on Redis; `celery_worker` restarts it
+    with connection.cursor() as cursor:
+        cursor.execute(EFFECTS_DDL)
+        cursor.execute("TRUNCATE test_effects")
+    with brokers.publishing_on_rabbitmq(settings) as proxy:
+        worker = brokers.rabbitmq_worker().start()
+        try:
+            worker_support.wait_for_worker("test-worker", timeout=90)
+            yield brokers.Broker("rabbitmq", worker, proxy, env=brokers.RABBITMQ_ENV)
+        finally:
+            worker.stop()
+            breaker_for(settings.CELERY_BROKER_URL).reset()
+
+
 @pytest.fixture(scope="module")
 def fake_llm():
     """An OpenAI-compatible server on loopback (tests/support/fake_llm.py), one per test module."""
@@ -133,8 +165,8 @@ def beats():
     """Start real beat processes (each stopped after the test); beat also runs the watchdog."""
     started = []
 
-    def start(name="test-beat"):
-        proc = worker_support.beat(name).start()
+    def start(name="test-beat", **env):
+        proc = worker_support.beat(name, **env).start()
         started.append(proc)
         return proc
 

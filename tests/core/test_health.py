@@ -6,7 +6,7 @@ WITH_A_WORKER = pytest.mark.django_db(transaction=True)
 
 
 @WITH_A_WORKER
-def test_ok_with_a_worker_up(celery_worker, api):
+def test_ok_with_a_worker_up(broker, api):
     response = api.get("/api/health/")
     body = response.json()
     assert response.status_code == 200, body
@@ -15,18 +15,23 @@ def test_ok_with_a_worker_up(celery_worker, api):
     assert body["checks"]["broker"]["status"] == "ok"
     assert any(name.startswith("test-worker@") for name in body["checks"]["workers"]["detail"])
     assert body["checks"]["ai_server"]["status"] == "not_configured"
+    # The same broker gives the queue depths staff stats and /metrics show.
+    from jobs.selectors import queue_depths
+
+    depths = queue_depths()
+    assert depths and all(isinstance(depth, int) for depth in depths.values()), depths
 
 
 @WITH_A_WORKER
-def test_only_degraded_when_the_broker_is_unreachable_because_work_is_still_accepted(celery_worker, api, broker_proxy):
-    broker_proxy.disable()
+def test_only_degraded_when_the_broker_is_unreachable_because_work_is_still_accepted(broker, api):
+    broker.proxy.disable()
     response = api.get("/api/health/")
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
     assert response.json()["checks"]["broker"] == {**response.json()["checks"]["broker"], "status": "error",
                                                    "detail": "BrokerUnavailable"}
     assert response.json()["checks"]["workers"]["status"] == "unknown"
-    assert "127.0.0.1" not in response.content.decode() and str(broker_proxy.port) not in response.content.decode()
+    assert "127.0.0.1" not in response.content.decode() and str(broker.proxy.port) not in response.content.decode()
 
 
 @WITH_A_WORKER

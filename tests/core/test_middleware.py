@@ -93,38 +93,57 @@ def test_with_the_database_unreachable_the_api_answers_503_and_the_admin_a_plain
     assert operator.get("/admin/jobs/jobrun/").status_code == 200
 
 
+class _SlowView:
+    """A view that, asked with `wait`, holds its thread until let go: a search under way."""
+
+    def __init__(self):
+        import threading
+
+        self.release, self.entered = threading.Event(), threading.Semaphore(0)
+
+    def __call__(self, request):
+        from django.http import HttpResponse
+
+        if request.GET.get("wait"):
+            self.entered.release()
+            self.release.wait(10)
+        return HttpResponse("ok")
+
+    def hold(self, send, count: int) -> list:
+        """`count` requests sent with `send(wait=1)`, each in a thread, all inside the view on return."""
+        import threading
+
+        holders = [threading.Thread(target=send, kwargs={"wait": "1"}) for _ in range(count)]
+        for holder in holders:
+            holder.start()
+        for _ in holders:
+            assert self.entered.acquire(timeout=5)
+        return holders
+
+    def let_go(self, holders: list) -> None:
+        self.release.set()
+        for holder in holders:
+            holder.join(5)
+
+
 def test_a_costly_request_past_the_callers_share_is_a_429_and_others_still_pass():
-    """As many searches of one caller under way in this process as it may have: one more is refused at once with
+    """As many searches of one caller under way as it may have: one more is refused at once with
     Retry-After (the error shape under /api/, plain text in the admin); another caller's search,
     and the same caller's plain pages, go through; once one ends, the caller may search again."""
     import json
-    import threading
 
-    from django.http import HttpResponse
     from django.test import RequestFactory
 
     from core.middleware import COSTLY_REQUESTS_PER_CALLER, CostlyRequestLimitMiddleware
 
-    release, entered = threading.Event(), threading.Semaphore(0)
-
-    def view(request):
-        if request.GET.get("wait"):
-            entered.release()
-            release.wait(10)
-        return HttpResponse("ok")
-
+    view = _SlowView()
     limit = CostlyRequestLimitMiddleware(view)
     factory = RequestFactory()
 
-    def search(token: str, **params):
+    def search(token: str = "a", **params):
         return limit(factory.get("/api/search/", {"q": "wal", **params}, HTTP_AUTHORIZATION=f"Token {token}"))
 
-    holders = [threading.Thread(target=search, args=("a",), kwargs={"wait": "1"})
-               for _ in range(COSTLY_REQUESTS_PER_CALLER)]
-    for holder in holders:
-        holder.start()
-    for _ in holders:
-        assert entered.acquire(timeout=5)
+    holders = view.hold(search, COSTLY_REQUESTS_PER_CALLER)
     refused = search("a")
     assert refused.status_code == 429 and refused["Retry-After"] == "1"
     assert json.loads(refused.content)["error"]["code"] == "throttled"
@@ -132,7 +151,25 @@ def test_a_costly_request_past_the_callers_share_is_a_429_and_others_still_pass(
     assert admin.status_code == 429 and admin["Content-Type"].startswith("text/plain")
     assert search("b").status_code == 200  # another caller
     assert limit(factory.get("/api/runs/", HTTP_AUTHORIZATION="Token a")).status_code == 200  # not costly
-    release.set()
-    for holder in holders:
-        holder.join(5)
+    view.let_go(holders)
     assert search("a").status_code == 200 and not limit.in_flight
+
+
+def test_the_costly_share_holds_across_web_processes():
+    """Two web processes (two middleware instances: their in-process counts apart, the cache
+    shared): a caller searching in one is refused in the other, and free again once it ends."""
+    from django.test import RequestFactory
+
+    from core.middleware import COSTLY_REQUESTS_PER_CALLER, CostlyRequestLimitMiddleware
+
+    view = _SlowView()
+    first, second = CostlyRequestLimitMiddleware(view), CostlyRequestLimitMiddleware(view)
+    factory = RequestFactory()
+
+    def search(process=first, **params):
+        return process(factory.get("/api/search/", {"q": "wal", **params}, HTTP_AUTHORIZATION="Token shared"))
+
+    holders = view.hold(search, COSTLY_REQUESTS_PER_CALLER)
+    assert search(second).status_code == 429
+    view.let_go(holders)
+    assert search(second).status_code == 200

@@ -1,30 +1,14 @@
 """Where a run's message stands in line (pure: settings only, no broker), and what the broker
 module reads from RabbitMQ."""
 
-import os
-import socket
 import uuid
-from urllib.parse import urlparse
 
 import pytest
 
 from jobs.broker import publish_priority, queue_depths, redis_queue_keys
+from tests.support.brokers import RABBITMQ_URL, rabbitmq_listens
 
-# A RabbitMQ to read, on loopback as on the development machine; the test that needs it says so
-# and is skipped where none listens.
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
-
-
-def _rabbitmq_listens() -> bool:
-    address = urlparse(RABBITMQ_URL)
-    try:
-        socket.create_connection((address.hostname, address.port or 5672), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-needs_rabbitmq = pytest.mark.skipif(not _rabbitmq_listens(), reason=f"no RabbitMQ listens at {RABBITMQ_URL}: start one "
+needs_rabbitmq = pytest.mark.skipif(not rabbitmq_listens(), reason=f"no RabbitMQ listens at {RABBITMQ_URL}: start one "
                                     "there, or point TEST_RABBITMQ_URL at one, to run these tests")
 
 

@@ -23,13 +23,13 @@ def wait_status(run, *statuses, timeout=30):
                       timeout=timeout, message=f"run {run.kind} to reach {statuses}")
 
 
-def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker, effects, settings):
+def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(broker, effects, settings):
     run = enqueue("tests.effect", key="killed-once", seconds=2.0)
     wait_until(lambda: JobRun.objects.get(id=run.id).status == RunStatus.PROGRESS, message="run in flight")
-    celery_worker.kill()
+    broker.worker.kill()
     assert "killed-once" not in effects()
 
-    celery_worker.start()
+    broker.worker.start()
     wait_for_worker("test-worker")
     # No wait for the hard limit: once the heartbeat is stale, the reaper re-queues the run.
     wait_until(lambda: maintenance.runs_reap_stale()["requeued"] == 1,
@@ -40,7 +40,7 @@ def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(celery_worker,
     assert effects() == {"killed-once": ""}
 
 
-def test_a_worker_paused_inside_a_transaction_is_taken_over_and_its_writes_are_not_kept(celery_worker, effects,
+def test_a_worker_paused_inside_a_transaction_is_taken_over_and_its_writes_are_not_kept(broker, effects,
                                                                                          settings):
     """SIGSTOP while a checkpoint's transaction holds the run's row: the server ends that transaction
     once it has idled a heartbeat timeout, the takeover goes through while the worker still sleeps,
@@ -51,19 +51,19 @@ def test_a_worker_paused_inside_a_transaction_is_taken_over_and_its_writes_are_n
     run = enqueue("tests.checkpointing", key="paused-in-tx", dawdle_seconds=1.5)
     wait_until(_worker_idles_in_a_transaction, timeout=30, interval=0.02,
                message="the first attempt inside its checkpoint's transaction")
-    os.killpg(celery_worker.proc.pid, signal.SIGSTOP)
+    os.killpg(broker.worker.proc.pid, signal.SIGSTOP)
     try:
         # The watchdog's pass, from this process as from another machine: it never waits on the row.
         wait_until(lambda: maintenance.runs_reap_stale()["requeued"], interval=0.3,
                    timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 10, message="the paused run to be taken over")
         assert JobRun.objects.get(id=run.id).status == RunStatus.QUEUED
     finally:
-        os.killpg(celery_worker.proc.pid, signal.SIGCONT)
+        os.killpg(broker.worker.proc.pid, signal.SIGCONT)
     final = wait_status(run, RunStatus.SUCCESS)
     assert [entry["event"] for entry in final.attempt_log] == ["worker lost"]
     assert effects("paused-in-tx") == {"paused-in-tx:checkpoint": "2", "paused-in-tx": "2"}
     # Its failure (the server ended its transaction) was nobody's outcome, and said so.
-    wait_until(lambda: [record for record in celery_worker.log_records(run_id=str(run.id), lease=1)
+    wait_until(lambda: [record for record in broker.worker.log_records(run_id=str(run.id), lease=1)
                         if record["message"].startswith("attempt lost its run to a takeover")],
                timeout=10, message="the old attempt's word")
 
@@ -77,14 +77,14 @@ def _worker_idles_in_a_transaction() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def test_a_duplicate_delivery_has_no_second_effect(celery_worker, effects):
+def test_a_duplicate_delivery_has_no_second_effect(broker, effects):
     run = enqueue("tests.effect", key="dup", seconds=0.0)
     wait_status(run, RunStatus.SUCCESS)
     # Deliver the same message again, as a redelivery after a lost ack would.
     runs.run_dispatch(run=JobRun.objects.get(id=run.id))
     from django_celery_results.models import TaskResult
 
-    wait_until(lambda: celery_worker.log_records(message="run not claimable; skipped", run_id=str(run.id)),
+    wait_until(lambda: broker.worker.log_records(message="run not claimable; skipped", run_id=str(run.id)),
                message="duplicate delivery to be skipped")
     assert effects() == {"dup": ""}
     assert TaskResult.objects.get(task_id=str(run.id)).status == "SUCCESS"
@@ -92,23 +92,23 @@ def test_a_duplicate_delivery_has_no_second_effect(celery_worker, effects):
     assert JobRun.objects.get(id=run.id).attempts == 1
 
 
-def test_broker_outage_during_post_is_accepted_and_dispatched_later(celery_worker, api, user, broker_proxy):
+def test_broker_outage_during_post_is_accepted_and_dispatched_later(broker, api, user):
     from jobs.services.definitions import job_create
 
     job = job_create(name="outage", kind="jobs.ping", params={"echo": "later"}, owner=user)
-    broker_proxy.disable()
+    broker.proxy.disable()
     response = api.post(f"/api/jobs/{job.id}/trigger/", {}, format="json")
     assert response.status_code == 202
     run = JobRun.objects.get(id=response.json()["id"])
     assert run.status == RunStatus.QUEUED and run.dispatched_at is None
 
     assert maintenance.runs_dispatch_pending()["published"] == 0  # still down: nothing lost, nothing published
-    broker_proxy.enable()
+    broker.proxy.enable()
     assert maintenance.runs_dispatch_pending()["published"] == 1
     assert wait_status(run, RunStatus.SUCCESS).result["echo"] == "later"
 
 
-def test_a_retry_whose_message_was_never_published_is_dispatched_again(celery_worker, effects, settings):
+def test_a_retry_whose_message_was_never_published_is_dispatched_again(broker, effects, settings):
     from datetime import timedelta
 
     from django.utils import timezone

@@ -119,8 +119,8 @@ def worker_instead_of(session_worker: CeleryProcess, name: str, concurrency: int
     return proc
 
 
-def beat(name: str = "test-beat") -> CeleryProcess:
-    return CeleryProcess(name, ["beat", "-l", "info", "--pidfile=", "-s", str(LOG_DIR / f"{name}.schedule")])
+def beat(name: str = "test-beat", **env: str) -> CeleryProcess:
+    return CeleryProcess(name, ["beat", "-l", "info", "--pidfile=", "-s", str(LOG_DIR / f"{name}.schedule")], **env)
 
 
 def wait_for_worker(name: str, timeout: float = 60) -> None:

@@ -73,7 +73,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 # Benchmarks print ratios against a baseline run side by side; figures go in the README.
+# The peers and profiler the benchmarks compare with (bench/requirements.txt) are theirs alone: the
+# runtime never imports them.
 bench: install
+	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
 	$(PY) -m devserver.embedded start
 	$(PY) manage.py migrate --noinput
 	$(PY) bench/task_overhead.py

@@ -63,3 +63,9 @@ def bare_completion(url: str, key: str):
               schedulable=False, params_schema={"type": "object"})
 def tracked_step(ctx):
     return ctx.step("answer", lambda: {"content": "kept"})
+
+
+def q2_noop(work_ms: float = 0):
+    """The same work as a django-q2 task (a plain function; django-q2 saves its result itself)."""
+    if work_ms:
+        time.sleep(work_ms / 1000)

@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from devserver.embedded import OWNER_ONLY_UMASK  # noqa: E402
+
+os.umask(OWNER_ONLY_UMASK)  # a benchmark's logs under .local/ are owner-only, as everything there
 
 
 def django_with_fake_llm():

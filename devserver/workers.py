@@ -26,7 +26,7 @@ def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]
 
     def worker(name: str, queues: str, concurrency: str, *extra: str) -> Program:
         return Program(f"worker {name}", [*celery, "worker", "-n", f"{name}@%h", "-Q", queues, "-c", concurrency,
-                                          "-l", loglevel, "-E", *extra],
+                                          "-l", loglevel, *extra],
                        escalate_signal=signal.SIGQUIT)
 
     programs = [

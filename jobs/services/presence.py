@@ -1,10 +1,10 @@
 """Which workers are up, from their own heartbeats.
 
 A worker's main process records itself (node name, queues) on each of Celery's event heartbeats
-(every 2 s; `worker_send_task_events` is on in every worker here) and forgets itself when it
-stops. The API's stats, /metrics and the admin read that table, so none of them waits on a
-broadcast ping, which collects replies for its whole timeout: `/api/runs/stats/` answered in no
-less than a second. A worker killed outright ages out after WORKER_PRESENCE_SECONDS.
+(every 2 s; sent whether task events are on or off) and forgets itself when it stops. The API's
+stats, /metrics and the admin read that table, so none of them waits on a broadcast ping, which
+collects replies for its whole timeout: `/api/runs/stats/` answered in no less than a second. A
+worker killed outright ages out after WORKER_PRESENCE_SECONDS.
 
 The health check still pings: it is the one place that asks whether workers answer through the
 broker right now.

@@ -269,13 +269,20 @@ if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss", "sentinel"):
 else:
     CELERY_TASK_QUEUE_MAX_PRIORITY = 9
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Celery's task events (received, started, succeeded…) cost the worker's main process a broker publish
+# each, nearly half its time on short tasks (bench/task_overhead.py, profiled), and nothing here reads
+# them: runs keep their own record. Flower switches them on in every worker when it starts (and
+# keeps them on while it runs); set this to keep them on without it. Worker heartbeats, which
+# workers' presence is read from, are sent either way.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
 # A pool process loads its kinds' models before it takes a message (jobs.runner warm-up); Celery's
 # 4 s default for a process to come up would kill it mid-load.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=120.0)
 # Off only where start-up speed matters more than the first run's (the test suite's many restarts).
 WORKER_WARM_UP = env.bool("WORKER_WARM_UP", default=True)
-CELERY_TASK_SEND_SENT_EVENT = True
+# A "task-sent" event is one more publish per enqueue, for a state Flower alone would show: a run
+# waiting is shown as QUEUED by the API and the admin.
+CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
 # Recovery that needs no operator (see jobs.services.maintenance.watchdog); beat keeps it in its table.

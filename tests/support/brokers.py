@@ -72,7 +72,7 @@ def rabbitmq_worker(name: str = "test-worker") -> CeleryProcess:
     """A worker on RabbitMQ named as the session's is (the tests ping it by name); its own log."""
     return CeleryProcess(
         f"{name}-rabbitmq",
-        ["worker", "-n", f"{name}@%h", "-Q", ALL_QUEUES, "-c", "2", "-l", "info", "-E",
+        ["worker", "-n", f"{name}@%h", "-Q", ALL_QUEUES, "-c", "2", "-l", "info",
          "--include", "tests.support.tasks", "--without-mingle", "--without-gossip"],
         **RABBITMQ_ENV,
     )

@@ -104,7 +104,7 @@ class CeleryProcess:
 def worker(name: str = "test-worker", concurrency: int = 2, queues: str = ALL_QUEUES, **env: str) -> CeleryProcess:
     return CeleryProcess(
         name,
-        ["worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(concurrency), "-l", "info", "-E",
+        ["worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(concurrency), "-l", "info",
          "--include", "tests.support.tasks", "--without-mingle", "--without-gossip"],
         **env,
     )

@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +31,7 @@ django.setup()
 import httpx  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from bench.support import BASE_DIR, bench_options, percentile  # noqa: E402
+from bench.support import bench_options, free_port, percentile, start_web, stop_web  # noqa: E402
 from core.pagination import PAGE_NUMBER_MAX_OFFSET  # noqa: E402
 from jobs.models import JobRun, RunStatus  # noqa: E402
 from jobs.registry import kinds_all  # noqa: E402
@@ -100,29 +98,6 @@ def remove() -> None:
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM jobs_jobrun WHERE correlation_id = %s", [MARK])
         cursor.execute("DELETE FROM django_celery_results_taskresult WHERE task_name = %s", [MARK])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_web(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PORT": str(port), "DEBUG": "false", "THROTTLE_USER": "1000000/minute"}
-    log = open(BASE_DIR / ".local" / "bench-scale-web.log", "ab")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "project.wsgi:application", "--config",
-                             "python:project.gunicorn_conf"], cwd=BASE_DIR, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health/", timeout=2).status_code in (200, 503):
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("gunicorn did not start; see .local/bench-scale-web.log")
 
 
 def clients(base: str):
@@ -239,7 +214,7 @@ def main() -> None:
     remove()  # an earlier interrupted run's rows
     ended_before = run_tallies_fold() - timedelta(seconds=1)
     port = free_port()
-    web = start_web(port)
+    web = start_web(port, name="scale")
     try:
         staff, owner, staff_client, owner_client = clients(f"http://127.0.0.1:{port}")
         owners = [owner.pk, staff.pk, owner.pk, staff.pk]
@@ -258,8 +233,7 @@ def main() -> None:
         large = measure(measured, options.requests)
         alone, beside, answers = slow_neighbour(staff_client, owner_client, options.requests)
     finally:
-        web.terminate()
-        web.wait(30)
+        stop_web(web)
         print("removing the bench's rows")
         remove()
         run_counts_refresh(force=True)

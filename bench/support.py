@@ -1,8 +1,10 @@
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -79,3 +81,36 @@ def ingest_here(*, owner, name: str, data: bytes, title: str = ""):
     claim = run_claim(run_id=str(document.run_id))
     context = RunContext.from_claim(run_id=str(document.run_id), claim=claim)
     return document, document_ingest(document_id=str(document.id), ctx=context)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_web(port: int, *, name: str) -> subprocess.Popen:
+    """gunicorn as `make run` serves the API (its config), with DEBUG off and no throttle in the way,
+    once it answers; its log in .local/bench-<name>-web.log."""
+    import httpx
+
+    env = {**os.environ, "PORT": str(port), "DEBUG": "false", "THROTTLE_USER": "1000000/minute",
+           "THROTTLE_CHAT": "1000000/minute"}
+    log = open(BASE_DIR / ".local" / f"bench-{name}-web.log", "ab")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "project.wsgi:application", "--config",
+                             "python:project.gunicorn_conf"], cwd=BASE_DIR, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health/", timeout=2).status_code in (200, 503):
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"gunicorn did not start; see .local/bench-{name}-web.log")
+
+
+def stop_web(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)

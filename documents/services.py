@@ -220,7 +220,7 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         done += len(batch)
         worked = worked_before + time.monotonic() - ctx.started
         _cap_check(worked=worked, size=document.size)
-        ctx.checkpoint({"embedded": done, "worked_seconds": round(worked, 3)},
+        ctx.checkpoint({"embedded": done, "worked_seconds": round(worked, 3)}, current=done,
                        write=lambda batch=batch: PendingChunk.objects.bulk_update(batch, ["embedding"]))
         if done < total and ctx.slice_over(settings.INGEST_SLICE_SECONDS):
             ctx.log(f"Embedded {done - resumed_at} chunks in this slice ({done}/{total}); yielding the worker "

@@ -266,7 +266,8 @@ def run_heartbeat(*, run_id: str, lease: int) -> bool:
 
 _CHECKPOINT_SQL = f"""
 UPDATE jobs_jobrun
-   SET checkpoints = checkpoints || %(values)s::jsonb, heartbeat_at = %(now)s
+   SET checkpoints = checkpoints || %(values)s::jsonb, heartbeat_at = %(now)s,
+       progress_current = GREATEST(progress_current, COALESCE(%(current)s, progress_current))
  WHERE {HELD_SQL}
 RETURNING cancel_requested
 """
@@ -285,11 +286,13 @@ def run_log(*, run_id: str, lease: int, level: str, message: str) -> None:
                                        "now": timezone.now()}))
 
 
-def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any]) -> bool:
-    """Keep what completed steps left (JSON, by step name) for any later attempt of the run. Like a
-    progress report: True to go on, False once cancelled, LeaseLost if the attempt no longer holds it."""
+def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any], current: int | None = None) -> bool:
+    """Keep what completed steps left (JSON, by step name) for any later attempt of the run, and
+    with `current` the progress they stand for (never lowered): a throttled report skipped just
+    before would otherwise leave the run showing less than it keeps. Like a progress report: True
+    to go on, False once cancelled, LeaseLost if the attempt no longer holds it."""
     rows = _execute(_CHECKPOINT_SQL, {"id": run_id, "lease": lease, "values": json.dumps(values),
-                                      "now": timezone.now()})
+                                      "current": current, "now": timezone.now()})
     return _go_on(run_id, rows)
 
 

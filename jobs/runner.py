@@ -169,17 +169,19 @@ class RunContext:
         self.checkpoint({name: value})
         return value
 
-    def checkpoint(self, values: dict[str, Any], *, write: Callable[[], Any] | None = None) -> None:
+    def checkpoint(self, values: dict[str, Any], *, write: Callable[[], Any] | None = None,
+                   current: int | None = None) -> None:
         """Record that steps are done (small JSON `values` by step name, seen by every later attempt
         in `checkpoints`), and make their writes (`write`) in the same transaction, only while this
-        attempt holds the run: a later attempt sees both or neither. Raises RunCancelled once
-        cancelled, LeaseLost once taken over."""
+        attempt holds the run: a later attempt sees both or neither. `current`: the progress the
+        checkpoint stands for, shown at least from now on. Raises RunCancelled once cancelled,
+        LeaseLost once taken over."""
         try:
             with transaction.atomic():
                 if write is not None:
                     lifecycle.run_lock_for_commit(run_id=self.id, lease=self.lease)
                     write()
-                go_on = lifecycle.run_checkpoint(run_id=self.id, lease=self.lease, values=values)
+                go_on = lifecycle.run_checkpoint(run_id=self.id, lease=self.lease, values=values, current=current)
         except DATABASE_DOWN:
             if write is None:  # a value alone (an LLM's answer) is kept here until the database is back
                 self.unsaved.update(values)

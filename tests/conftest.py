@@ -54,12 +54,29 @@ _flush_by_delete_and_retried_after_a_deadlock()
 # markers unless it names one itself. `make test-unit` runs the first with neither PostgreSQL nor
 # Redis reachable.
 LAYERS = ("unit", "integration", "worker")
-# Every fixture that starts a worker builds on celery_worker_process; beats start beat processes.
-WORKER_FIXTURES = {"celery_worker_process", "beats"}
+# Every fixture that starts a worker builds on celery_worker_process or rabbitmq_worker_process (the
+# `broker` fixture picks one); beats start beat processes.
+WORKER_FIXTURES = {"celery_worker_process", "rabbitmq_worker_process", "broker", "beats"}
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
+# The test files that take longest (a minute or more each, measured with --durations), handed out
+# first: `make test` gives each pytest-xdist process a file at a time in collection order, and a
+# long file left for last keeps one process busy while the other has nothing to do.
+LONGEST_FIRST = (
+    "tests/core/test_outages.py", "tests/jobs/test_runner.py", "tests/documents/test_services.py",
+    "tests/core/test_schema.py", "tests/chat/test_reply.py", "tests/devserver/test_launcher.py",
+    "tests/devserver/test_embedded.py", "tests/research/test_services.py", "tests/documents/test_hostile.py",
+)
+
+
+def _handed_out_at(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items):
+    items.sort(key=_handed_out_at)  # stable: each file's tests keep their order
     for item in items:
         if any(item.get_closest_marker(layer) for layer in LAYERS):
             continue
@@ -118,8 +135,20 @@ def celery_worker(celery_worker_process, transactional_db):
     return celery_worker_process
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_worker_process():
+    """The session's worker on RabbitMQ, started by the first test on that broker that needs it (and
+    again by the next one after a test killed or stopped it), stopped when the session ends. It runs
+    beside the Redis one: each sees only its own broker's messages."""
+    from tests.support import brokers
+
+    proc = brokers.rabbitmq_worker()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request, celery_worker_process, transactional_db, settings):
+def broker(request, transactional_db, settings):
     """A fault test on each broker: its worker (`.worker`) and this process's cuttable way to the
     broker (`.proxy`). Runs on RabbitMQ wherever one listens at TEST_RABBITMQ_URL (skipped, saying
     so, where none does)."""
@@ -136,17 +165,17 @@ def broker(request, celery_worker_process, transactional_db, settings):
     if not brokers.rabbitmq_listens():
         pytest.skip(f"no RabbitMQ listens at {brokers.RABBITMQ_URL}: start one there, or point TEST_RABBITMQ_URL at "
                     "one, to run the fault tests on RabbitMQ too")
-    celery_worker_process.stop()  # the session's worker is on Redis; `celery_worker` restarts it
+    worker = request.getfixturevalue("rabbitmq_worker_process")
     with connection.cursor() as cursor:
         cursor.execute(EFFECTS_DDL)
         cursor.execute("TRUNCATE test_effects")
     with brokers.publishing_on_rabbitmq(settings) as proxy:
-        worker = brokers.rabbitmq_worker().start()
         try:
-            worker_support.wait_for_worker("test-worker", timeout=90)
+            if not worker.alive:
+                worker.start()
+                worker_support.wait_for_worker("test-worker", timeout=90)
             yield brokers.Broker("rabbitmq", worker, proxy, env=brokers.RABBITMQ_ENV)
         finally:
-            worker.stop()
             breaker_for(settings.CELERY_BROKER_URL).reset()
 
 

@@ -296,6 +296,8 @@ def test_ingest_makes_a_searchable_document_reporting_every_stage():
     assert not PendingChunk.objects.filter(document=document).exists()
     assert [step for _, _, step in ctx.reports][:3] == ["extracting", "chunking", "embedding"]
     assert ctx.reports[-1] == (document.chunk_count, document.chunk_count, "indexing")
+    # Each embedding checkpoint shows the chunks it keeps, whatever reports the throttle skipped.
+    assert ctx.kept_progress == sorted(ctx.kept_progress) and ctx.kept_progress[-1] == document.chunk_count
     assert chunks_search(user=document.owner, query="channel depth at dawn", k=1)[0].document_id == str(document.id)
 
 

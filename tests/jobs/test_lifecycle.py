@@ -204,6 +204,22 @@ def test_checkpoints_reach_the_next_attempt_and_go_with_success(settings):
     assert JobRun.objects.get(id=run.id).checkpoints == {}
 
 
+def test_a_checkpoint_shows_at_least_the_progress_it_keeps_and_never_lowers_it():
+    """A report throttled away just before a checkpoint would leave the run showing less than it
+    keeps, and a takeover then starting from more than the run ever showed."""
+    run = accepted()
+    claim = lifecycle.run_claim(run_id=str(run.id), worker="a:1")
+    lifecycle.run_progress(run_id=str(run.id), lease=claim.lease, current=56, total=128, step="embedding",
+                           message="", eta=None)
+    assert lifecycle.run_checkpoint(run_id=str(run.id), lease=claim.lease, values={"embedded": 64}, current=64)
+    assert JobRun.objects.get(id=run.id).progress_current == 64
+    lifecycle.run_progress(run_id=str(run.id), lease=claim.lease, current=100, total=128, step="embedding",
+                           message="", eta=None)
+    assert lifecycle.run_checkpoint(run_id=str(run.id), lease=claim.lease, values={"embedded": 96}, current=96)
+    assert lifecycle.run_checkpoint(run_id=str(run.id), lease=claim.lease, values={"answer": "kept"})
+    assert JobRun.objects.get(id=run.id).progress_current == 100
+
+
 def test_a_cancel_seen_by_a_stale_attempt_does_not_revoke_the_run_its_successor_holds(settings):
     from jobs.errors import LeaseLost
 

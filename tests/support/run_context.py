@@ -41,6 +41,8 @@ class FakeRunContext:
     outcome: str | None = None
     result: Any = None
     yielded: str | None = None
+    # The progress each checkpoint said it stands for.
+    kept_progress: list[int] = field(default_factory=list)
 
     def progress(self, current: int, total: int | None = None, *, step: str = "", message: str = "") -> None:
         self.reports.append((current, total, step))
@@ -56,7 +58,10 @@ class FakeRunContext:
             self.checkpoint({name: compute()})
         return self.checkpoints[name]
 
-    def checkpoint(self, values: dict[str, Any], *, write: Callable[[], Any] | None = None) -> None:
+    def checkpoint(self, values: dict[str, Any], *, write: Callable[[], Any] | None = None,
+                   current: int | None = None) -> None:
+        if current is not None:
+            self.kept_progress.append(current)
         with transaction.atomic():
             if write is not None:
                 write()

@@ -54,9 +54,9 @@ _flush_by_delete_and_retried_after_a_deadlock()
 # markers unless it names one itself. `make test-unit` runs the first with neither PostgreSQL nor
 # Redis reachable.
 LAYERS = ("unit", "integration", "worker")
-# Every fixture that starts a worker builds on celery_worker_process or rabbitmq_worker_process (the
-# `broker` fixture picks one); beats start beat processes.
-WORKER_FIXTURES = {"celery_worker_process", "rabbitmq_worker_process", "broker", "beats"}
+# Every fixture that starts a worker builds on celery_worker_process, or is `broker` (which starts a
+# worker on RabbitMQ); beats start beat processes.
+WORKER_FIXTURES = {"celery_worker_process", "broker", "beats"}
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
@@ -135,18 +135,6 @@ def celery_worker(celery_worker_process, transactional_db):
     return celery_worker_process
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_worker_process():
-    """The session's worker on RabbitMQ, started by the first test on that broker that needs it (and
-    again by the next one after a test killed or stopped it), stopped when the session ends. It runs
-    beside the Redis one: each sees only its own broker's messages."""
-    from tests.support import brokers
-
-    proc = brokers.rabbitmq_worker()
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker(request, transactional_db, settings):
     """A fault test on each broker: its worker (`.worker`) and this process's cuttable way to the
@@ -165,17 +153,20 @@ def broker(request, transactional_db, settings):
     if not brokers.rabbitmq_listens():
         pytest.skip(f"no RabbitMQ listens at {brokers.RABBITMQ_URL}: start one there, or point TEST_RABBITMQ_URL at "
                     "one, to run the fault tests on RabbitMQ too")
-    worker = request.getfixturevalue("rabbitmq_worker_process")
     with connection.cursor() as cursor:
         cursor.execute(EFFECTS_DDL)
         cursor.execute("TRUNCATE test_effects")
+    # A worker of the test's own, stopped after it (the session's Redis worker runs on beside it,
+    # seeing none of RabbitMQ's messages): one left running would count among the workers online
+    # in every later test.
     with brokers.publishing_on_rabbitmq(settings) as proxy:
+        worker = brokers.rabbitmq_worker().start()
         try:
-            if not worker.alive:
-                worker.start()
-                worker_support.wait_for_worker("test-worker", timeout=90)
-            yield brokers.Broker("rabbitmq", worker, proxy, env=brokers.RABBITMQ_ENV)
+            worker_support.wait_for_worker(brokers.RABBITMQ_WORKER_NAME, timeout=90)
+            yield brokers.Broker("rabbitmq", worker, proxy, env=brokers.RABBITMQ_ENV,
+                                 worker_name=brokers.RABBITMQ_WORKER_NAME)
         finally:
+            worker.stop()
             breaker_for(settings.CELERY_BROKER_URL).reset()
 
 

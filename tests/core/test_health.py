@@ -13,7 +13,7 @@ def test_ok_with_a_worker_up(broker, api):
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
     assert body["checks"]["broker"]["status"] == "ok"
-    assert any(name.startswith("test-worker@") for name in body["checks"]["workers"]["detail"])
+    assert any(name.startswith(f"{broker.worker_name}@") for name in body["checks"]["workers"]["detail"])
     assert body["checks"]["ai_server"]["status"] == "not_configured"
     # The same broker gives the queue depths staff stats and /metrics show.
     from jobs.selectors import queue_depths

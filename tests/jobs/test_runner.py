@@ -30,13 +30,22 @@ def test_sigkill_mid_run_completes_once_after_a_new_worker_starts(broker, effect
     assert "killed-once" not in effects()
 
     broker.worker.start()
-    wait_for_worker("test-worker")
-    # No wait for the hard limit: once the heartbeat is stale, the reaper re-queues the run.
-    wait_until(lambda: maintenance.runs_reap_stale()["requeued"] == 1,
-               timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 5, interval=0.5, message="reaper to re-queue the run")
+    wait_for_worker(broker.worker_name)
+    # No wait for the hard limit: once the heartbeat is stale, the reaper re-queues the run. On
+    # RabbitMQ the message the dead worker held returns to the queue as its connection drops, and
+    # the new worker may get it after the heartbeat went stale: its claim then takes the run over.
+    reaped = []
+
+    def taken_over() -> bool:
+        reaped.append(maintenance.runs_reap_stale()["requeued"])
+        return bool(reaped[-1]) or JobRun.objects.get(id=run.id).attempts == 2
+
+    wait_until(taken_over, timeout=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 5, interval=0.5,
+               message="the run to be taken over")
     final = wait_status(run, RunStatus.SUCCESS)
     assert final.attempts == 2
-    assert [entry["event"] for entry in final.attempt_log] == ["worker lost"]
+    assert [entry["event"] for entry in final.attempt_log] == (["worker lost"] if any(reaped) else [])
+    assert sum(reaped) <= 1 and (broker.name == "rabbitmq" or any(reaped))
     assert effects() == {"killed-once": ""}
 
 

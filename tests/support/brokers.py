@@ -32,6 +32,8 @@ class Broker:
     proxy: TcpProxy
     # What a worker or beat started for the test needs in its environment to use this broker.
     env: dict[str, str]
+    # The worker's name (`-n name@%h`), as `wait_for_worker` asks for it.
+    worker_name: str = "test-worker"
 
     def messages_drop(self, *, queue: str) -> None:
         """Every message waiting in `queue` gone, as from a broker restarted without its data."""
@@ -68,10 +70,14 @@ def rabbitmq_proxy() -> TcpProxy:
     return _rabbitmq_proxy
 
 
-def rabbitmq_worker(name: str = "test-worker") -> CeleryProcess:
-    """A worker on RabbitMQ named as the session's is (the tests ping it by name); its own log."""
+RABBITMQ_WORKER_NAME = "test-worker-rabbitmq"
+
+
+def rabbitmq_worker(name: str = RABBITMQ_WORKER_NAME) -> CeleryProcess:
+    """A worker on RabbitMQ, named apart from the session's Redis one (workers record their presence
+    by name in the one database)."""
     return CeleryProcess(
-        f"{name}-rabbitmq",
+        name,
         ["worker", "-n", f"{name}@%h", "-Q", ALL_QUEUES, "-c", "2", "-l", "info",
          "--include", "tests.support.tasks", "--without-mingle", "--without-gossip"],
         **RABBITMQ_ENV,

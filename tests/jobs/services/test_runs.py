@@ -20,15 +20,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_runs_whose_messages_vanished_from_the_broker_all_finish_within_a_minute(broker, beats, effects):
     broker.worker.stop()
+    broker.messages_drop(queue="jobs")  # what an earlier failed test may have left in the shared RabbitMQ
     with transaction.atomic():
         queued = [runs.run_enqueue(kind="tests.effect", args={"key": f"flushed-{n}"}) for n in range(12)]
-    assert queue_depths()["jobs"] == 12
+    # RabbitMQ takes publishes without confirming them: the queue holds them all a moment later.
+    wait_until(lambda: queue_depths()["jobs"] == 12, timeout=5, message="the twelve messages in the queue")
     broker.messages_drop(queue="jobs")  # as a broker restarted with no persistence
     flushed = time.monotonic()
 
     broker.worker.start()
     beats("watchdog-beat", **broker.env)
-    wait_for_worker("test-worker")
+    wait_for_worker(broker.worker_name)
     wait_until(lambda: JobRun.objects.filter(id__in=[r.id for r in queued], status=RunStatus.SUCCESS).count() == 12,
                timeout=60, interval=0.5, message="every lost run to finish")
     assert time.monotonic() - flushed < 60

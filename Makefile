@@ -82,6 +82,7 @@ bench: install
 	$(PY) bench/task_overhead.py
 	$(PY) bench/checkpoints.py
 	$(PY) bench/ingest.py
+	$(PY) bench/ingest_api.py
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/research.py

@@ -135,10 +135,11 @@ def bench_worker_memory(user) -> dict:
     import psutil
 
     from bench.support import start_worker, stop_worker
+    from devserver.workers import DOCUMENTS_MAX_MEMORY_KB
 
     # The same flags start_workers.sh gives the documents worker.
     worker = start_worker(queues="documents", concurrency=1, include="documents.tasks", name="bench-documents",
-                          extra_args=("--max-memory-per-child", "700000"), env={"MALLOC_ARENA_MAX": "2"})
+                          extra_args=("--max-memory-per-child", str(DOCUMENTS_MAX_MEMORY_KB)), env={"MALLOC_ARENA_MAX": "2"})
     peak_child = peak_total = 0
     try:
         with transaction.atomic():

@@ -95,7 +95,7 @@ def start_web(port: int, *, name: str) -> subprocess.Popen:
     import httpx
 
     env = {**os.environ, "PORT": str(port), "DEBUG": "false", "THROTTLE_USER": "1000000/minute",
-           "THROTTLE_CHAT": "1000000/minute"}
+           "THROTTLE_CHAT": "1000000/minute", "THROTTLE_UPLOADS": "1000000/minute"}
     log = open(BASE_DIR / ".local" / f"bench-{name}-web.log", "ab")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "project.wsgi:application", "--config",
                              "python:project.gunicorn_conf"], cwd=BASE_DIR, env=env, stdout=log,

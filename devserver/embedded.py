@@ -359,8 +359,13 @@ def redis_stop() -> None:
     if pid is None:
         return
     os.kill(pid, 15)
-    for _ in range(100):
-        if _live_pid(REDIS_DIR / "redis.pid") is None:
+    # Until the process is gone, not its pid file: Redis removes the file before it closes its
+    # port, and a start in that moment found the port taken and moved to the next one, away from
+    # every client that knew the first.
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
             break
         time.sleep(0.05)
 

@@ -18,6 +18,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # The documents worker's pool processes are replaced by their memory cap. Celery's command line has
 # no "never" for the task count (0 is refused), so a count no process lives to reach.
 DOCUMENTS_MAX_TASKS_PER_CHILD = 1_000_000
+# KiB. Celery replaces a pool process whose *peak* RSS (ru_maxrss) passed this after its task. With
+# the model loaded a process is about 525 MiB at rest and peaks near 700 MiB while it embeds
+# (bench/ingest_api.py), so a cap of 700,000 KiB replaced it, and paid 4 s of model loading, after
+# most documents; this one replaces only a process that really grew.
+DOCUMENTS_MAX_MEMORY_KB = 800_000
 
 
 def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]:
@@ -33,7 +38,7 @@ def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]
         # Embedding is memory-heavy: a pool process that grew past the cap is replaced after its task;
         # not after CELERY_WORKER_MAX_TASKS_PER_CHILD tasks, which would reload the model for nothing.
         worker("documents", "documents", os.environ.get("DOCUMENTS_CONCURRENCY", "1"),
-               "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", "700000"),
+               "--max-memory-per-child", os.environ.get("DOCUMENTS_MAX_MEMORY_KB", str(DOCUMENTS_MAX_MEMORY_KB)),
                "--max-tasks-per-child", str(DOCUMENTS_MAX_TASKS_PER_CHILD)),
         worker("default", "chat,jobs", os.environ.get("DEFAULT_CONCURRENCY", "2")),
         # Digests' children (search, an LLM) apart from chat, so a large digest never delays a reply.

@@ -210,8 +210,11 @@ def document_ingest(*, document_id: str, ctx: RunContext) -> dict:
         batch = list(pending.filter(chunk_index__gte=done, chunk_index__lt=done + INGEST_COMMIT_CHUNKS)
                      .order_by("chunk_index").only("id", "text"))
         step = embed_batch_size()
-        for offset in range(0, len(batch), step):
-            part = batch[offset:offset + step]
+        # Shortest first, so that each model call pads its texts to a length near their own (what
+        # the model's encode does within one call): 6 % faster than in document order (bench/ingest_api.py).
+        by_length = sorted(batch, key=lambda row: len(row.text))
+        for offset in range(0, len(by_length), step):
+            part = by_length[offset:offset + step]
             for row, vector in zip(part, texts_embed([row.text for row in part])):
                 row.embedding = vector
             # Also where a cancel or a takeover is seen: between batches, before anything is indexed.

@@ -2,6 +2,7 @@ from django.conf import settings
 
 from core.errors import PermanentError
 from documents import services
+from documents.pipeline.embed import heap_release
 from jobs.constants import MAINTENANCE_QUEUE
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
@@ -19,7 +20,10 @@ INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(
               params_schema={"type": "object", "properties": {"document_id": {"type": "string"}},
                              "required": ["document_id"]})
 def ingest(ctx, document_id: str):
-    return services.document_ingest(document_id=document_id, ctx=ctx)
+    try:
+        return services.document_ingest(document_id=document_id, ctx=ctx)
+    finally:
+        heap_release()  # whatever the outcome: the next document starts from the process's size at rest
 
 
 @tracked_task(kind="documents.maintain", queue=MAINTENANCE_QUEUE, staff_only=True,

@@ -416,9 +416,8 @@ class TrackedTask(Task):
             raise TypeError(f"{self.name} takes its run's arguments by name: .delay(key=value, …)")
         from jobs.services.runs import run_enqueue
 
-        with transaction.atomic():
-            run = run_enqueue(kind=self.name, args=self.spec.validate_params(dict(kwargs or {})),
-                              triggered_by=TriggeredBy.SHELL)
+        run = run_enqueue(kind=self.name, args=self.spec.validate_params(dict(kwargs or {})),
+                          triggered_by=TriggeredBy.SHELL)
         return self.AsyncResult(str(run.id))
 
     def AsyncResult(self, task_id, **kwargs):  # noqa: N802  (Celery's name)

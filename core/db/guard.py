@@ -75,15 +75,21 @@ class _Monitor:
         self.waits: set[_Wait] = set()
         self.changed = threading.Condition()
         self.pid: int | None = None
+        # The thread sleeps without a deadline only while nothing waits; otherwise it wakes at the
+        # oldest wait's deadline, which a newer wait cannot come before. So only a wait that finds
+        # it idle wakes it: waking it for every statement cost a thread switch per statement.
+        self.idle = False
 
     def begin(self, wait: _Wait) -> None:
         with self.changed:
             if self.pid != os.getpid():  # first wait in this (possibly forked) process
                 self.pid = os.getpid()
                 self.waits = set()
+                self.idle = False
                 threading.Thread(target=self._loop, daemon=True, name="database-stall-guard").start()
             self.waits.add(wait)
-            if len(self.waits) == 1:
+            if self.idle:
+                self.idle = False
                 self.changed.notify()
 
     def end(self, wait: _Wait) -> None:
@@ -95,6 +101,7 @@ class _Monitor:
             stall = settings.DATABASE_STALL_SECONDS
             with self.changed:
                 while not self.waits:
+                    self.idle = True
                     self.changed.wait()
                 oldest = min(wait.since for wait in self.waits)
                 due = oldest + stall - time.monotonic()

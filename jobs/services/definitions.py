@@ -280,9 +280,8 @@ def job_trigger(*, job: Job, triggered_by: str, params: dict | None = None, acto
     _owner_present(kind=job.kind, owner=job.owner)
     merged = {**job.params, **(params or {})}
     spec.validate_params(merged)
-    with transaction.atomic():
-        return run_enqueue(kind=job.kind, args=merged, owner=job.owner, triggered_by=triggered_by, job=job,
-                           started_by=actor)
+    return run_enqueue(kind=job.kind, args=merged, owner=job.owner, triggered_by=triggered_by, job=job,
+                       started_by=actor)
 
 
 def schedules_seed() -> list[str]:

@@ -38,24 +38,30 @@ def run_enqueue(
     queue: str | None = None,
     started_by=None,
 ) -> JobRun:
-    """Record a run (QUEUED) and publish it once the surrounding transaction commits.
+    """Record a run (QUEUED) and publish it once the surrounding transaction commits; outside
+    one, the run's INSERT is its own transaction (one round trip) and it is published at once.
 
     If the broker is down the run stays QUEUED, undispatched, and the watchdog publishes it
     later: an accepted run is never lost.
     """
     spec = kind_get(kind)
-    run = lifecycle.run_accept(
-        kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by, job=job,
-        parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
-        correlation_id=correlation_id_get() or "", started_by=started_by,
-    )
-    if (spec.fair_share and owner is not None and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
-            (spec.parent_share and parent is not None
-             and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
-        # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
-        lifecycle.run_dispatched(run_id=run.id, at=None)
+    fields = dict(kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by,
+                  job=job, parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts,
+                  time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "", started_by=started_by)
+    shared = (spec.fair_share and owner is not None) or (spec.parent_share and parent is not None)
+    if not shared:
+        run = lifecycle.run_accept(**fields)
+        transaction.on_commit(lambda: run_dispatch(run=run))
         return run
-    transaction.on_commit(lambda: run_dispatch(run=run))
+    with transaction.atomic():  # the count and the hold below stand or fall with the run
+        run = lifecycle.run_accept(**fields)
+        if (spec.fair_share and owner is not None and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) \
+                or (spec.parent_share and parent is not None
+                    and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
+            # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
+            lifecycle.run_dispatched(run_id=run.id, at=None)
+            return run
+        transaction.on_commit(lambda: run_dispatch(run=run))
     return run
 
 

@@ -302,6 +302,28 @@ def test_ingest_makes_a_searchable_document_reporting_every_stage():
 
 
 @IN_ONE_TRANSACTION
+def test_each_chunk_keeps_the_embedding_of_its_own_text_though_the_model_sees_them_shortest_first():
+    import numpy as np
+
+    from documents.pipeline.embed import texts_embed
+    from tests.support.run_context import FakeRunContext
+
+    topics = ["ferry timetables", "glacier ice cores", "sourdough starters", "railway signals", "bee colonies",
+              "tidal charts", "volcanic soil", "orbital debris", "wind turbines", "medieval ledgers"]
+    paragraphs = [f"{topic.capitalize()}: " + " ".join(f"the {topic} record {i}." for i in range((n * 13) % 60 + 1))
+                  for n, topic in enumerate(topics * 3)]
+    document = _uploaded("\n\n".join(paragraphs).encode())
+    services.document_ingest(document_id=str(document.id), ctx=FakeRunContext(id=str(document.run_id)))
+
+    chunks = list(Chunk.objects.filter(document=document).order_by("chunk_index"))
+    lengths = [len(chunk.text) for chunk in chunks]
+    assert lengths != sorted(lengths)  # the model saw them in another order than the document's
+    expected = texts_embed([chunk.text for chunk in chunks])
+    for chunk, vector in zip(chunks, expected):
+        assert float(np.dot(np.asarray(chunk.embedding), vector)) > 0.999, chunk.chunk_index
+
+
+@IN_ONE_TRANSACTION
 def test_a_cancelled_ingestion_indexes_nothing_and_the_next_attempt_resumes_from_its_steps():
     from jobs.errors import RunCancelled
     from tests.support.run_context import FakeRunContext

@@ -5,6 +5,7 @@ message that vanished from the broker published again."""
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import transaction
@@ -48,16 +49,13 @@ def run_enqueue(
     fields = dict(kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by,
                   job=job, parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts,
                   time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "", started_by=started_by)
-    shared = (spec.fair_share and owner is not None) or (spec.parent_share and parent is not None)
-    if not shared:
+    owner_shared = bool(spec.fair_share and owner is not None)
+    parent_shared = bool(spec.parent_share and parent is not None)
+    # A share's count and hold stand or fall with the run; any other run is one INSERT, its own transaction.
+    with transaction.atomic() if owner_shared or parent_shared else nullcontext():
         run = lifecycle.run_accept(**fields)
-        transaction.on_commit(lambda: run_dispatch(run=run))
-        return run
-    with transaction.atomic():  # the count and the hold below stand or fall with the run
-        run = lifecycle.run_accept(**fields)
-        if (spec.fair_share and owner is not None and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) \
-                or (spec.parent_share and parent is not None
-                    and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
+        if (owner_shared and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
+                (parent_shared and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
             # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
             lifecycle.run_dispatched(run_id=run.id, at=None)
             return run

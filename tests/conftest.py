@@ -159,7 +159,7 @@ def broker(request, transactional_db, settings):
     # A worker of the test's own, stopped after it (the session's Redis worker runs on beside it,
     # seeing none of RabbitMQ's messages): one left running would count among the workers online
     # in every later test.
-    with brokers.publishing_on_rabbitmq(settings) as proxy:
+    with brokers.rabbitmq_held(), brokers.publishing_on_rabbitmq(settings) as proxy:
         worker = brokers.rabbitmq_worker().start()
         try:
             worker_support.wait_for_worker(brokers.RABBITMQ_WORKER_NAME, timeout=90)

@@ -5,14 +5,23 @@ started with `CELERY_BROKER_URL=amqp://…` (as `make run` with that variable se
 this process publishes, pings and revokes through a cuttable proxy to the same RabbitMQ, with the
 settings a process started with that URL would have (queues declared with x-max-priority, no
 Redis priority steps). Everything is put back when the test ends.
+
+Unlike Redis (a database per pytest process), one RabbitMQ vhost holds one set of queues for every
+pytest process on the machine: a worker started by one would take, and drop as unknown, the runs
+another published, and a purge in one would empty the other's queue. So a test holds RabbitMQ to
+itself (`rabbitmq_held`) while it runs on it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import socket
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from tests.support.proxy import TcpProxy
@@ -71,6 +80,21 @@ def rabbitmq_proxy() -> TcpProxy:
 
 
 RABBITMQ_WORKER_NAME = "test-worker-rabbitmq"
+
+
+@contextmanager
+def rabbitmq_held():
+    """RabbitMQ's queues to this process alone for the block: the other pytest processes' RabbitMQ
+    tests wait (an exclusive lock on a file named after the broker's URL, let go by the kernel if
+    this process dies)."""
+    digest = hashlib.sha256(RABBITMQ_URL.encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"rabbitmq-tests-{digest}.lock"
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def rabbitmq_worker(name: str = RABBITMQ_WORKER_NAME) -> CeleryProcess:

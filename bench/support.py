@@ -91,20 +91,36 @@ def free_port() -> int:
 
 def start_web(port: int, *, name: str) -> subprocess.Popen:
     """gunicorn as `make run` serves the API (its config), with DEBUG off and no throttle in the way,
-    once it answers; its log in .local/bench-<name>-web.log."""
+    once it answers and each of its request threads has said it warmed up (the first process to
+    answer would otherwise serve beside one still loading its model, sharing the CPU); its log in
+    .local/bench-<name>-web.log."""
     import httpx
+
+    from project.gunicorn_conf import threads, workers
 
     env = {**os.environ, "PORT": str(port), "DEBUG": "false", "THROTTLE_USER": "1000000/minute",
            "THROTTLE_CHAT": "1000000/minute", "THROTTLE_UPLOADS": "1000000/minute"}
-    log = open(BASE_DIR / ".local" / f"bench-{name}-web.log", "ab")
+    log_path = BASE_DIR / ".local" / f"bench-{name}-web.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log = open(log_path, "ab")
+    log_start = log.tell()
+
+    def threads_warmed() -> int:
+        with open(log_path, "rb") as lines:
+            lines.seek(log_start)
+            # The search's warm-up is each thread's last (documents.apps).
+            return lines.read().count(b'"warm_up": "search_thread_warm_up"')
+
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "project.wsgi:application", "--config",
                              "python:project.gunicorn_conf"], cwd=BASE_DIR, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health/", timeout=2).status_code in (200, 503):
+            if httpx.get(f"http://127.0.0.1:{port}/api/health/", timeout=2).status_code in (200, 503) \
+                    and threads_warmed() >= workers * threads:
                 return proc
+            time.sleep(0.1)
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.terminate()

@@ -494,7 +494,7 @@ def _warm_up(**kwargs):
         return
     queues = queues_consumed()
     warm_ups_run({spec.warm_up for spec in kinds_all() if spec.warm_up is not None and spec.queue in queues},
-                 process="worker")
+                 where="worker process")
 
 
 @signals.task_revoked.connect

@@ -15,10 +15,11 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-i
 
 def post_worker_init(worker):
     # Django is set up by now, and the worker takes no request before this returns: the first
-    # search after start-up is as fast as the hundredth (core.warm_up).
+    # search after start-up is as fast as the hundredth (core.warm_up). A gthread worker's request
+    # threads already exist as its pool (`tpool`); a sync worker serves from this thread.
     from core.warm_up import web_warm_up_run
 
-    web_warm_up_run()
+    web_warm_up_run(request_threads=getattr(worker, "tpool", None), thread_count=threads)
 
 logconfig_dict = {
     "version": 1,

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from documents import services
 from documents.models import Chunk, Document, PendingChunk
-from jobs.models import JobRun, JobRunLogEntry
+from jobs.models import RUNNING_STATUSES, JobRun, JobRunLogEntry
 from jobs.services.runs import run_dispatch
 from jobs.services.steering import run_cancel
 from tests.factories import UserFactory
@@ -95,6 +95,24 @@ def upload_until_checkpoint(user, data: bytes) -> Document:
     return document
 
 
+def stopped_holding_its_run(*, stop, resume) -> tuple[Document, JobRun]:
+    """Uploaded, caught mid-ingestion, and its worker stopped (`stop`: killed or paused) while it
+    holds the run. A worker caught at the very end of its slice may have handed the run back as it
+    was stopped (nothing is then held to take over): it is let go (`resume`), and another document
+    tried."""
+    for _ in range(3):
+        document = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
+        stop()
+        time.sleep(0.2)  # a statement the worker had already sent lands
+        run = JobRun.objects.get(id=document.run_id)
+        if run.status in RUNNING_STATUSES:
+            return document, run
+        resume()
+        wait_until(lambda document=document: Document.objects.get(id=document.id).status == "ready",
+                   timeout=180, interval=0.5, message="the document caught between slices to finish")
+    raise AssertionError("the worker had handed its run back each of three times it was stopped")
+
+
 def reaped(run_id, timeout: float = 30) -> None:
     """The watchdog's takeover (the service it runs), until it has re-queued this run."""
     from jobs.services.maintenance import runs_reap_stale
@@ -119,10 +137,10 @@ def test_a_killed_ingestion_is_taken_over_within_a_minute_and_resumes_at_its_che
     clean = services.document_upload(owner=UserFactory(), upload=upload("ledger.txt", BATCHES_TEXT))[0]
     wait_until(lambda: Document.objects.get(id=clean.id).status == "ready", timeout=180, message="the clean run")
 
-    document = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
-    celery_worker.kill()  # the whole worker, main process and pool, as on a lost machine
+    # The whole worker, main process and pool, as on a lost machine.
+    document, lost = stopped_holding_its_run(stop=celery_worker.kill, resume=celery_worker.start)
     killed = timezone.now()
-    kept = JobRun.objects.get(id=document.run_id).checkpoints["embedded"]
+    kept = lost.checkpoints["embedded"]
     celery_worker.start()
     reaped(document.run_id)
     seen = []
@@ -155,13 +173,17 @@ def test_a_worker_paused_mid_ingestion_past_its_heartbeat_finishes_the_run_once_
     import os
     import signal
 
-    document = upload_until_checkpoint(UserFactory(), BATCHES_TEXT)
-    paused = JobRun.objects.get(id=document.run_id)
-    os.killpg(celery_worker.proc.pid, signal.SIGSTOP)
+    def pause():
+        os.killpg(celery_worker.proc.pid, signal.SIGSTOP)
+
+    def wake():
+        os.killpg(celery_worker.proc.pid, signal.SIGCONT)
+
+    document, paused = stopped_holding_its_run(stop=pause, resume=wake)
     try:
         reaped(paused.id)  # by the watchdog's service, as another machine would
     finally:
-        os.killpg(celery_worker.proc.pid, signal.SIGCONT)
+        wake()
     wait_until(lambda: Document.objects.get(id=document.id).status == "ready", timeout=180, interval=0.5,
                message="the ingestion to finish")
     run = JobRun.objects.get(id=paused.id)

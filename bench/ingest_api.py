@@ -39,11 +39,18 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from bench.support import bench_options, free_port, start_web, start_worker, stop_web, stop_worker  # noqa: E402
+from bench.support import (  # noqa: E402
+    bench_options,
+    free_port,
+    raw_encode,
+    start_web,
+    start_worker,
+    stop_web,
+    stop_worker,
+)
 from devserver.workers import DOCUMENTS_MAX_MEMORY_KB, DOCUMENTS_MAX_TASKS_PER_CHILD  # noqa: E402
 from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
-from documents.pipeline.embed import EMBED_BATCH_SIZE, _local_model  # noqa: E402
 from documents.pipeline.extract import Page  # noqa: E402
 
 LICENSES = Path("/usr/share/common-licenses")
@@ -64,7 +71,7 @@ def raw_rate(texts: dict[str, str]) -> tuple[int, float]:
     """(chunks, chunks/s) of model.encode alone on the pipeline's chunks of every document."""
     chunks = [chunk.text for text in texts.values() for chunk in text_chunk(pages=[Page(None, text)])]
     started = time.perf_counter()
-    _local_model().encode(chunks, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False)
+    raw_encode(chunks)
     return len(chunks), len(chunks) / (time.perf_counter() - started)
 
 

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,6 +65,27 @@ def start_worker(*, queues: str, concurrency: int, include: str, name: str = "be
 def stop_worker(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(30)
+
+
+@lru_cache(maxsize=1)
+def reference_model():
+    """The yardstick of the ingestion benchmarks' "raw model.encode": sentence-transformers' own
+    model, on the same files and threads as the service's encoder (documents/pipeline/minilm.py)."""
+    import torch
+    from django.conf import settings
+    from sentence_transformers import SentenceTransformer
+
+    from documents.pipeline.embed import local_model_dir
+
+    torch.set_num_threads(max(1, settings.EMBEDDING_THREADS))
+    return SentenceTransformer(str(local_model_dir()), device="cpu")
+
+
+def raw_encode(texts: list[str]) -> None:
+    """The texts embedded by the yardstick as a caller of sentence-transformers would."""
+    from documents.pipeline.embed import EMBED_BATCH_SIZE
+
+    reference_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False)
 
 
 def ingest_here(*, owner, name: str, data: bytes, title: str = ""):

@@ -19,10 +19,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # no "never" for the task count (0 is refused), so a count no process lives to reach.
 DOCUMENTS_MAX_TASKS_PER_CHILD = 1_000_000
 # KiB. Celery replaces a pool process whose *peak* RSS (ru_maxrss) passed this after its task. With
-# the model loaded a process is about 525 MiB at rest and peaks near 700 MiB while it embeds
-# (bench/ingest_api.py), so a cap of 700,000 KiB replaced it, and paid 4 s of model loading, after
-# most documents; this one replaces only a process that really grew.
-DOCUMENTS_MAX_MEMORY_KB = 800_000
+# the model loaded a process is about 370 MiB at rest and peaks near 555 MiB while it embeds
+# (bench/ingest_api.py); a cap below that peak would replace it after most documents, so this one
+# leaves it 80 MiB and replaces only a process that really grew (a new one is ready in about a second).
+DOCUMENTS_MAX_MEMORY_KB = 650_000
 
 
 def worker_programs(*, beat: bool = True, flower: bool = False) -> list[Program]:

@@ -27,12 +27,15 @@ class TextChunk:
 @lru_cache(maxsize=1)
 def _chunker():
     import semchunk
-    from transformers import AutoTokenizer
+    from tokenizers import Tokenizer
 
     from documents.pipeline.embed import local_model_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(str(local_model_dir()))
-    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    # The model's own tokenizer, counting every token of a text (its file truncates and pads).
+    tokenizer = Tokenizer.from_file(str(local_model_dir() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)  # noqa: E731
     # semchunk memoises token counts; bounded, or a long-lived worker grows with every document.
     return semchunk.chunkerify(count, chunk_size=CHUNK_TOKENS, cache_maxsize=CHUNKER_CACHE_SIZE)
 

@@ -45,14 +45,14 @@ def local_model_dir() -> Path:
 @lru_cache(maxsize=1)
 def _local_model():
     """Loaded once per worker process."""
-    model_dir = str(local_model_dir())
     import torch
-    from sentence_transformers import SentenceTransformer
+
+    from documents.pipeline.minilm import SentenceEncoder
 
     # Two worker processes on two cores: each takes its own share instead of fighting for all of them.
     torch.set_num_threads(max(1, settings.EMBEDDING_THREADS))
     started = time.monotonic()
-    model = SentenceTransformer(model_dir, device="cpu")
+    model = SentenceEncoder(local_model_dir())
     logger.info("embedding model loaded", extra={"seconds": round(time.monotonic() - started, 2)})
     return model
 
@@ -61,7 +61,7 @@ def embeddings_warm_up() -> None:
     """Load the local model and run it once (its first call builds kernels): a worker process does
     this before its first message, so neither an ingestion nor a reply pays ~10 s for it."""
     if settings.EMBEDDING_BACKEND != "openai":
-        _local_model().encode(["warm-up"], normalize_embeddings=True, show_progress_bar=False)
+        _local_model().encode(["warm-up"], batch_size=1)
 
 
 
@@ -84,8 +84,7 @@ def texts_embed(texts: list[str]):
     if settings.EMBEDDING_BACKEND == "openai":
         vectors = embeddings_fetch(texts)
     else:
-        vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
+        vectors = _local_model().encode(texts, batch_size=EMBED_BATCH_SIZE)
     if len(vectors) and len(vectors[0]) != EMBEDDING_DIMENSIONS:
         raise PermanentError(f"the embedding backend returns {len(vectors[0])} dimensions; the index holds "
                              f"{EMBEDDING_DIMENSIONS}")

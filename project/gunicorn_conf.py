@@ -19,7 +19,9 @@ def post_worker_init(worker):
     # threads already exist as its pool (`tpool`); a sync worker serves from this thread.
     from core.warm_up import web_warm_up_run
 
-    web_warm_up_run(request_threads=getattr(worker, "tpool", None), thread_count=threads)
+    # The pool's size is the worker's own setting (a --threads on the command line overrides this file's).
+    pool_size = getattr(getattr(worker, "cfg", None), "threads", threads)
+    web_warm_up_run(request_threads=getattr(worker, "tpool", None), thread_count=pool_size)
 
 logconfig_dict = {
     "version": 1,

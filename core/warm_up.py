@@ -59,8 +59,6 @@ def web_warm_up_run(*, request_threads: Executor | None = None, thread_count: in
     if not settings.WORKER_WARM_UP:
         return
     warm_ups_run(_web_warm_ups, where="web process")
-    if not _web_thread_warm_ups:
-        return
     if request_threads is None:
         warm_ups_run(_web_thread_warm_ups, where="request thread")
         return

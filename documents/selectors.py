@@ -168,7 +168,8 @@ def search_thread_warm_up() -> None:
     search dictionaries and the tables' catalog into its server process: ~6 ms). Nothing leaves
     the machine: neither Pinecone nor an embeddings server is asked."""
     nobody = 0
-    _keyword_ranked(owner_id=nobody, weights=_word_weights(owner_id=nobody, query="warm-up") or {"warm": 1.0}, n=1)
+    _word_weights(owner_id=nobody, query="warm-up")  # nobody's words weigh nothing: the next statement gets one
+    _keyword_ranked(owner_id=nobody, weights={"warm": 1.0}, n=1)
     _hits(owner_id=nobody, query="warm-up", chosen=[((str(uuid.UUID(int=0)), 0), 0.0)], vector=[], keyword=[])
     if settings.VECTOR_STORE == "pgvector":
         unit = [1.0] + [0.0] * (settings.EMBEDDING_DIMENSIONS - 1)

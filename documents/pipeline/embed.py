@@ -64,17 +64,23 @@ def embeddings_warm_up() -> None:
         _local_model().encode(["warm-up"], batch_size=1)
 
 
+@lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
 
 def heap_release() -> None:
-    """Give the heap that embedding freed back to the system. glibc keeps it in its arenas: a pool
-    process went from 525 MB at rest to 715 MB after its first documents and stayed there;
-    returned after each document it falls back to about 580 MB (bench/ingest_api.py), so what the
-    worker is seen to use is what it holds. A no-op where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.malloc_trim(0)
+    """Give the heap that embedding freed back to the system. glibc keeps it in its arenas, so a
+    pool process stayed at its peak after its first documents (715 MB against 525 at rest with
+    sentence-transformers); given back after each document it falls back near its size at rest
+    (bench/ingest_api.py), so what the worker is seen to use is what it holds. A no-op where the C
+    library is not glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def texts_embed(texts: list[str]):

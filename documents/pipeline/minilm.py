@@ -16,16 +16,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
 
 
 class SentenceEncoder:
     """`encode(texts)`: one unit vector per text, in order."""
 
     def __init__(self, model_dir: Path):
-        import torch
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
-
         config = json.loads((model_dir / "config.json").read_text())
         if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
             raise ValueError(f"{model_dir} holds no BERT model this encoder runs")
@@ -39,7 +38,6 @@ class SentenceEncoder:
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=config.get("pad_token_id", 0))
         self.weights = load_file(str(model_dir / "model.safetensors"))
-        self.torch = torch
 
     def encode(self, texts: list[str], *, batch_size: int) -> np.ndarray:
         if not texts:
@@ -50,15 +48,15 @@ class SentenceEncoder:
         # computed for padding.
         order = sorted(range(len(texts)), key=lambda i: -sum(encodings[i].attention_mask))
         vectors = [None] * len(texts)
-        with self.torch.inference_mode():
+        with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chosen = order[start:start + batch_size]
                 length = max(sum(encodings[i].attention_mask) for i in chosen)
-                ids = self.torch.tensor([encodings[i].ids[:length] for i in chosen])
-                mask = self.torch.tensor([encodings[i].attention_mask[:length] for i in chosen])
+                ids = torch.tensor([encodings[i].ids[:length] for i in chosen])
+                mask = torch.tensor([encodings[i].attention_mask[:length] for i in chosen])
                 for i, vector in zip(chosen, self._embed(ids, mask)):
                     vectors[i] = vector
-        return self.torch.stack(vectors).numpy()
+        return torch.stack(vectors).numpy()
 
     def _embed(self, ids, mask):
         w = self.weights
@@ -74,10 +72,10 @@ class SentenceEncoder:
         # Mean of the text's own tokens, then unit length.
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return self.torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     def _layer(self, hidden, attend, layer: str):
-        functional = self.torch.nn.functional
+        functional = torch.nn.functional
         batch, length, _ = hidden.shape
 
         def heads(name: str):
@@ -92,8 +90,8 @@ class SentenceEncoder:
         return self._norm(self._dense(widened, f"{layer}output.dense") + attended, f"{layer}output.LayerNorm")
 
     def _dense(self, x, name: str):
-        return self.torch.nn.functional.linear(x, self.weights[f"{name}.weight"], self.weights[f"{name}.bias"])
+        return torch.nn.functional.linear(x, self.weights[f"{name}.weight"], self.weights[f"{name}.bias"])
 
     def _norm(self, x, name: str):
-        return self.torch.nn.functional.layer_norm(x, x.shape[-1:], self.weights[f"{name}.weight"],
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], self.weights[f"{name}.weight"],
                                                    self.weights[f"{name}.bias"], self.eps)

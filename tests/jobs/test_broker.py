@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from core.logging import CORRELATION_HEADER
 from jobs.broker import publish_priority, queue_depths, redis_queue_keys
 from tests.support.brokers import RABBITMQ_URL, rabbitmq_listens
 
@@ -81,3 +82,78 @@ def test_on_rabbitmq_an_empty_queue_holds_no_message_and_a_busy_one_cannot_say(r
         finally:
             connection.default_channel.queue_delete(name)
             connection.default_channel.exchange_delete(name)
+
+
+# --- publishing a run's message on Redis ------------------------------------------------------------
+
+def _raw_messages(queue: str) -> list[dict]:
+    """The messages waiting in `queue` (every priority list), as the Redis transport stores them."""
+    import json
+
+    from jobs.broker import celery_app
+
+    client = celery_app().connection_for_write().default_channel.client
+    raw = [json.loads(item) for key in redis_queue_keys(queue) for item in client.lrange(key, 0, -1)]
+    client.delete(*redis_queue_keys(queue))
+    return raw
+
+
+def _what_a_worker_reads(message: dict) -> dict:
+    import base64
+
+    properties = {key: value for key, value in message["properties"].items()
+                  # a fresh tag per message; Celery also copies its kwargsrepr option into the properties
+                  if key not in ("delivery_tag", "kwargsrepr")}
+    return {"body": base64.b64decode(message["body"]), "headers": message["headers"], "properties": properties,
+            "content-type": message["content-type"], "content-encoding": message["content-encoding"]}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_message_on_redis_is_the_one_celery_writes_and_carries_what_publish_signals_add(resume, settings):
+    from celery import signals
+    from django.conf import settings as live
+
+    from jobs.broker import _redis_publisher, celery_app, run_message_publish
+
+    assert live.CELERY_BROKER_URL.startswith("redis://") and _redis_publisher() is not None
+    queue, run_id = f"publish-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    seen_after = []
+
+    def traced(headers=None, **kwargs):  # what a tracing library does before a message leaves
+        headers["traceparent"] = "00-trace-span-01"
+
+    def published(headers=None, **kwargs):
+        seen_after.append(headers["id"])
+
+    signals.before_task_publish.connect(traced, weak=False)
+    signals.after_task_publish.connect(published, weak=False)
+    try:
+        run_message_publish(task_name="tests.effect", run_id=run_id, queue=queue, correlation_id="req-7",
+                            kwargs_repr="{'key': 'k'}", resume=resume)
+        [direct] = _raw_messages(queue)
+        celery_app().send_task("tests.effect", kwargs={"run_id": run_id}, task_id=run_id, queue=queue,
+                               headers={CORRELATION_HEADER: "req-7"}, kwargsrepr="{'key': 'k'}",
+                               priority=publish_priority(resume=resume), retry=False)
+        [by_celery] = _raw_messages(queue)
+    finally:
+        signals.before_task_publish.disconnect(traced)
+        signals.after_task_publish.disconnect(published)
+
+    assert _what_a_worker_reads(direct) == _what_a_worker_reads(by_celery)
+    assert direct["headers"]["traceparent"] == "00-trace-span-01" and direct["headers"][CORRELATION_HEADER] == "req-7"
+    assert seen_after == [run_id, run_id]
+    assert direct["properties"]["delivery_tag"] != by_celery["properties"]["delivery_tag"]
+
+
+@pytest.mark.integration
+def test_celery_sends_where_the_direct_publisher_would_leave_something_out(settings, monkeypatch):
+    from jobs import broker
+
+    assert broker._redis_publisher() is not None
+    settings.SENTRY_DSN = "https://key@sentry.example/1"  # its integration traces inside send_task
+    monkeypatch.setattr(broker, "_publisher", None)
+    assert broker._redis_publisher() is None
+    settings.SENTRY_DSN = ""
+    monkeypatch.setenv("CELERY_BROKER_URL", RABBITMQ_URL)  # Celery reads the variable before its settings
+    assert broker._redis_publisher() is None

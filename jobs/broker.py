@@ -227,7 +227,8 @@ _publisher: tuple[tuple[int, str], _RedisPublisher | None] | None = None
 def _redis_publisher() -> _RedisPublisher | None:
     """This process's direct publisher for the broker configured now, or None where Celery must
     send: a broker other than plain Redis (RabbitMQ, Sentinel, TLS with its options), prefixed keys,
-    compressed messages, or Sentry on (its Celery integration adds the trace inside send_task).
+    compressed messages, "task-sent" events wanted, or Sentry on (its Celery integration adds the
+    trace inside send_task).
     Made at first use, after a worker has set its patient timeouts; a fork makes its own."""
     global _publisher
     app = celery_app()
@@ -235,6 +236,7 @@ def _redis_publisher() -> _RedisPublisher | None:
     made = _publisher
     if made is None or made[0] != key:
         direct = (key[1].split("://", 1)[0] == "redis" and not app.conf.task_compression
+                  and not app.conf.task_send_sent_event
                   and not app.conf.broker_transport_options.get("global_keyprefix") and not settings.SENTRY_DSN)
         made = _publisher = (key, _RedisPublisher(app) if direct else None)
     return made[1]

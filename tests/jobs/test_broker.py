@@ -155,5 +155,11 @@ def test_celery_sends_where_the_direct_publisher_would_leave_something_out(setti
     monkeypatch.setattr(broker, "_publisher", None)
     assert broker._redis_publisher() is None
     settings.SENTRY_DSN = ""
+    monkeypatch.setitem(broker.celery_app().conf, "CELERY_TASK_SEND_SENT_EVENT", True)  # Flower's "sent" state
+    monkeypatch.setattr(broker, "_publisher", None)
+    assert broker._redis_publisher() is None
+    monkeypatch.setitem(broker.celery_app().conf, "CELERY_TASK_SEND_SENT_EVENT", False)
+    monkeypatch.setattr(broker, "_publisher", None)
+    assert broker._redis_publisher() is not None
     monkeypatch.setenv("CELERY_BROKER_URL", RABBITMQ_URL)  # Celery reads the variable before its settings
     assert broker._redis_publisher() is None

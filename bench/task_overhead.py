@@ -38,7 +38,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import DatabaseError, connection  # noqa: E402
 
 from bench.noop_tasks import bare_noop, results_noop  # noqa: E402  (and registers the tracked kind)
 from bench.support import bench_options, percentile, start_worker, stop_worker  # noqa: E402
@@ -65,11 +65,20 @@ def _timed(enqueue, n: int) -> list[float]:
     return latencies
 
 
-def _vacuumed(*tables: str) -> None:
-    """What the last batch deleted and updated, cleaned before the next is timed: otherwise autovacuum
-    (its tables' indexes, on two cores) lands inside whichever system's batch runs at its next tick."""
+def _settled(*tables: str) -> None:
+    """The database as every batch finds it: what the last batch deleted and updated cleaned, and a
+    checkpoint just made. Otherwise PostgreSQL's own upkeep lands inside whichever batch runs then:
+    autovacuum at its next tick, and a timed checkpoint, after which the first write to each page
+    logs the whole page, so commits slow down for a while (a 50 ms batch of a system that writes
+    came out near 25/s instead of 33-35 when one started in it). CHECKPOINT needs a superuser (or
+    pg_checkpoint); without, batches are timed as they come."""
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM {', '.join(tables)}")
+        if tables:
+            cursor.execute(f"VACUUM {', '.join(tables)}")
+        try:
+            cursor.execute("CHECKPOINT")
+        except DatabaseError:
+            pass
 
 
 def _wait(done, n: int, started: float) -> float:
@@ -81,6 +90,7 @@ def _wait(done, n: int, started: float) -> float:
 def bare(n: int, work_ms: float) -> tuple[float, list[float]]:
     counter = "bench:bare:done"
     _redis().delete(counter)
+    _settled()
     started = time.perf_counter()
     latencies = _timed(lambda: bare_noop.apply_async(kwargs={"counter": counter, "work_ms": work_ms}, queue=BENCH_QUEUE), n)
     return _wait(lambda: int(_redis().get(counter) or 0), n, started), latencies
@@ -90,7 +100,7 @@ def results(n: int, work_ms: float) -> tuple[float, list[float]]:
     from django_celery_results.models import TaskResult
 
     TaskResult.objects.filter(task_name="bench.results_noop").delete()
-    _vacuumed("django_celery_results_taskresult")
+    _settled("django_celery_results_taskresult")
     started = time.perf_counter()
     latencies = _timed(lambda: results_noop.apply_async(kwargs={"work_ms": work_ms}, queue=BENCH_QUEUE), n)
     done = TaskResult.objects.filter(task_name="bench.results_noop", status="SUCCESS")
@@ -103,7 +113,7 @@ def q2(n: int, work_ms: float) -> tuple[float, list[float]]:
     from django_q.tasks import async_task
 
     Task.objects.filter(group="bench").delete()
-    _vacuumed("django_q_task")
+    _settled("django_q_task")
     started = time.perf_counter()
     latencies = _timed(lambda: async_task("bench.noop_tasks.q2_noop", work_ms, group="bench"), n)
     return _wait(Task.objects.filter(group="bench", success=True).count, n, started), latencies
@@ -111,7 +121,7 @@ def q2(n: int, work_ms: float) -> tuple[float, list[float]]:
 
 def tracked(n: int, work_ms: float) -> tuple[float, list[float]]:
     JobRun.objects.filter(kind="bench.tracked_noop").delete()  # so the count below sees only this batch
-    _vacuumed("jobs_jobrun", "django_celery_results_taskresult")
+    _settled("jobs_jobrun", "django_celery_results_taskresult")
 
     def enqueue():
         run_enqueue(kind="bench.tracked_noop", queue=BENCH_QUEUE, args={"work_ms": work_ms} if work_ms else None)

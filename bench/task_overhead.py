@@ -67,11 +67,10 @@ def _timed(enqueue, n: int) -> list[float]:
 
 def _settled(*tables: str) -> None:
     """The database as every batch finds it: what the last batch deleted and updated cleaned, and a
-    checkpoint just made. Otherwise PostgreSQL's own upkeep lands inside whichever batch runs then:
-    autovacuum at its next tick, and a timed checkpoint, after which the first write to each page
-    logs the whole page, so commits slow down for a while (a 50 ms batch of a system that writes
-    came out near 25/s instead of 33-35 when one started in it). CHECKPOINT needs a superuser (or
-    pg_checkpoint); without, batches are timed as they come."""
+    checkpoint just made, so that PostgreSQL's own upkeep (autovacuum at its next tick; a timed
+    checkpoint, after which the first write to each page logs the whole page) does not land inside
+    whichever batch runs then. CHECKPOINT needs a superuser (or pg_checkpoint); without, batches
+    are timed as they come."""
     with connection.cursor() as cursor:
         if tables:
             cursor.execute(f"VACUUM {', '.join(tables)}")

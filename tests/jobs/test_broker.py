@@ -44,14 +44,22 @@ def test_the_settings_give_redis_two_places_in_line():
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
 
+def _confirmed_connection():
+    """A connection whose publish returns once RabbitMQ has the message queued (publisher confirms):
+    without, a question asked on another connection right after may find it not there yet."""
+    from kombu import Connection
+
+    return Connection(RABBITMQ_URL, transport_options={"confirm_publish": True})
+
+
 @pytest.mark.integration
 @needs_rabbitmq
 def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(rabbitmq_broker):
-    from kombu import Connection, Exchange, Queue
+    from kombu import Exchange, Queue
 
     name = f"depth-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name), name, auto_delete=False)
-    with Connection(RABBITMQ_URL) as connection:
+    with _confirmed_connection() as connection:
         producer = connection.Producer()
         for n in range(3):
             producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
@@ -67,13 +75,13 @@ def test_on_rabbitmq_queue_depths_come_from_a_passive_declare(rabbitmq_broker):
 def test_on_rabbitmq_an_empty_queue_holds_no_message_and_a_busy_one_cannot_say(rabbitmq_broker):
     """The watchdog republishes a run whose message is missing once the broker says it holds
     none: on RabbitMQ, when its queue has no message ready; with messages ready, it cannot say."""
-    from kombu import Connection, Exchange, Queue
+    from kombu import Exchange, Queue
 
     from jobs.broker import message_ids_held
 
     name = f"held-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name), name, auto_delete=False)
-    with Connection(RABBITMQ_URL) as connection:
+    with _confirmed_connection() as connection:
         queue(connection.default_channel).declare()
         try:
             assert message_ids_held(queues=[name], delivered_since=0) == set()

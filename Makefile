@@ -80,6 +80,7 @@ bench: install
 	$(PY) -m devserver.embedded start
 	$(PY) manage.py migrate --noinput
 	$(PY) bench/task_overhead.py
+	$(PY) bench/worker_kill.py
 	$(PY) bench/checkpoints.py
 	$(PY) bench/ingest.py
 	$(PY) bench/ingest_api.py

@@ -4,6 +4,7 @@ import time
 
 from celery import shared_task
 
+from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 
 _redis = None
@@ -19,27 +20,40 @@ def _counter_client():
     return _redis
 
 
+def _mark_done(mark: str) -> None:
+    """Count one finished execution of a task under `mark` ("hash key:field"): bench/worker_kill.py
+    tells from these which tasks finished once, twice or never."""
+    if mark:
+        key, field = mark.rsplit(":", 1)
+        _counter_client().hincrby(key, field)
+
+
 @shared_task(name="bench.bare_noop", ignore_result=True)
-def bare_noop(counter: str, work_ms: float = 0):
+def bare_noop(counter: str, work_ms: float = 0, mark: str = ""):
     if work_ms:
         time.sleep(work_ms / 1000)
+    _mark_done(mark)
     # The counter is how the benchmark sees completion without a result backend.
     _counter_client().incr(counter)
 
 
 @shared_task(name="bench.results_noop", ignore_result=False, track_started=True)
-def results_noop(work_ms: float = 0):
+def results_noop(work_ms: float = 0, mark: str = ""):
     """Celery as most projects run it: django-celery-results stores STARTED and SUCCESS (extended)."""
     if work_ms:
         time.sleep(work_ms / 1000)
+    _mark_done(mark)
     return None
 
 
+# Retries as the product's own kinds have them: a run whose worker was killed is taken over and run
+# again (bench/worker_kill.py), where one without would be failed for good ("worker lost").
 @tracked_task(kind="bench.tracked_noop", queue="jobs", description="Does nothing (benchmark).", schedulable=False,
-              params_schema={"type": "object"})
-def tracked_noop(ctx, work_ms: float = 0):
+              params_schema={"type": "object"}, retry=RetryPolicy(retries=2))
+def tracked_noop(ctx, work_ms: float = 0, mark: str = ""):
     if work_ms:
         time.sleep(work_ms / 1000)
+    _mark_done(mark)
     return None
 
 
@@ -65,7 +79,8 @@ def tracked_step(ctx):
     return ctx.step("answer", lambda: {"content": "kept"})
 
 
-def q2_noop(work_ms: float = 0):
+def q2_noop(work_ms: float = 0, mark: str = ""):
     """The same work as a django-q2 task (a plain function; django-q2 saves its result itself)."""
     if work_ms:
         time.sleep(work_ms / 1000)
+    _mark_done(mark)

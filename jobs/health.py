@@ -4,22 +4,39 @@ PostgreSQL and the watchdog publishes it), and without workers it waits in the q
 
 from __future__ import annotations
 
-from core.health import CheckFailed, HealthCheck, health_check_register
-from jobs import broker
+from django.db import DatabaseError, connection
 
-# Celery collects ping replies until the timeout, so this is also the endpoint's floor latency.
+from core.health import CheckFailed, HealthCheck, health_check_register
+from jobs import broker, selectors
+
+# A broadcast ping collects replies until the timeout: the check's latency when no known worker answers.
 WORKER_PING_TIMEOUT_SECONDS = 0.5
 
 
 def _workers() -> list[str]:
-    names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
+    # The workers that said they were up a moment ago (jobs.services.presence) are asked by name: the
+    # ping then returns as soon as they have all answered, instead of collecting replies for its
+    # whole timeout. When none of them answers (all gone before aging out) or none is known, everyone
+    # is asked.
+    known = _workers_known()
+    names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS, only=known) if known else []
     if not names:
+        names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
+    if not names and not known:
         # A broadcast can miss workers that are reconnecting their control channel (seen just after start-up):
         # ask once more before reporting none.
         names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
     if not names:
         raise CheckFailed("no worker answered a ping")
     return names
+
+
+def _workers_known() -> list[str]:
+    try:
+        return selectors.workers_online()
+    except DatabaseError:  # the database check reports that; the broker can still be asked
+        connection.close()
+        return []
 
 
 def health_checks_register() -> None:

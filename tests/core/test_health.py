@@ -1,6 +1,7 @@
 import pytest
 
-from tests.support.worker import wait_for_worker
+from tests.factories import WorkerPresenceFactory
+from tests.support.worker import wait_for_worker, wait_until
 
 WITH_A_WORKER = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +46,36 @@ def test_degraded_when_no_worker_answers(celery_worker, api):
     finally:
         celery_worker.start()
         wait_for_worker("test-worker")
+
+
+def _test_worker_answered(check: dict) -> bool:
+    return check["status"] == "ok" and any(name.startswith("test-worker@") for name in check["detail"])
+
+
+@WITH_A_WORKER
+def test_the_workers_known_to_be_up_are_asked_by_name_and_the_check_does_not_wait_out_a_broadcast(
+        celery_worker, api):
+    from jobs.health import WORKER_PING_TIMEOUT_SECONDS
+    from jobs.selectors import workers_online
+
+    wait_until(lambda: any(name.startswith("test-worker@") for name in workers_online()), timeout=10,
+               message="the worker's heartbeat")
+    check = api.get("/api/health/").json()["checks"]["workers"]
+    assert _test_worker_answered(check), check
+    # A broadcast collects replies for its whole timeout; asked by name, the worker ends the wait.
+    assert check["ms"] < WORKER_PING_TIMEOUT_SECONDS * 1000, check
+
+
+@WITH_A_WORKER
+def test_a_worker_known_but_gone_does_not_hide_the_workers_that_answer(celery_worker, api):
+    from jobs.models import WorkerPresence
+
+    # Killed outright, it is still listed until it ages out; alone or beside the live one.
+    WorkerPresence.objects.all().delete()
+    WorkerPresenceFactory(name="gone@elsewhere")
+    check = api.get("/api/health/").json()["checks"]["workers"]
+    assert _test_worker_answered(check), check
+    assert "gone@elsewhere" not in check["detail"]
 
 
 @WITH_A_WORKER

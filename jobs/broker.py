@@ -353,11 +353,12 @@ def broker_ping() -> str:
     return _ask(ping)
 
 
-def workers_ping(*, timeout: float, only: list[str] | None = None) -> list[str]:
+def workers_ping(*, timeout: float, only: list[str] | None = None, expected: int | None = None) -> list[str]:
     """The names of the workers that answer a ping within `timeout`. Celery collects replies until
-    then, so this takes the whole timeout, unless `only` names the workers asked: then it returns
-    as soon as they have all answered. Raises BrokerUnavailable."""
-    limit = len(only) if only else None
+    then, so this takes the whole timeout, unless `only` names the workers asked or `expected` says
+    how many replies to wait for (every worker is still asked): then it returns as soon as that
+    many have answered. Raises BrokerUnavailable."""
+    limit = len(only) if only else expected
     replies = _ask(lambda: celery_app().control.ping(timeout=timeout, destination=only, limit=limit)) or []
     return sorted(name for reply in replies for name in reply)
 

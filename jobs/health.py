@@ -9,20 +9,17 @@ from django.db import DatabaseError, connection
 from core.health import CheckFailed, HealthCheck, health_check_register
 from jobs import broker, selectors
 
-# A broadcast ping collects replies until the timeout: the check's latency when no known worker answers.
+# A ping collects replies until the timeout unless told how many to expect: the check's latency when fewer answer.
 WORKER_PING_TIMEOUT_SECONDS = 0.5
 
 
 def _workers() -> list[str]:
-    # The workers that said they were up a moment ago (jobs.services.presence) are asked by name: the
-    # ping then returns as soon as they have all answered, instead of collecting replies for its
-    # whole timeout. When none of them answers (all gone before aging out) or none is known, everyone
-    # is asked.
+    # Every worker is asked, and the ping returns as soon as as many have answered as said they were
+    # up a moment ago (jobs.services.presence), instead of collecting replies for its whole timeout.
+    # Fewer answers (one was killed and has not aged out yet), or none listed: the whole timeout.
     known = _workers_known()
-    names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS, only=known) if known else []
+    names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS, expected=len(known) or None)
     if not names:
-        names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)
-    if not names and not known:
         # A broadcast can miss workers that are reconnecting their control channel (seen just after start-up):
         # ask once more before reporting none.
         names = broker.workers_ping(timeout=WORKER_PING_TIMEOUT_SECONDS)

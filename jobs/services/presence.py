@@ -7,7 +7,7 @@ collects replies for its whole timeout: `/api/runs/stats/` answered in no less t
 worker killed outright ages out after WORKER_PRESENCE_SECONDS.
 
 The health check still pings: it is the one place that asks whether workers answer through the
-broker right now. It asks the workers named here first, which returns as soon as they have answered.
+broker right now. It expects as many answers as workers are listed here, and returns once they have come.
 """
 
 from __future__ import annotations

@@ -53,17 +53,18 @@ def _test_worker_answered(check: dict) -> bool:
 
 
 @WITH_A_WORKER
-def test_the_workers_known_to_be_up_are_asked_by_name_and_the_check_does_not_wait_out_a_broadcast(
-        celery_worker, api):
-    from jobs.health import WORKER_PING_TIMEOUT_SECONDS
+def test_the_check_returns_once_the_workers_known_to_be_up_have_answered(celery_worker, api, monkeypatch):
+    from jobs import health
     from jobs.selectors import workers_online
 
     wait_until(lambda: any(name.startswith("test-worker@") for name in workers_online()), timeout=10,
                message="the worker's heartbeat")
+    # A timeout long enough that a busy machine's late reply still comes within it, and that a ping
+    # waiting it out cannot be mistaken for one that returned on the expected reply.
+    monkeypatch.setattr(health, "WORKER_PING_TIMEOUT_SECONDS", 5.0)
     check = api.get("/api/health/").json()["checks"]["workers"]
     assert _test_worker_answered(check), check
-    # A broadcast collects replies for its whole timeout; asked by name, the worker ends the wait.
-    assert check["ms"] < WORKER_PING_TIMEOUT_SECONDS * 1000, check
+    assert check["ms"] < 5000, check
 
 
 @WITH_A_WORKER

@@ -10,7 +10,7 @@ from jobs.runner import tracked_task
 _redis = None
 
 
-def _counter_client():
+def counter_client():
     global _redis
     if _redis is None:
         import redis
@@ -25,7 +25,7 @@ def _mark_done(mark: str) -> None:
     tells from these which tasks finished once, twice or never."""
     if mark:
         key, field = mark.rsplit(":", 1)
-        _counter_client().hincrby(key, field)
+        counter_client().hincrby(key, field)
 
 
 @shared_task(name="bench.bare_noop", ignore_result=True)
@@ -34,7 +34,7 @@ def bare_noop(counter: str, work_ms: float = 0, mark: str = ""):
         time.sleep(work_ms / 1000)
     _mark_done(mark)
     # The counter is how the benchmark sees completion without a result backend.
-    _counter_client().incr(counter)
+    counter_client().incr(counter)
 
 
 @shared_task(name="bench.results_noop", ignore_result=False, track_started=True)
@@ -70,7 +70,7 @@ def bare_completion(url: str, key: str):
     _http = _http or httpx.Client(timeout=30)
     _http.post(f"{url}/v1/chat/completions", json={"model": "default",
                                                    "messages": [{"role": "user", "content": "hi"}]})
-    _counter_client().set(key, 1, ex=60)
+    counter_client().set(key, 1, ex=60)
 
 
 @tracked_task(kind="bench.tracked_step", queue="jobs", description="Keeps one step, then nothing (benchmark).",

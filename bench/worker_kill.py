@@ -41,7 +41,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
-from bench.noop_tasks import _counter_client, bare_noop, results_noop  # noqa: E402
+from bench.noop_tasks import bare_noop, counter_client, results_noop  # noqa: E402
 from bench.support import bench_options, start_worker, stop_worker  # noqa: E402
 from bench.task_overhead import BENCH_QUEUE, LABELS, SYSTEMS, start_q2_cluster, stop_q2_cluster  # noqa: E402
 from jobs.models import JobRun  # noqa: E402
@@ -76,20 +76,20 @@ def _enqueue(system: str, n: int, work_ms: float) -> None:
 
 def _executions(system: str, n: int) -> list[int]:
     """Finished executions of each task of the batch, by index."""
-    counts = _counter_client().hgetall(MARKS_KEY.format(system=system))
+    counts = counter_client().hgetall(MARKS_KEY.format(system=system))
     return [int(counts.get(str(index).encode(), 0)) for index in range(n)]
 
 
 def _celery_unacked_on_bench_queue() -> list[str]:
     """Delivery tags of messages a Celery worker took from the bench queue and never acknowledged:
     Redis gives them back to a worker once the visibility timeout has passed."""
-    client = _counter_client()
+    client = counter_client()
     return [tag.decode() for tag, raw in client.hgetall("unacked").items() if json.loads(raw)[2] == BENCH_QUEUE]
 
 
 def _forget_unacked(tags: list[str]) -> None:
     """The killed batch's stranded messages, dropped so that they do not come back an hour later."""
-    client = _counter_client()
+    client = counter_client()
     for tag in tags:
         client.zrem("unacked_index", tag)
         client.hdel("unacked", tag)
@@ -127,7 +127,7 @@ def _records(system: str) -> str:
 
 
 def _clear(system: str) -> None:
-    _counter_client().delete(MARKS_KEY.format(system=system))
+    counter_client().delete(MARKS_KEY.format(system=system))
     JobRun.objects.filter(kind="bench.tracked_noop").delete()
     from django_celery_results.models import TaskResult
     from django_q.models import Task

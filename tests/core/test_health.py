@@ -43,6 +43,7 @@ def test_degraded_when_no_worker_answers(celery_worker, api):
         assert response.status_code == 200
         assert response.json()["status"] == "degraded"
         assert response.json()["checks"]["workers"]["status"] == "error"
+        assert response.json()["checks"]["workers"]["ms"] < 1000  # asked twice, still within a second
     finally:
         celery_worker.start()
         wait_for_worker("test-worker")

@@ -62,7 +62,7 @@ def _enqueue(system: str, n: int, work_ms: float) -> None:
     for index in range(n):
         mark = f"{key}:{index}"
         if system == "bare":
-            bare_noop.apply_async(kwargs={"counter": f"{key}:count", "work_ms": work_ms, "mark": mark},
+            bare_noop.apply_async(kwargs={"counter": f"{key}:done", "work_ms": work_ms, "mark": mark},
                                   queue=BENCH_QUEUE)
         elif system == "results":
             results_noop.apply_async(kwargs={"work_ms": work_ms, "mark": mark}, queue=BENCH_QUEUE)
@@ -80,19 +80,27 @@ def _executions(system: str, n: int) -> list[int]:
     return [int(counts.get(str(index).encode(), 0)) for index in range(n)]
 
 
+def _broker_channel():
+    """The Redis transport's channel: its client, and the names of its unacknowledged set."""
+    from project.celery import app
+
+    return app.connection_for_write().default_channel
+
+
 def _celery_unacked_on_bench_queue() -> list[str]:
     """Delivery tags of messages a Celery worker took from the bench queue and never acknowledged:
     Redis gives them back to a worker once the visibility timeout has passed."""
-    client = counter_client()
-    return [tag.decode() for tag, raw in client.hgetall("unacked").items() if json.loads(raw)[2] == BENCH_QUEUE]
+    channel = _broker_channel()
+    return [tag.decode() for tag, raw in channel.client.hgetall(channel.unacked_key).items()
+            if json.loads(raw)[2] == BENCH_QUEUE]
 
 
 def _forget_unacked(tags: list[str]) -> None:
     """The killed batch's stranded messages, dropped so that they do not come back an hour later."""
-    client = counter_client()
+    channel = _broker_channel()
     for tag in tags:
-        client.zrem("unacked_index", tag)
-        client.hdel("unacked", tag)
+        channel.client.zrem(channel.unacked_index_key, tag)
+        channel.client.hdel(channel.unacked_key, tag)
 
 
 def _start(system: str) -> subprocess.Popen:
@@ -127,7 +135,8 @@ def _records(system: str) -> str:
 
 
 def _clear(system: str) -> None:
-    counter_client().delete(MARKS_KEY.format(system=system))
+    key = MARKS_KEY.format(system=system)
+    counter_client().delete(key, f"{key}:done")
     JobRun.objects.filter(kind="bench.tracked_noop").delete()
     from django_celery_results.models import TaskResult
     from django_q.models import Task

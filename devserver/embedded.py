@@ -61,6 +61,11 @@ host    all  all  ::1/128        scram-sha-256
 # two started at the same moment never both find the same port free.
 PORTS_LOCK = Path(tempfile.gettempdir()) / "embedded-services-ports.lock"
 PORTS_LOCK_WAIT_SECONDS = 180  # a first start (initdb) takes seconds; a stuck holder is not waited for
+# The port each checkout's servers were last started on, by the file remembering it. Without it, a
+# checkout whose Redis was stopped for a moment (`embedded stop redis`, then `start`) found its port
+# taken by another checkout started meanwhile, moved, and every process still running under
+# `make run` kept knocking on the old port.
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "embedded-services-ports.claims"
 
 
 class EmbeddedError(RuntimeError):
@@ -91,18 +96,53 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _choose_port(state_file: Path, preferred: int, *, ours: bool, what: str) -> int:
-    """The remembered port, unless something that is not our server has taken it since: then the
-    next free one, said out loud. `ours` tells whether our server is already listening there."""
+def _choose_port(state_file: Path, preferred: int, *, what: str) -> int:
+    """The remembered port, unless something else has taken it since (then the next free one, said
+    out loud). A port another checkout remembers is never chosen, even while its server is stopped.
+    Called under the ports lock."""
+    claims = _port_claims()
+    claims.pop(str(state_file), None)
+    claimed_elsewhere = set(claims.values())
     port = remembered_port(state_file, preferred)
-    if not ours and not _port_free(port):
+    if port in claimed_elsewhere or not _port_free(port):
         taken = port
-        while not _port_free(port):
+        while port in claimed_elsewhere or not _port_free(port):
             port += 1
         if state_file.exists():
-            print(f"==> {what}: port {taken} is taken by another program; using {port}", flush=True)
+            by = "remembered by another checkout" if taken in claimed_elsewhere else "taken by another program"
+            print(f"==> {what}: port {taken} is {by}; using {port}", flush=True)
     state_file.write_text(str(port))
+    _port_claims_write({**claims, str(state_file): port})
     return port
+
+
+def _port_claims() -> dict[str, int]:
+    """The port every checkout on this host remembers, by the file remembering it; a checkout whose
+    file is gone (its .local/ deleted) claims nothing any more."""
+    claims = {}
+    with contextlib.suppress(OSError):
+        for line in PORT_CLAIMS.read_text().splitlines():
+            registered, _, path = line.partition("\t")
+            try:
+                claims[path] = int(Path(path).read_text())
+            except PermissionError:  # another account's checkout: it still claims what it registered
+                with contextlib.suppress(ValueError):
+                    claims[path] = int(registered)
+            except (OSError, ValueError):
+                continue
+    return claims
+
+
+def _port_claims_write(claims: dict[str, int]) -> None:
+    text = "".join(f"{port}\t{path}\n" for path, port in sorted(claims.items()))
+    # Shared by every account's checkouts, like the lock; a file another account made read-only to
+    # us leaves the claims as they were (choosing still avoids every port in use).
+    with contextlib.suppress(PermissionError):
+        fd = os.open(PORT_CLAIMS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "w") as claims_file:
+            with contextlib.suppress(PermissionError):
+                os.fchmod(fd, 0o666)
+            claims_file.write(text)
 
 
 @contextlib.contextmanager
@@ -249,7 +289,7 @@ def postgres_start() -> bool:
         print("==> PostgreSQL: the embedded server lets any local account in; restarting it with a password",
               flush=True)
         postgres_stop()
-    port = _choose_port(PG_PORT_FILE, PREFERRED_PG_PORT, ours=False, what="PostgreSQL")
+    port = _choose_port(PG_PORT_FILE, PREFERRED_PG_PORT, what="PostgreSQL")
     user = _pg_user()
     log = LOCAL_DIR / "postgres.log"
     log.touch(mode=0o600)
@@ -331,7 +371,7 @@ def redis_start() -> bool:
         # write its queues. Restart it with one; its append-only file keeps the queued messages.
         print("==> Redis: the embedded server has no password; restarting it with one", flush=True)
         redis_stop()
-    port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, ours=False, what="Redis")
+    port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, what="Redis")
     if not redis_password():
         import secrets
 

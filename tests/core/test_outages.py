@@ -107,8 +107,15 @@ def _all_finish(client: httpx.Client, run_ids: list[str], *, timeout: float) -> 
     def statuses():
         return {run_id: client.get(f"/api/runs/{run_id}/").json()["status"] for run_id in run_ids}
 
-    wait_until(lambda: set(statuses().values()) <= FINISHED, timeout=timeout, interval=1,
-               message="every run accepted during the outage to finish")
+    try:
+        wait_until(lambda: set(statuses().values()) <= FINISHED, timeout=timeout, interval=1,
+                   message="every run accepted during the outage to finish")
+    except AssertionError as exc:
+        unfinished = [client.get(f"/api/runs/{run_id}/").json() for run_id, status in statuses().items()
+                      if status not in FINISHED]
+        raise AssertionError(f"{exc}; {len(unfinished)} of {len(run_ids)} not finished: " + "; ".join(
+            f"{run['kind']} {run['status']} after {run['attempts']} attempt(s), queue {run['queue']}"
+            for run in unfinished[:5])) from None
     return statuses()
 
 

@@ -17,6 +17,18 @@ from devserver import embedded
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def own_port_claims(tmp_path, monkeypatch):
+    """This module's port choices claim nothing on the host's own registry."""
+    monkeypatch.setattr(embedded, "PORT_CLAIMS", tmp_path / "ports.claims")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_path, capsys):
     state = tmp_path / "pg.port"
     with socket.socket() as squatter:
@@ -24,7 +36,7 @@ def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_pat
         squatter.listen()
         taken = squatter.getsockname()[1]
         state.write_text(str(taken))
-        chosen = embedded._choose_port(state, embedded.PREFERRED_PG_PORT, ours=False, what="PostgreSQL")
+        chosen = embedded._choose_port(state, embedded.PREFERRED_PG_PORT, what="PostgreSQL")
     assert chosen != taken
     assert state.read_text() == str(chosen)
     assert f"port {taken} is taken by another program; using {chosen}" in capsys.readouterr().out
@@ -32,11 +44,27 @@ def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_pat
 
 def test_a_free_remembered_port_is_kept(tmp_path):
     state = tmp_path / "redis.port"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
+    free = _free_port()
     state.write_text(str(free))
-    assert embedded._choose_port(state, embedded.PREFERRED_REDIS_PORT, ours=False, what="Redis") == free
+    assert embedded._choose_port(state, embedded.PREFERRED_REDIS_PORT, what="Redis") == free
+
+
+def test_the_port_of_a_checkout_whose_server_is_stopped_is_not_taken_by_another(tmp_path, capsys):
+    """A checkout's Redis stopped for a moment gets its port back: a second checkout starting
+    meanwhile finds the port free but takes the next one, as the processes of the first (under
+    `make run`) still connect to the port they were given."""
+    first, second = tmp_path / "first" / "redis.port", tmp_path / "second" / "redis.port"
+    first.parent.mkdir(), second.parent.mkdir()
+    port = _free_port()
+    assert embedded._choose_port(first, port, what="Redis") == port
+    chosen = embedded._choose_port(second, port, what="Redis")
+    assert chosen != port
+    # The first's own restart keeps its port; it is nobody's once its .local/ is deleted.
+    assert embedded._choose_port(first, port, what="Redis") == port
+    assert "remembered by another checkout" not in capsys.readouterr().out
+    first.unlink()
+    second.write_text(str(port))
+    assert embedded._choose_port(second, chosen, what="Redis") == port
 
 
 def _embedded_call(local_dir, code: str) -> str:

@@ -39,24 +39,26 @@ class LockedDatabaseScheduler(DatabaseScheduler):
 
     def _hold_lock(self) -> bool:
         try:
-            if self._lock.acquire_or_extend(held=self._leader):
-                if not self._leader:
-                    logger.info("beat lock acquired; this beat schedules", extra={"beat": self._lock.token})
-                self._leader, self._said_waiting = True, False
-                return True
+            held = self._lock.acquire_or_extend()
         except LockUnavailable as exc:
             logger.warning("beat lock check failed; not scheduling", extra={"cause": str(exc)})
+            held = None  # nobody can tell who holds it: not said to be another beat
+        if held:
+            if not self._leader:
+                logger.info("beat lock acquired; this beat schedules", extra={"beat": self._lock.token})
+            self._leader, self._said_waiting = True, False
+            return True
         if self._leader:
             logger.warning("beat lock lost; standing by", extra={"beat": self._lock.token})
         self._leader = False
+        if held is False and not self._said_waiting:
+            logger.warning("another beat holds the lock; waiting", extra={"holder": self._lock.holder(),
+                                                                          "beat": self._lock.token})
+            self._said_waiting = True
         return False
 
     def tick(self, *args, **kwargs):
         if not self._hold_lock():
-            if not self._said_waiting:
-                logger.warning("another beat holds the lock; waiting", extra={"holder": self._lock.holder(),
-                                                                              "beat": self._lock.token})
-                self._said_waiting = True
             return STANDBY_POLL_SECONDS
         interval = super().tick(*args, **kwargs)
         # Wake in time to renew the lock well before it expires.

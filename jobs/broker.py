@@ -419,9 +419,12 @@ class LeaderLock:
         patience = settings.WORKER_BROKER_TIMEOUT_SECONDS
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=patience, socket_connect_timeout=patience)
 
-    def acquire_or_extend(self, *, held: bool) -> bool:
+    def acquire_or_extend(self) -> bool:
+        # Extended whenever the key still carries our token, held or not as this process last knew:
+        # a Redis restarted from its append-only file, or a check that timed out after its write,
+        # leaves our own lock there, and waiting for it to expire stopped beat for a whole TTL.
         try:
-            if held and self._redis.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
+            if self._redis.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
                 return True
             return bool(self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
         except self._errors as exc:

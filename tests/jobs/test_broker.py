@@ -171,3 +171,24 @@ def test_celery_sends_where_the_direct_publisher_would_leave_something_out(setti
     assert broker._redis_publisher() is not None
     monkeypatch.setenv("CELERY_BROKER_URL", RABBITMQ_URL)  # Celery reads the variable before its settings
     assert broker._redis_publisher() is None
+
+
+@pytest.mark.integration  # a real Redis
+def test_a_leader_lock_still_carrying_our_token_is_ours_at_once(settings):
+    """Beat took itself for not holding its lock (a check failed while Redis was away), and Redis
+    came back from its append-only file with the key still there: the same beat goes on scheduling
+    at once, not after its own lock has expired; another beat still waits."""
+    from jobs.broker import LeaderLock
+
+    key = f"test:leader:{uuid.uuid4().hex}"
+    ours = LeaderLock(key=key, token="beat-a", ttl_seconds=60)
+    assert ours.acquire_or_extend()
+    try:
+        assert ours.acquire_or_extend()
+        assert not LeaderLock(key=key, token="beat-b", ttl_seconds=60).acquire_or_extend()
+        ours._redis.pexpire(key, 5_000)  # most of its time gone
+        assert ours.acquire_or_extend() and ours._redis.pttl(key) > 5_000
+    finally:
+        ours.release()
+    assert LeaderLock(key=key, token="beat-b", ttl_seconds=60).acquire_or_extend()
+    ours._redis.delete(key)

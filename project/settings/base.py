@@ -285,6 +285,8 @@ WORKER_WARM_UP = env.bool("WORKER_WARM_UP", default=True)
 CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
+# Back within seconds of the broker, not after up to 30 s of Celery's back-off (jobs.consumer).
+CELERY_WORKER_CONSUMER = "jobs.consumer:PromptlyReconnectingConsumer"
 # Recovery that needs no operator (see jobs.services.maintenance.watchdog); beat keeps it in its table.
 WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
 

@@ -8,6 +8,8 @@ seconds: that work then waited on a worker asleep in its back-off.
 
 from __future__ import annotations
 
+import functools
+
 from celery.worker.consumer import Consumer
 
 # Between attempts to reach the broker again: a second at first, then never more than this. An
@@ -18,14 +20,10 @@ RECONNECT_INTERVAL_MAX_SECONDS = 2.0
 
 class PromptlyReconnectingConsumer(Consumer):
     def ensure_connected(self, conn):
-        ensure_connection = conn.ensure_connection
-
-        def promptly(errback=None, max_retries=None, **options):
-            # kombu's interval_max is counted on top of the first interval.
-            return ensure_connection(errback, max_retries, interval_start=RECONNECT_INTERVAL_FIRST_SECONDS,
-                                     interval_step=RECONNECT_INTERVAL_FIRST_SECONDS,
-                                     interval_max=RECONNECT_INTERVAL_MAX_SECONDS - RECONNECT_INTERVAL_FIRST_SECONDS,
-                                     **options)
-
-        conn.ensure_connection = promptly
+        # A new connection each time Celery (re)connects, so each gets the intervals once. kombu's
+        # interval_max is counted on top of the first interval.
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=RECONNECT_INTERVAL_FIRST_SECONDS,
+            interval_step=RECONNECT_INTERVAL_FIRST_SECONDS,
+            interval_max=RECONNECT_INTERVAL_MAX_SECONDS - RECONNECT_INTERVAL_FIRST_SECONDS)
         return super().ensure_connected(conn)

@@ -10,10 +10,11 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when requirements.txt changed since the last install.
-$(STAMP): requirements.txt | $(PY)
+# The runtime (requirements.txt) and the development and test tools (requirements-dev.txt, which
+# includes it); re-installs only when either changed since the last install.
+$(STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -72,7 +73,7 @@ check: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# Benchmarks print ratios against a baseline run side by side; figures go in the README.
+# Benchmarks print ratios against a baseline run side by side; figures go in bench/README.md.
 # The peers and profiler the benchmarks compare with (bench/requirements.txt) are theirs alone: the
 # runtime never imports them.
 bench: install

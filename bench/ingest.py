@@ -135,7 +135,7 @@ def bench_worker_memory(user) -> dict:
     import psutil
 
     from bench.support import start_worker, stop_worker
-    from devserver.workers import DOCUMENTS_MAX_MEMORY_KB
+    from processes.workers import DOCUMENTS_MAX_MEMORY_KB
 
     # The same flags start_workers.sh gives the documents worker.
     worker = start_worker(queues="documents", concurrency=1, include="documents.tasks", name="bench-documents",

@@ -48,10 +48,10 @@ from bench.support import (  # noqa: E402
     stop_web,
     stop_worker,
 )
-from devserver.workers import DOCUMENTS_MAX_MEMORY_KB, DOCUMENTS_MAX_TASKS_PER_CHILD  # noqa: E402
 from documents.models import Chunk, Document  # noqa: E402
 from documents.pipeline.chunk import text_chunk  # noqa: E402
 from documents.pipeline.extract import Page  # noqa: E402
+from processes.workers import DOCUMENTS_MAX_MEMORY_KB, DOCUMENTS_MAX_TASKS_PER_CHILD  # noqa: E402
 
 LICENSES = Path("/usr/share/common-licenses")
 PG_SHARE = Path(sys.prefix) / "lib/python3.11/site-packages/pgserver/pginstall/share/postgresql"

@@ -4,7 +4,7 @@ from chat import services
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
 from core.pagination import BoundedCountPaginator
 from jobs.admin.widgets import apply_each
-from jobs.models import TriggeredBy
+from jobs.public import TriggeredBy
 
 
 class MessageInline(admin.TabularInline):

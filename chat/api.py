@@ -16,8 +16,7 @@ from chat.serializers import (
     SessionOutputSerializer,
 )
 from core.api import OwnedViewSet, described, paginated, validated_input
-from jobs.api import accepted_run
-from jobs.serializers import AcceptedRunSerializer
+from jobs.public import AcceptedRunSerializer, accepted_run
 
 
 @described(

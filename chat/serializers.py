@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from chat.models import ChatSession, Message, ProfileSummary
-from jobs.serializers import RunOutputSerializer
+from jobs.public import RunOutputSerializer
 
 
 class SessionOutputSerializer(serializers.ModelSerializer):

@@ -15,10 +15,7 @@ from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Rol
 from core.context import ContextNote, context_notes
 from documents.selectors import SearchHit, chunks_search
 from integrations.llm import llm_complete, llm_configured
-from jobs.models import JobRun, TriggeredBy
-from jobs.runner import RunContext
-from jobs.services.runs import run_enqueue
-from jobs.services.steering import run_retry
+from jobs.public import JobRun, RunContext, TriggeredBy, run_enqueue, run_retry
 
 logger = logging.getLogger(__name__)
 

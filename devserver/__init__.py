@@ -1,2 +1,3 @@
-"""What `make run`, `make test` and start_workers.sh start: the embedded PostgreSQL and Redis, the
-launcher, and the supervisor of the Celery processes. Django never imports this package."""
+"""What `make run`, `make services` and the tests start on a developer's machine: the embedded
+PostgreSQL and Redis, and the launcher that adds the web server to the processes of a deployment
+(the `processes` package). Django never imports this package."""

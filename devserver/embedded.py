@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.configuration import environment
 from core.local_services import (
     DATABASE_NAME,
     LOCAL_DIR,
@@ -461,14 +462,14 @@ def _start() -> Started:
               f"(e.g. {loose[0]}); made owner-only", flush=True)
     started_pg = started_redis = False
     with _ports_lock():
-        if not os.environ.get("DATABASE_URL"):
+        if not environment().get("DATABASE_URL"):
             started_pg = postgres_start()
-        if not os.environ.get("REDIS_URL"):
+        if not environment().get("REDIS_URL"):
             started_redis = redis_start()
     write_services_env()
     return Started(
-        database_url=None if os.environ.get("DATABASE_URL") else postgres_url(),
-        redis_url=None if os.environ.get("REDIS_URL") else redis_url(),
+        database_url=None if environment().get("DATABASE_URL") else postgres_url(),
+        redis_url=None if environment().get("REDIS_URL") else redis_url(),
         started_postgres=started_pg,
         started_redis=started_redis,
     )
@@ -485,8 +486,8 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command == "start":
         started = ensure_started()
-        print(f"postgres: {url_without_password(started.database_url or os.environ['DATABASE_URL'])}")
-        print(f"redis:    {url_without_password(started.redis_url or os.environ['REDIS_URL'])}")
+        print(f"postgres: {url_without_password(started.database_url or environment()['DATABASE_URL'])}")
+        print(f"redis:    {url_without_password(started.redis_url or environment()['REDIS_URL'])}")
         return 0
     if command == "stop":
         # `stop postgres` or `stop redis` stops that one alone (to try how the service copes without it).

@@ -1,5 +1,5 @@
 """`make run`: embedded services (unless URLs are set), migrate, seed, admin user, then web,
-workers and beat under one supervisor (devserver.supervisor): a process that dies is restarted, and
+workers and beat under one supervisor (processes.supervisor): a process that dies is restarted, and
 Ctrl-C stops everything it started, letting running work finish or go back to the queue."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.configuration import environment
 from devserver import embedded
-from devserver.supervisor import Program, Supervisor, run_until_signalled
-from devserver.workers import worker_env, worker_programs
+from processes.supervisor import Program, Supervisor, run_until_signalled
+from processes.workers import worker_env, worker_programs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ADMIN_FILE = embedded.LOCAL_DIR / "admin.txt"
@@ -47,7 +48,7 @@ def _ensure_admin(env: dict) -> None:
 
 def main() -> int:
     os.umask(embedded.OWNER_ONLY_UMASK)  # what web, workers and beat write under .local/ (logs, uploads)
-    env = dict(os.environ)
+    env = environment()  # the process's variables over .env, handed to every program
     started = embedded.ensure_started()
     if started.database_url:
         env["DATABASE_URL"] = started.database_url

@@ -4,7 +4,7 @@ from core.pagination import BoundedCountPaginator
 from documents import services
 from documents.models import Chunk, Document
 from jobs.admin.widgets import LIVE_MEDIA, apply_each, run_live_cell
-from jobs.models import TriggeredBy
+from jobs.public import TriggeredBy
 
 
 class ChunkInline(admin.TabularInline):

@@ -19,8 +19,7 @@ from documents.serializers import (
     SearchInputSerializer,
     SearchResultsSerializer,
 )
-from jobs.api import accepted_run
-from jobs.serializers import AcceptedRunSerializer
+from jobs.public import AcceptedRunSerializer, accepted_run
 
 
 @described(

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from documents.models import Document
 from documents.retrieval import SearchMode
 from documents.selectors import SEARCH_MAX_K
-from jobs.serializers import RunOutputSerializer, RunProgressSerializer, run_progress, task_message
+from jobs.public import RunOutputSerializer, RunProgressSerializer, run_progress, task_message
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):

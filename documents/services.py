@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core.errors import ErrorCode, PermanentError
+from core.errors import ErrorCode, PermanentError, TransientError
 from documents.errors import DocumentsError
 from documents.models import Chunk, Document, DocumentStage, DocumentStatus, DocumentText, PendingChunk
 from documents.pipeline.bounded import text_extract_bounded
@@ -23,10 +23,9 @@ from documents.pipeline.detect import format_detect, name_check
 from documents.pipeline.embed import embed_batch_size, embeddings_warm_up, texts_embed
 from documents.pipeline.extract import Page
 from documents.vector_store import vector_store
-from jobs.models import FINISHED_STATUSES, JobRun, TriggeredBy
-from jobs.runner import RunContext
-from jobs.services.runs import run_enqueue
-from jobs.services.steering import run_cancel
+from integrations.http import ServiceMisconfigured
+from integrations.storage import storage_errors_sorted
+from jobs.public import FINISHED_STATUSES, JobRun, RunContext, TriggeredBy, run_cancel, run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
 
     document = Document(owner=owner, title=(title or name)[:300], original_name=name[:255], format=fmt,
                         size=len(data), sha256=sha256, status=DocumentStatus.QUEUED)
-    document.file.save("original", ContentFile(data), save=False)
+    _original_store(document=document, data=data)
     try:
         with transaction.atomic():
             document.save()
@@ -75,6 +74,18 @@ def document_upload(*, owner, upload, title: str = "", triggered_by: str = Trigg
         default_storage.delete(document.file.name)
         raise
     return document, True
+
+
+def _original_store(*, document: Document, data: bytes) -> None:
+    """Keep the upload in the file storage; a storage that refuses it answers 503, and the operator's
+    log names the setting to fix (the client is not told how the storage is configured)."""
+    try:
+        with storage_errors_sorted():
+            document.file.save("original", ContentFile(data), save=False)
+    except (ServiceMisconfigured, TransientError) as exc:
+        logger.error("upload not stored", extra={"cause": str(exc), "setting": getattr(exc, "setting", "")})
+        raise DocumentsError("The file storage is not accepting uploads; try again later.",
+                             code=ErrorCode.UNAVAILABLE, retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS)
 
 
 IN_FLIGHT_STATUSES = (DocumentStatus.UPLOADED, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
@@ -292,7 +303,7 @@ def _extracted_pages(*, document: Document, ctx: RunContext) -> list[Page]:
     started = time.monotonic()
     _stage(document, DocumentStage.EXTRACTING)
     ctx.progress(0, None, step=DocumentStage.EXTRACTING)
-    with document.file.open("rb") as handle:
+    with storage_errors_sorted(), document.file.open("rb") as handle:
         data = handle.read()
     pages = text_extract_bounded(data=data, fmt=document.format)
     del data

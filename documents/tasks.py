@@ -3,16 +3,14 @@ from django.conf import settings
 from core.errors import PermanentError
 from documents import services
 from documents.pipeline.embed import heap_release
-from jobs.constants import MAINTENANCE_QUEUE
-from jobs.registry import RetryPolicy
-from jobs.runner import tracked_task
+from jobs.public import Queue, RetryPolicy, tracked_task
 
 # Extraction errors are PermanentError (never retried); storage, database and embedding-server
 # hiccups are retried with backoff.
 INGEST_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60, never_retry=(PermanentError,))
 
 
-@tracked_task(kind=services.INGEST_KIND, queue="documents", retry=INGEST_RETRY, schedulable=False,
+@tracked_task(kind=services.INGEST_KIND, queue=Queue.DOCUMENTS, retry=INGEST_RETRY, schedulable=False,
               fair_share=settings.DOCUMENT_FAIR_SHARE,
               soft_time_limit=840, time_limit=900, warm_up=services.ingest_warm_up,
               on_final_failure=services.document_mark_failed, on_revoked=services.document_mark_cancelled,
@@ -26,7 +24,7 @@ def ingest(ctx, document_id: str):
         heap_release()  # whatever the outcome: the next document starts from the process's size at rest
 
 
-@tracked_task(kind="documents.maintain", queue=MAINTENANCE_QUEUE, staff_only=True,
+@tracked_task(kind="documents.maintain", queue=Queue.MAINTENANCE, staff_only=True,
               default_schedule=("Maintain documents", {"every_seconds": 3600}),
               description="Removes stored files with no document; re-dispatches documents stuck before processing.")
 def maintain(ctx):

@@ -6,7 +6,7 @@ import httpx
 from django.conf import settings
 
 from core.errors import TransientError
-from integrations.http import response_check
+from integrations.http import misconfiguration_check, response_check
 
 # A server that holds a batch longer than this is treated as down: the batch is retried later.
 EMBEDDING_TIMEOUT_SECONDS = 60
@@ -21,6 +21,8 @@ def embeddings_fetch(texts: list[str]) -> list[list[float]]:
                               timeout=EMBEDDING_TIMEOUT_SECONDS)
     except httpx.TransportError as exc:
         raise TransientError(f"embedding server unreachable: {type(exc).__name__}")
+    misconfiguration_check(response, body=response.content, service="embedding server",
+                           key_setting="EMBEDDING_API_KEY", model_setting="EMBEDDING_MODEL")
     response_check(response, service="embedding server")
     try:
         data = sorted(response.json()["data"], key=lambda item: item["index"])

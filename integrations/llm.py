@@ -1,8 +1,11 @@
 """Client for an OpenAI-compatible LLM server: health probe and chat completions.
 
 Failures are sorted for the run's retry policy: timeouts, connection errors, 429 and 5xx are
-TransientError (429/503 carry Retry-After); 400, 401, 403 and 404 are PermanentError. An error
-names the status and its reason, never the server's body (which may echo a key or a prompt).
+TransientError (429/503 carry Retry-After); other 4xx are PermanentError; a key or model
+the server rejects (401, 403, or an error that says so, whatever its status: LiteLLM answers a wrong
+key with 400 and a missing one with 500) is ServiceMisconfigured, on the health probe as on a
+completion, so a reply fails in one attempt naming AI_API_KEY or AI_MODEL. An error names the
+status and its reason, never the server's body (which may echo a key or a prompt).
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from django.conf import settings
 from django.core.cache import cache
 
 from core.errors import TransientError
-from integrations.http import response_check, retry_after_seconds, status_text
+from integrations.http import (
+    ERROR_BODY_MAX_BYTES,
+    misconfiguration_check,
+    response_check,
+    retry_after_seconds,
+    status_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +52,8 @@ def _client_for(url: str, api_key: str, username: str, password: str, timeout: f
 
 
 def ai_server_health(*, use_cache: bool = True) -> str:
-    """'healthy', or raises TransientError. A healthy answer is remembered for AI_HEALTH_TTL seconds.
+    """'healthy', or raises TransientError (or ServiceMisconfigured: the key is rejected). A healthy
+    answer is remembered for AI_HEALTH_TTL seconds.
 
     A 404 at AI_HEALTH_PATH means the server has no such endpoint (OpenAI serves no /health):
     that says nothing against it, so replies go ahead. An empty AI_HEALTH_PATH turns the probe off."""
@@ -56,6 +66,8 @@ def ai_server_health(*, use_cache: bool = True) -> str:
         response = _client().get(path, timeout=HEALTH_TIMEOUT_SECONDS)
     except httpx.HTTPError as exc:
         raise TransientError(f"AI server health check failed: {type(exc).__name__}")
+    misconfiguration_check(response, body=response.content[:ERROR_BODY_MAX_BYTES], service="AI server",
+                           key_setting="AI_API_KEY")
     if response.status_code == 404:
         if path not in _no_health_endpoint_logged:
             _no_health_endpoint_logged.add(path)
@@ -91,6 +103,8 @@ def chat_complete(*, messages: list[dict[str, str]]) -> str:
     except httpx.TransportError as exc:
         cache.delete(HEALTH_CACHE_KEY)
         raise TransientError(f"AI server unreachable: {type(exc).__name__}")
+    misconfiguration_check(response, body=bytes(body), service="AI server", key_setting="AI_API_KEY",
+                           model_setting="AI_MODEL")
     if response.status_code == 429 or response.status_code >= 500:
         cache.delete(HEALTH_CACHE_KEY)
     response_check(response, service="AI server")

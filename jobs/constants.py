@@ -1,9 +1,7 @@
 """The job platform's names and field limits: the models declare their columns with these, and
 every write that truncates a value to fit uses the same number."""
 
-# Recovery and housekeeping (the watchdog, cancel enforcement, job triggers, cleanups) run on a
-# queue of their own, so they never wait behind user work.
-MAINTENANCE_QUEUE = "maintenance"
+from core.queues import Queue  # noqa: F401  (the platform's names, with its limits below)
 
 KIND_MAX_LENGTH = 100
 QUEUE_MAX_LENGTH = 50

@@ -69,6 +69,7 @@ from jobs.models import (
     JobRun,
     RunStatus,
     heartbeat_deadline,
+    stale_sql,
 )
 from jobs.registry import kind_find
 
@@ -217,8 +218,7 @@ UPDATE jobs_jobrun
  WHERE id = %(id)s AND NOT cancel_requested
    AND (status = 'QUEUED'
         OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
-        OR (status IN {RUNNING_SQL} AND heartbeat_at < %(stale_before)s AND attempts < max_attempts
-            AND NOT awaiting_children)
+        OR ({stale_sql("%(stale_before)s")} AND attempts < max_attempts)
         OR (status = 'STARTED' AND worker = %(in_doubt)s AND heartbeat_at < %(unheld_before)s))
 RETURNING args, attempts, max_attempts, correlation_id, lease, checkpoints, started_at
 """
@@ -613,8 +613,5 @@ def _reap(run: JobRun) -> str | None:
 
 
 def runs_stale(*, limit: int) -> list[JobRun]:
-    """Held runs with no heartbeat for RUN_HEARTBEAT_TIMEOUT_SECONDS, oldest first (a run awaiting
-    its children is held by no worker, and never stale)."""
-    return list(JobRun.objects.filter(status__in=RUNNING_STATUSES, heartbeat_at__lt=heartbeat_deadline(),
-                                      awaiting_children=False)
-                .order_by("heartbeat_at")[:limit])
+    """Runs that have lost their worker (jobs.models.stale_sql), oldest heartbeat first."""
+    return list(JobRun.objects.stalled().order_by("heartbeat_at")[:limit])

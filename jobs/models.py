@@ -35,9 +35,21 @@ RUNNING_STATUSES = (RunStatus.STARTED, RunStatus.PROGRESS)
 
 
 def heartbeat_deadline(now: datetime | None = None) -> datetime:
-    """The stale rule, the one place it is written: a running run (not awaiting children) whose
-    last heartbeat is older than this has lost its worker, and may be taken over."""
+    """A held run whose last heartbeat is older than this has lost its worker (see stale_sql)."""
     return (now or timezone.now()) - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+
+
+def stale_sql(deadline: str) -> str:
+    """The stale rule, the one place it is written, as SQL with `deadline` (a placeholder for
+    heartbeat_deadline()): a running run, not awaiting its children (those are held by no worker),
+    whose heartbeat is older than the deadline. The claim takes such a run over, the watchdog reaps
+    it, and the admin and the API call it "stalled" (JobRunQuerySet.stalled, JobRun.stalled). A body
+    past its hard time limit is killed by Celery, and its heartbeat stops with it."""
+    running = ", ".join(f"'{status}'" for status in RUNNING_STATUSES)
+    return (f"(jobs_jobrun.status IN ({running}) AND NOT jobs_jobrun.awaiting_children "
+            f"AND jobs_jobrun.heartbeat_at < {deadline})")
+
+
 UNFINISHED_STATUSES = WAITING_STATUSES + RUNNING_STATUSES
 
 
@@ -70,17 +82,19 @@ class JobRunQuerySet(models.QuerySet):
             "FROM jobs_jobrun child WHERE child.parent_id = jobs_jobrun.id GROUP BY status) counted", [],
             output_field=models.JSONField()))
 
-    def stalled(self) -> "JobRunQuerySet":
-        """Running runs that JobRun.stalled flags, in SQL."""
+    def with_stalled(self, now: datetime | None = None) -> "JobRunQuerySet":
+        """Each run's JobRun.stalled computed in the same query (list pages), by stale_sql."""
         from django.db.models.expressions import RawSQL
 
-        deadline = heartbeat_deadline()
-        return self.filter(status__in=RUNNING_STATUSES, awaiting_children=False).alias(
-            hard_deadline=RawSQL("coalesce(claimed_at, started_at) + make_interval(secs => time_limit)", [],
-                                 output_field=models.DateTimeField()),
-        ).filter(models.Q(heartbeat_at__lt=deadline)
-                 | models.Q(heartbeat_at__isnull=True, started_at__lt=deadline)
-                 | models.Q(time_limit__gt=0, hard_deadline__lt=deadline))
+        return self.annotate(is_stalled=RawSQL(f"coalesce({stale_sql('%s')}, false)", [heartbeat_deadline(now)],
+                                               output_field=models.BooleanField()))
+
+    def stalled(self, now: datetime | None = None) -> "JobRunQuerySet":
+        """Runs that have lost their worker (stale_sql): what the watchdog takes over."""
+        from django.db.models.expressions import RawSQL
+
+        return self.alias(stalled_now=RawSQL(stale_sql("%s"), [heartbeat_deadline(now)],
+                                             output_field=models.BooleanField())).filter(stalled_now=True)
 
 
 class JobRun(models.Model):
@@ -216,17 +230,14 @@ class JobRun(models.Model):
 
     @property
     def stalled(self) -> bool:
-        """Running, but its worker has stopped reporting (no heartbeat within the allowed time) or it
-        has held it past its kind's hard time limit for one attempt (a slice): the watchdog will take
-        it over, an operator may force-fail it first."""
+        """Running, but its worker has stopped reporting (stale_sql): the watchdog will take it over,
+        an operator may force-fail it first. From the list's own query where it was annotated
+        (JobRunQuerySet.with_stalled), else asked of the database."""
+        if "is_stalled" in self.__dict__:
+            return bool(self.is_stalled)
         if self.status not in RUNNING_STATUSES or self.awaiting_children:
-            return False
-        deadline = heartbeat_deadline()
-        beat = self.heartbeat_at or self.started_at
-        if beat and beat < deadline:
-            return True
-        claimed = self.claimed_at or self.started_at
-        return bool(self.time_limit and claimed and claimed + timedelta(seconds=self.time_limit) < deadline)
+            return False  # never stale, whatever the heartbeat: no query needed
+        return JobRun.objects.filter(pk=self.pk).stalled().exists()
 
     @property
     def short_id(self) -> str:

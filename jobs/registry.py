@@ -19,7 +19,7 @@ import jsonschema
 from django.conf import settings
 
 from core.errors import DomainError, PermanentError, Problems
-from jobs.constants import MAINTENANCE_QUEUE
+from jobs.constants import Queue
 from jobs.errors import JobsError
 
 
@@ -82,7 +82,8 @@ class JobKind:
     description: str
     body: Callable[..., Any]
     params_schema: dict = field(default_factory=lambda: {"type": "object", "additionalProperties": False})
-    retry: RetryPolicy = NO_RETRY
+    # Without one, the policy of CELERY_TASK_MAX_RETRIES and CELERY_TASK_DEFAULT_RETRY_DELAY.
+    retry: RetryPolicy = field(default_factory=lambda: default_retry_policy())
     soft_time_limit: int | None = None
     time_limit: int | None = None
     on_final_failure: Callable[..., None] | None = None
@@ -211,7 +212,7 @@ def kinds_all() -> list[JobKind]:
 
 def queues_all() -> list[str]:
     """Every queue a kind (or the platform's own maintenance tasks) is published to."""
-    return sorted({spec.queue for spec in _KINDS.values()} | {MAINTENANCE_QUEUE})
+    return sorted(str(queue) for queue in {spec.queue for spec in _KINDS.values()} | {Queue.MAINTENANCE})
 
 
 def kinds_for(*, user) -> list[JobKind]:

@@ -1,5 +1,6 @@
-"""Executing runs inside a worker: `tracked_task`, the run context a body gets, and one attempt's
-path from claim to outcome. Every status change goes through `jobs.lifecycle`.
+"""Executing runs inside a worker: `tracked_task`, the worker's run context (the implementation of
+jobs.context.RunContext), and one attempt's path from claim to outcome. Every status change goes
+through `jobs.lifecycle`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
-from jobs.registry import JobKind, RetryPolicy, default_retry_policy, kind_find, kind_register, kinds_all
+from jobs.registry import JobKind, kind_find, kind_register, kinds_all
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ PROGRESS_MIN_INTERVAL = 0.5
 # A body that logs in a loop cannot fill the table: lines past these bounds are dropped.
 RUN_LOG_MAX_ENTRIES = 200
 RUN_LOG_MESSAGE_CHARS = 2000
-# RunContext.outcome of an attempt that handed its run over to child runs.
+# WorkerRunContext.outcome of an attempt that handed its run over to child runs.
 AWAITING_CHILDREN = "AWAITING_CHILDREN"
 # Errors that say the database is unreachable rather than that the work is wrong.
 DATABASE_DOWN = (OperationalError, InterfaceError)
@@ -93,8 +94,8 @@ _heartbeat = _Heartbeat()
 # --- what a body gets ---------------------------------------------------------------------
 
 @dataclass
-class RunContext:
-    """A body's view of its run: identity, progress reports, and the final commit."""
+class WorkerRunContext:
+    """jobs.context.RunContext in a worker: every write holds only while the attempt's lease does."""
 
     id: str
     attempt: int
@@ -114,7 +115,7 @@ class RunContext:
     _log_lines: int = 0
 
     @classmethod
-    def from_claim(cls, *, run_id: str, claim: lifecycle.Claim, worker: str = "") -> "RunContext":
+    def from_claim(cls, *, run_id: str, claim: lifecycle.Claim, worker: str = "") -> "WorkerRunContext":
         return cls(id=run_id, attempt=claim.attempt, max_attempts=claim.max_attempts,
                    correlation_id=claim.correlation_id, lease=claim.lease, args=claim.args,
                    checkpoints=dict(claim.checkpoints), worker=worker)
@@ -243,7 +244,7 @@ class RunContext:
 
 
 class _Yielded(Exception):
-    """Raised by RunContext.yield_turn to end the attempt from wherever the body is."""
+    """Raised by WorkerRunContext.yield_turn to end the attempt from wherever the body is."""
 
 
 # --- one attempt ----------------------------------------------------------------------------
@@ -267,7 +268,7 @@ def run_execute(*, task: Task, spec: JobKind, run_id: str, claimed_by: str = "")
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
         raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
 
-    ctx = RunContext.from_claim(run_id=run_id, claim=claim, worker=worker)
+    ctx = WorkerRunContext.from_claim(run_id=run_id, claim=claim, worker=worker)
     _heartbeat.hold(run_id, claim.lease)
     try:
         return _attempt(task=task, spec=spec, ctx=ctx)
@@ -277,7 +278,7 @@ def run_execute(*, task: Task, spec: JobKind, run_id: str, claimed_by: str = "")
         _heartbeat.drop()
 
 
-def _attempt(*, task: Task, spec: JobKind, ctx: RunContext) -> Any:
+def _attempt(*, task: Task, spec: JobKind, ctx: WorkerRunContext) -> Any:
     run_id = ctx.id
     extra = {"run_id": run_id, "kind": spec.kind, "attempt": ctx.attempt, "max_attempts": ctx.max_attempts,
              "lease": ctx.lease}
@@ -340,7 +341,7 @@ def _failure_refused(*, extra: dict, error: str, elapsed: float) -> None:
                    extra={**extra, "cause": error, "elapsed_seconds": elapsed})
 
 
-def _database_outage(*, task: Task, spec: JobKind, ctx: RunContext, exc: BaseException) -> None:
+def _database_outage(*, task: Task, spec: JobKind, ctx: WorkerRunContext, exc: BaseException) -> None:
     """The database went away mid-attempt: wait for it (bounded), give the run back, and redeliver
     at once, ahead of fresh work. The next attempt resumes after this one's checkpoints; bodies are
     idempotent past them, so it replaces what this one may have written since."""
@@ -436,52 +437,24 @@ class TrackedTask(Task):
                 logger.exception("could not release run at worker stop", extra={"run_id": task_id})
 
 
-def tracked_task(
-    *,
-    kind: str,
-    queue: str,
-    description: str,
-    params_schema: dict | None = None,
-    retry: RetryPolicy | None = None,
-    soft_time_limit: int | None = None,
-    time_limit: int | None = None,
-    on_final_failure: Callable[..., None] | None = None,
-    on_timeout: Callable[..., None] | None = None,
-    on_revoked: Callable[..., None] | None = None,
-    schedulable: bool = True,
-    default_schedule: tuple[str, dict] | None = None,
-    staff_only: bool = False,
-    owner_required: bool = False,
-    fair_share: int | None = None,
-    parent_share: int | None = None,
-    job_output: Callable[..., dict | None] | None = None,
-    params_check: Callable[[dict], None] | None = None,
-    warm_up: Callable[[], None] | None = None,
-):
+def tracked_task(**options: Any):
     """Register `body(ctx, **args)` as a kind and return its Celery task (named after the kind).
 
-    The Celery task takes only the run id; the body receives its RunContext and the run's args.
-    """
+    The options are jobs.registry.JobKind's fields (kind, queue, description, retry, limits,
+    hooks…), written there once; an unknown one is a TypeError at import. The Celery task takes
+    only the run id; the body receives its RunContext (jobs.context) and the run's args."""
 
     def decorator(body: Callable[..., Any]):
-        spec = JobKind(
-            kind=kind, queue=queue, description=description, body=body,
-            params_schema=params_schema or {"type": "object", "additionalProperties": False},
-            retry=retry if retry is not None else default_retry_policy(), soft_time_limit=soft_time_limit,
-            time_limit=time_limit, on_final_failure=on_final_failure, on_timeout=on_timeout, on_revoked=on_revoked,
-            schedulable=schedulable, default_schedule=default_schedule, staff_only=staff_only,
-            owner_required=owner_required, fair_share=fair_share, parent_share=parent_share, job_output=job_output,
-            params_check=params_check, warm_up=warm_up,
-        )
+        spec = JobKind(body=body, **options)
         kind_register(spec)
 
-        @celery_app().task(bind=True, base=TrackedTask, name=kind, queue=queue,
+        @celery_app().task(bind=True, base=TrackedTask, name=spec.kind, queue=str(spec.queue),
                            soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
         def task(self, run_id: str, claimed_by: str = ""):
             return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)
 
         task.spec = spec
-        task.__doc__ = description
+        task.__doc__ = spec.description
         return task
 
     return decorator

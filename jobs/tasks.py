@@ -7,7 +7,7 @@ import socket
 
 from celery import shared_task
 
-from jobs.constants import MAINTENANCE_QUEUE
+from jobs.constants import Queue
 from jobs.errors import JobsError
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
@@ -19,14 +19,14 @@ MAINTENANCE_RETRY = RetryPolicy(retries=2, backoff=2.0, backoff_max=30)
 WATCHDOG_TASK = "jobs.watchdog"
 
 
-@tracked_task(kind="jobs.ping", queue="jobs", description="Answers pong from the worker that ran it.",
+@tracked_task(kind="jobs.ping", queue=Queue.JOBS, description="Answers pong from the worker that ran it.",
               params_schema={"type": "object", "properties": {"echo": {"type": "string", "maxLength": 200}},
                              "additionalProperties": False})
 def ping(ctx, echo: str = "pong"):
     return {"echo": echo, "worker": socket.gethostname()}
 
 
-@tracked_task(kind="jobs.test_celery", queue="jobs", description="Says Celery is configured and working, from the "
+@tracked_task(kind="jobs.test_celery", queue=Queue.JOBS, description="Says Celery is configured and working, from the "
               "worker that ran it: `test_celery.delay().get(timeout=30)`.", schedulable=False)
 def test_celery(ctx):
     return {"status": "success", "message": "Celery is configured and working properly!", "worker": ctx.worker}
@@ -39,7 +39,7 @@ _RETENTION_SCHEMA = {
 }
 
 
-@tracked_task(kind="jobs.cleanup_results", queue=MAINTENANCE_QUEUE, retry=MAINTENANCE_RETRY, staff_only=True,
+@tracked_task(kind="jobs.cleanup_results", queue=Queue.MAINTENANCE, retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up task results", {"crontab": "15 3 * * *", "timezone": "UTC"}),
               params_schema=_RETENTION_SCHEMA,
               description="Deletes django-celery-results rows older than the retention, in batches.")
@@ -47,7 +47,7 @@ def cleanup_results(ctx, older_than_days: int | None = None):
     return maintenance.results_cleanup(older_than_days=older_than_days)
 
 
-@tracked_task(kind="jobs.cleanup_runs", queue=MAINTENANCE_QUEUE, retry=MAINTENANCE_RETRY, staff_only=True,
+@tracked_task(kind="jobs.cleanup_runs", queue=Queue.MAINTENANCE, retry=MAINTENANCE_RETRY, staff_only=True,
               default_schedule=("Clean up old runs", {"crontab": "30 3 * * *", "timezone": "UTC"}),
               params_schema={"type": "object", "properties": {
                   "older_than_days": {"type": "integer", "minimum": 0},
@@ -61,19 +61,19 @@ def cleanup_runs(ctx, older_than_days: int | None = None, dead_older_than_days: 
 
 # Housekeeping is plain Celery tasks, not runs: see maintenance.watchdog for why.
 
-@shared_task(name=WATCHDOG_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, expires=60)
+@shared_task(name=WATCHDOG_TASK, queue=Queue.MAINTENANCE, ignore_result=True, expires=60)
 def watchdog():
     """Re-queues runs whose worker died, terminates cancelled runs past their grace, publishes lost messages."""
     return maintenance.watchdog()
 
 
-@shared_task(name=steering.CANCEL_ENFORCE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
+@shared_task(name=steering.CANCEL_ENFORCE_TASK, queue=Queue.MAINTENANCE, ignore_result=True)
 def enforce_cancel(run_id: str):
     """Terminates a cancelled run that is still running once its grace has passed."""
     return steering.runs_enforce_cancel(run_id=run_id)
 
 
-@shared_task(name=definitions.TRIGGER_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True)
+@shared_task(name=definitions.TRIGGER_TASK, queue=Queue.MAINTENANCE, ignore_result=True)
 def trigger_job(job_id: int):
     """Beat's entry point for a scheduled job: records a run and publishes it."""
     from jobs.models import Job, TriggeredBy

@@ -1,7 +1,7 @@
 """The Celery app and the signals that carry context into tasks.
 
 It names no app: each kind declares its queue (jobs.runner.tracked_task), Celery creates a queue
-the first time it is used, and a worker is told its queues by `-Q` (devserver.workers)."""
+the first time it is used, and a worker is told its queues by `-Q` (processes.workers)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """gunicorn settings: JSON log lines like the rest of the service, with the request id on each access line."""
 
-import os
+from core.configuration import environment
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_environment = environment()
+bind = f"{_environment.get('HOST', '127.0.0.1')}:{_environment.get('PORT', '8000')}"
+workers = int(_environment.get("WEB_CONCURRENCY", "2"))
 # Threads per worker (gthread): a slow request (a search, a stats page) holds one thread, not the
 # whole process, so one user's slow calls do not queue everyone else's behind them.
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(_environment.get("WEB_THREADS", "4"))
 timeout = 60
 accesslog = "-"
 # The response's X-Request-ID (set by RequestIdMiddleware) ties an access line to the app's and workers' lines.

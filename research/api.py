@@ -2,7 +2,7 @@ from django_filters import rest_framework as filters
 from rest_framework import viewsets
 
 from core.api import OwnerScopedMixin, described
-from jobs.api import visible_jobs
+from jobs.public import visible_jobs
 from research import selectors
 from research.models import Digest
 from research.serializers import DigestOutputSerializer

@@ -29,9 +29,7 @@ from documents.pipeline.embed import texts_embed
 from documents.retrieval import SearchHit, SearchMode
 from documents.selectors import chunks_search, documents_closeness, documents_relevant
 from integrations.llm import llm_complete, llm_configured
-from jobs.models import Job, JobRun, RunStatus
-from jobs.runner import RunContext
-from jobs.services.runs import run_enqueue
+from jobs.public import Job, JobRun, RunContext, RunStatus, run_enqueue
 from research.errors import ResearchError
 from research.models import Digest, DigestSource, Finding, FindingMethod
 

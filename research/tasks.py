@@ -4,8 +4,7 @@ from django.conf import settings
 
 from documents.models import DocumentFormat
 from documents.pipeline.embed import embeddings_warm_up
-from jobs.registry import BLANK_PATTERN, RetryPolicy
-from jobs.runner import tracked_task
+from jobs.public import BLANK_PATTERN, Queue, RetryPolicy, tracked_task
 from research import services
 
 DIGEST_PARAMS_SCHEMA = {
@@ -37,7 +36,7 @@ DIGEST_PARAMS_SCHEMA = {
 RESEARCH_RETRY = RetryPolicy(retries=3, backoff=3.0, backoff_max=60)
 
 
-@tracked_task(kind="research.digest", queue="research", params_schema=DIGEST_PARAMS_SCHEMA, retry=RESEARCH_RETRY,
+@tracked_task(kind="research.digest", queue=Queue.RESEARCH, params_schema=DIGEST_PARAMS_SCHEMA, retry=RESEARCH_RETRY,
               description="A digest of your documents on a topic: each relevant document read in its own child run, "
                           "then one digest with citations.",
               job_output=services.digest_job_output, params_check=services.digest_params_check,
@@ -46,7 +45,7 @@ def digest(ctx, **_):
     return services.digest_run(ctx=ctx)
 
 
-@tracked_task(kind=services.PROCESS_KIND, queue="research", retry=RESEARCH_RETRY, schedulable=False,
+@tracked_task(kind=services.PROCESS_KIND, queue=Queue.RESEARCH, retry=RESEARCH_RETRY, schedulable=False,
               description="Reads one document of a digest: its most relevant passages and a finding with citations.",
               params_schema={"type": "object"}, parent_share=settings.RESEARCH_MAX_CHILDREN_IN_FLIGHT,
               warm_up=embeddings_warm_up)

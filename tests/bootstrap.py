@@ -16,7 +16,11 @@ import os
 import shutil
 from urllib.parse import urlparse, urlunparse
 
-from devserver import embedded
+# The suite is configured by its own settings (project.settings.test) and the environment alone,
+# never by a developer's `.env` (core.configuration); the processes it starts inherit this.
+os.environ["ENV_FILE"] = ""
+
+from devserver import embedded  # noqa: E402
 
 # The tests flush this Redis database at start: keep it apart from anything you use. The second
 # xdist process takes the next one.

@@ -2,6 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from jobs.constants import Queue
 from jobs.models import FINISHED_STATUSES, Job, JobRun, JobRunLogEntry, RunCount, RunStatus, WorkerPresence
 
 
@@ -47,7 +48,7 @@ class WorkerPresenceFactory(factory.django.DjangoModelFactory):
         model = WorkerPresence
 
     name = factory.Sequence(lambda n: f"machine-{n}@host")
-    queues = factory.LazyFunction(lambda: ["jobs"])
+    queues = factory.LazyFunction(lambda: [Queue.JOBS])
     seen_at = factory.LazyFunction(timezone.now)
 
 
@@ -96,7 +97,7 @@ class DigestSourceFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "research.DigestSource"
 
-    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue="research")
+    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue=Queue.RESEARCH)
     document = factory.SubFactory(DocumentFactory)
     title = factory.LazyAttribute(lambda s: s.document.title)
     rank = factory.Sequence(lambda n: n + 1)
@@ -107,7 +108,7 @@ class DigestFactory(factory.django.DjangoModelFactory):
         model = "research.Digest"
 
     owner = factory.SubFactory(UserFactory)
-    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue="research", status="SUCCESS",
+    run = factory.SubFactory(JobRunFactory, kind="research.digest", queue=Queue.RESEARCH, status="SUCCESS",
                              owner=factory.SelfAttribute("..owner"))
     topic = "Durability"
     method = "extractive"

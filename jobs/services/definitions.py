@@ -14,7 +14,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from core.errors import ErrorCode, Problems
-from jobs.constants import JOB_NAME_MAX_LENGTH, MAINTENANCE_QUEUE
+from jobs.constants import JOB_NAME_MAX_LENGTH, Queue
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kind_get
@@ -112,7 +112,7 @@ def _periodic_task_sync(*, job: Job) -> None:
             every=job.schedule["every_seconds"], period=IntervalSchedule.SECONDS
         )
     values = dict(task=TRIGGER_TASK, kwargs=json.dumps({"job_id": job.id}), enabled=job.enabled,
-                  queue=MAINTENANCE_QUEUE, description=f"Runs job {job.name!r} ({job.kind})", **fields)
+                  queue=Queue.MAINTENANCE, description=f"Runs job {job.name!r} ({job.kind})", **fields)
     if job.periodic_task_id:
         periodic = PeriodicTask.objects.get(id=job.periodic_task_id)
         for key, value in values.items():

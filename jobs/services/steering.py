@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.errors import ErrorCode
 from jobs import broker, lifecycle
-from jobs.constants import MAINTENANCE_QUEUE
+from jobs.constants import Queue
 from jobs.errors import JobsError
 from jobs.models import RUNNING_STATUSES, UNFINISHED_STATUSES, JobRun, RunStatus, TriggeredBy
 from jobs.services.runs import DISPATCH_BATCH_SIZE, run_enqueue
@@ -47,7 +47,7 @@ def _revoke_broadcast(*, run_id: str, status: str) -> None:
     try:
         broker.run_revoke_broadcast(run_id=run_id)
         if status in RUNNING_STATUSES:
-            broker.task_send_later(task_name=CANCEL_ENFORCE_TASK, kwargs={"run_id": run_id}, queue=MAINTENANCE_QUEUE,
+            broker.task_send_later(task_name=CANCEL_ENFORCE_TASK, kwargs={"run_id": run_id}, queue=Queue.MAINTENANCE,
                                    countdown=settings.CANCEL_GRACE_SECONDS)
     except Exception as exc:
         # The database flag is what counts; the watchdog enforces the grace if this message is lost.

@@ -1,8 +1,9 @@
 """Settings every environment shares, all from the environment (django-environ).
 
 Development defaults work with nothing set; local.py, production.py and test.py add what differs
-(see project/settings/__init__.py for which one runs). Every variable is listed with its default in
-the README. Importing settings reads the environment and `.local/` and changes nothing.
+(see project/settings/__init__.py for which one runs). Variables come from the process's environment
+over the checkout's `.env` (core.configuration); docs/configuration.md lists every one with its
+default. Importing settings reads the environment, `.env` and `.local/`, and changes nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from core import local_services
+from core.configuration import environment
+from core.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
+env.ENVIRON = environment()
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in ("development", "production"):
@@ -300,13 +304,13 @@ CELERY_BEAT_SCHEDULE = beat_schedule(watchdog_interval=WATCHDOG_INTERVAL_SECONDS
 CELERY_TIMEZONE = TIME_ZONE
 # A pool process is replaced after this many tasks, so a leak in a library we do not own stays
 # bounded. Celery's command line reads the same variable. The documents worker is replaced by its
-# memory cap instead (devserver/workers.py).
+# memory cap instead (processes/workers.py).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000)
 # The retry policy of a kind that declares none (jobs.registry.default_retry_policy): by default one
 # attempt, as before; set the count and every such kind retries after the delay.
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=0)
 CELERY_TASK_DEFAULT_RETRY_DELAY = env.int("CELERY_TASK_DEFAULT_RETRY_DELAY", default=180)
-CELERY_TASK_DEFAULT_QUEUE = "jobs"
+CELERY_TASK_DEFAULT_QUEUE = str(Queue.JOBS)
 # The longest countdown we schedule (retry delays, Retry-After caps); must stay under the visibility timeout.
 MAX_RETRY_COUNTDOWN = env.int("MAX_RETRY_COUNTDOWN", default=600)
 

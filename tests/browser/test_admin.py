@@ -9,6 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from jobs.constants import Queue
 from jobs.models import Job, JobRun
 from tests.factories import JobRunFactory
 
@@ -77,7 +78,7 @@ def test_progress_bar_moves_without_reload(logged_in, operator):
 
 def test_retry_a_dead_run_from_its_page(logged_in, operator):
     browser = logged_in
-    dead = JobRunFactory(kind="jobs.ping", queue="jobs", status="FAILURE", dead=True, owner=operator,
+    dead = JobRunFactory(kind="jobs.ping", queue=Queue.JOBS, status="FAILURE", dead=True, owner=operator,
                          error="ConnectionError: the upstream went away", traceback="Traceback (most recent call)")
     browser.get(f"{browser.base}/admin/jobs/jobrun/{dead.id}/change/")
     browser.shot("dead-run")
@@ -236,10 +237,10 @@ def test_the_dashboard_and_a_run_tree_fit_the_screen(logged_in, operator, width)
     """From a phone to a desktop: no sideways scrolling, no label wrapped a letter per line, and
     every child's status and attempts in view."""
     browser = logged_in
-    parent = JobRunFactory(kind="tests.fan_out", queue="jobs", status="PROGRESS", owner=operator,
+    parent = JobRunFactory(kind="tests.fan_out", queue=Queue.JOBS, status="PROGRESS", owner=operator,
                            awaiting_children=True, progress_total=3, args={"key": "layout", "children": 3})
     for index, status in enumerate(("SUCCESS", "FAILURE", "PROGRESS")):
-        JobRunFactory(kind="tests.child", queue="jobs", status=status, parent=parent, owner=operator,
+        JobRunFactory(kind="tests.child", queue=Queue.JOBS, status=status, parent=parent, owner=operator,
                       args={"key": "layout", "index": index}, dead=status == "FAILURE",
                       error="ValueError: a child that failed" if status == "FAILURE" else "")
     browser.set_window_size(width, 1000)

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from chat.models import ChatSession, Message
+from jobs.constants import Queue
 from jobs.models import JobRun
 
 pytestmark = pytest.mark.django_db
@@ -13,7 +14,7 @@ def test_failed_reply_filter_and_retry_action(client):
     client.force_login(admin)
     session = ChatSession.objects.create(owner=admin, title="Broken")
     ChatSession.objects.create(owner=admin, title="Fine")
-    dead = JobRun.objects.create(kind="chat.reply", queue="chat", status="FAILURE", dead=True, owner=admin,
+    dead = JobRun.objects.create(kind="chat.reply", queue=Queue.CHAT, status="FAILURE", dead=True, owner=admin,
                                 finished_at=timezone.now())
     question = Message.objects.create(session=session, role="user", content="q", run=dead)
     dead.args = {"message_id": question.id}

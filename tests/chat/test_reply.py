@@ -140,6 +140,27 @@ def test_401_fails_at_once_with_one_apology_and_a_dead_run(chat):
     assert [r.status for r in replies(message)] == ["failed"]
 
 
+def test_a_key_the_gateway_rejects_fails_the_reply_in_one_attempt_naming_the_setting_and_health_says_so(chat):
+    """A LiteLLM-style proxy that does not know the worker's key (400 auth_error on its model list):
+    no retries, one apology, the run's error naming AI_API_KEY, health reporting the rejection."""
+    from django.test import override_settings
+    from rest_framework.test import APIClient
+
+    chat.proxy_key = "sk-the-proxys-own"
+    message = post(ChatSession.objects.create(owner=UserFactory()), "Anyone home?")
+    run = finished(message.run_id, "FAILURE")
+
+    assert run.attempts == 1 and run.dead and chat.requests == []
+    assert "rejected the API key" in run.error and "AI_API_KEY" in run.error
+    assert [r.status for r in replies(message)] == ["failed"]
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+    with override_settings(AI_SERVER_URL=chat.url, AI_API_KEY="sk-wrong"):
+        check = client.get("/api/health/").json()["checks"]["ai_server"]
+    assert check["status"] == "error" and "rejecting the configuration" in check["detail"]
+    assert "AI_API_KEY" in check["detail"] and "sk-wrong" not in check["detail"]
+
+
 def test_a_retried_failed_reply_replaces_the_apology(chat):
     chat.default = Step(status=401)
     message = post(ChatSession.objects.create(owner=UserFactory()), "Try again later")

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from documents.models import Document
+from jobs.constants import Queue
 from jobs.models import JobRun
 
 pytestmark = pytest.mark.django_db
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def test_document_list_and_reprocess_action(client):
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456789")
     client.force_login(admin)
-    run = JobRun.objects.create(kind="documents.ingest", queue="documents", status="PROGRESS", progress_current=3,
+    run = JobRun.objects.create(kind="documents.ingest", queue=Queue.DOCUMENTS, status="PROGRESS", progress_current=3,
                                 progress_total=12, progress_step="embedding")
     document = Document.objects.create(owner=admin, title="Atlas", original_name="atlas.txt", format="text", size=1,
                                        sha256="0" * 64, file="documents/x/y/original", status="processing", run=run)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from documents.models import Document
 from documents.services import documents_maintain
+from jobs.constants import Queue
 from jobs.models import JobRun
 from tests.factories import UserFactory
 
@@ -28,7 +29,7 @@ def test_removes_orphan_files_and_redispatches_stuck_documents():
     # Stored a moment ago with no row yet: an upload whose transaction has not committed. Kept.
     in_flight = default_storage.save(f"documents/{user.id}/00000000-0000-0000-0000-0000000000ff/original",
                                      ContentFile(b"being uploaded"))
-    dead_run = JobRun.objects.create(kind="documents.ingest", queue="documents", status="FAILURE",
+    dead_run = JobRun.objects.create(kind="documents.ingest", queue=Queue.DOCUMENTS, status="FAILURE",
                                     finished_at=timezone.now())
     stuck = Document.objects.create(owner=user, title="stuck", original_name="s.txt", format="text", size=5,
                                     sha256="a" * 64, file="documents/x/stuck/original", status="queued",

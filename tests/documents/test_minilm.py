@@ -11,6 +11,10 @@ import pytest
 from documents.pipeline.embed import EMBED_BATCH_SIZE, local_model_dir
 from documents.pipeline.minilm import SentenceEncoder
 
+# Loading the model and the libraries it is compared with takes tens of seconds of CPU: these are
+# integration tests (real libraries, a real subprocess), kept out of the fast unit layer.
+pytestmark = pytest.mark.integration
+
 LICENCES = sorted(Path("/usr/share/common-licenses").glob("*")) or sorted(Path(numpy.__file__).parent.glob("*.py"))
 
 

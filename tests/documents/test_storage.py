@@ -5,6 +5,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.test import override_settings
 
@@ -81,3 +82,41 @@ def test_an_original_kept_by_the_local_storage_is_its_owners_alone_whatever_the_
     assert path.stat().st_mode & 0o777 == 0o600
     assert all(folder.stat().st_mode & 0o077 == 0 for folder in path.parents
                if folder.is_relative_to(django_settings.MEDIA_ROOT))
+
+
+def test_a_bucket_or_credentials_the_storage_refuses_answer_503_and_fail_the_ingestion_at_once(s3_server, monkeypatch):
+    """Against moto's S3: a bucket that is not there, then keys it does not know (moto checks them
+    once its free actions are used up), are the deployment's configuration: the upload answers 503
+    in the one error shape and nothing is kept; a worker reading such a document gets the error that
+    fails its run without a retry, naming the setting to fix."""
+    from django.core.files.storage import default_storage
+    from moto import settings as moto_settings
+
+    from integrations.http import ServiceMisconfigured
+    from integrations.storage import storage_errors_sorted
+
+    env, client = s3_server
+    client.put_object(Bucket=BUCKET, Key="documents/kept/original", Body=b"kept")
+    owner = UserFactory()
+    storages = {"default": {"BACKEND": "storages.backends.s3.S3Storage"},
+                "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, env[key])
+    s3 = {"AWS_S3_ENDPOINT_URL": env["AWS_S3_ENDPOINT_URL"], "AWS_S3_REGION_NAME": "us-east-1"}
+    with override_settings(STORAGES=storages, AWS_STORAGE_BUCKET_NAME="no-such-bucket", **s3):
+        with pytest.raises(services.DocumentsError) as refused:
+            services.document_upload(owner=owner, upload=upload("a.txt", b"Some words to keep."))
+        assert refused.value.http_status == 503 and "AWS" not in refused.value.message
+        with pytest.raises(ServiceMisconfigured, match="set AWS_STORAGE_BUCKET_NAME"), storage_errors_sorted():
+            default_storage.save("probe", ContentFile(b"x"))
+    monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    with override_settings(STORAGES=storages, AWS_STORAGE_BUCKET_NAME=BUCKET, **s3):
+        with pytest.raises(services.DocumentsError) as refused:
+            services.document_upload(owner=owner, upload=upload("b.txt", b"Other words to keep."))
+        assert refused.value.http_status == 503
+        for call in (lambda: default_storage.save("probe", ContentFile(b"x")),
+                     lambda: default_storage.open("documents/kept/original").read()):
+            with pytest.raises(ServiceMisconfigured, match="rejected the credentials.*AWS_ACCESS_KEY_ID"), \
+                    storage_errors_sorted():
+                call()
+    assert not Document.objects.filter(owner=owner).exists()

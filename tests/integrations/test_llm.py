@@ -7,6 +7,8 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from core.errors import PermanentError, TransientError
+from integrations.embeddings import embeddings_fetch
+from integrations.http import ServiceMisconfigured
 from integrations.llm import HEALTH_CACHE_KEY, ai_server_health, chat_complete
 from tests.support.fake_llm import FakeLLM, Step
 
@@ -45,7 +47,7 @@ def test_a_healthy_answer_is_remembered_for_the_ttl(fake):
             ai_server_health()
 
 
-@pytest.mark.parametrize(("status", "error"), [(400, PermanentError), (403, PermanentError), (404, PermanentError),
+@pytest.mark.parametrize(("status", "error"), [(400, PermanentError), (403, ServiceMisconfigured), (404, PermanentError),
                                                (429, TransientError), (500, TransientError), (503, TransientError)])
 def test_failures_are_classified_for_the_retry_policy(fake, status, error):
     fake.default = Step(status=status, headers={"Retry-After": "12"})
@@ -90,8 +92,47 @@ def test_ai_timeout_bounds_the_whole_call_even_when_bytes_keep_trickling(fake):
 
 
 def test_an_upstream_error_body_is_never_copied_into_the_error(fake):
-    fake.default = Step(status=401)
-    with override_settings(AI_SERVER_URL=fake.url):
+    fake.default = Step(status=401, echo_auth=True)  # the body repeats the key, as some gateways do
+    with override_settings(AI_SERVER_URL=fake.url, AI_API_KEY="sk-secret"):
         with pytest.raises(PermanentError) as raised:
             chat_complete(messages=MESSAGES)
-    assert str(raised.value) == "AI server refused the request: 401 Unauthorized"
+    assert str(raised.value) == "AI server rejected the API key (401 Unauthorized): set AI_API_KEY to a key it accepts."
+    fake.default = Step(status=400, echo_auth=True)
+    with override_settings(AI_SERVER_URL=fake.url, AI_API_KEY="sk-secret"):
+        with pytest.raises(PermanentError) as raised:
+            chat_complete(messages=MESSAGES)
+    assert str(raised.value) == "AI server refused the request: 400 Bad Request"
+
+
+@pytest.mark.parametrize("key", ["sk-wrong-key", ""])
+def test_a_key_the_proxy_rejects_is_a_misconfiguration_naming_the_setting_on_the_probe_and_the_completion(fake, key):
+    """LiteLLM's proxy answers a wrong key with 400 and none with 500: neither is a passing fault."""
+    fake.proxy_key = "sk-right-key"
+    with override_settings(AI_SERVER_URL=fake.url, AI_API_KEY=key):
+        for call in (lambda: ai_server_health(use_cache=False), lambda: chat_complete(messages=MESSAGES)):
+            with pytest.raises(ServiceMisconfigured, match="rejected the API key.*set AI_API_KEY") as caught:
+                call()
+            assert caught.value.setting == "AI_API_KEY"
+            assert "sk-" not in str(caught.value)  # the proxy echoes part of the key; we never do
+    with override_settings(AI_SERVER_URL=fake.url, AI_API_KEY="sk-right-key"):
+        assert ai_server_health(use_cache=False) == "healthy"
+
+
+def test_a_model_the_server_does_not_serve_names_ai_model(fake):
+    fake.default = Step(status=404, error_body={"error": {"message": "The model `gpt-9` does not exist.",
+                                                          "type": "NotFoundError", "code": 404}})
+    with override_settings(AI_SERVER_URL=fake.url, AI_MODEL="gpt-9"), \
+            pytest.raises(ServiceMisconfigured, match="set AI_MODEL") as caught:
+        chat_complete(messages=MESSAGES)
+    assert "gpt-9" not in str(caught.value)
+    fake.default = Step(status=404)  # a 404 that says nothing of the model stays a plain refusal
+    with override_settings(AI_SERVER_URL=fake.url), pytest.raises(PermanentError) as caught:
+        chat_complete(messages=MESSAGES)
+    assert not isinstance(caught.value, ServiceMisconfigured)
+
+
+def test_the_embeddings_server_rejecting_its_key_names_embedding_api_key(fake):
+    fake.embedding_script = [Step(status=401)]
+    with override_settings(EMBEDDING_API_URL=fake.url, EMBEDDING_API_KEY="wrong"), \
+            pytest.raises(ServiceMisconfigured, match="set EMBEDDING_API_KEY"):
+        embeddings_fetch(["a text"])

@@ -1,5 +1,6 @@
 import pytest
 
+from jobs.constants import Queue
 from jobs.models import Job, JobRun
 from tests.factories import JobFactory, JobRunFactory
 from tests.support.worker import wait_until
@@ -53,7 +54,7 @@ def test_unknown_ids_are_404(api):
 
 def test_run_filters(api, user):
     JobRunFactory(owner=user, status="FAILURE", dead=True, kind="jobs.ping")
-    JobRunFactory(owner=user, status="SUCCESS", kind="jobs.cleanup_runs", queue="maintenance")
+    JobRunFactory(owner=user, status="SUCCESS", kind="jobs.cleanup_runs", queue=Queue.MAINTENANCE)
     assert api.get("/api/runs/?status=FAILURE").json()["count"] == 1
     assert api.get("/api/runs/?dead=true").json()["count"] == 1
     assert api.get("/api/runs/?queue=maintenance").json()["count"] == 1
@@ -121,7 +122,7 @@ def test_kinds_lists_params_schemas(api, user):
     user.save()
     kinds = {k["kind"]: k for k in api.get("/api/jobs/kinds/").json()}
     assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "documents.maintain"} <= set(kinds)
-    assert kinds["jobs.cleanup_runs"]["queue"] == "maintenance"
+    assert kinds["jobs.cleanup_runs"]["queue"] == Queue.MAINTENANCE
     assert "older_than_days" in kinds["jobs.cleanup_runs"]["params_schema"]["properties"]
 
 

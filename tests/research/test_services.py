@@ -11,6 +11,7 @@ from django.utils import timezone
 from documents.models import Document, DocumentStatus
 from documents.services import document_upload
 from integrations.llm import HEALTH_CACHE_KEY
+from jobs.constants import Queue
 from jobs.models import JobRun
 from research.models import Digest, DigestSource, Finding
 from research.services import PROCESS_KIND
@@ -142,7 +143,7 @@ def test_a_digest_over_five_documents_has_five_children_and_one_digest_citing_th
     kids = children(run_id)
     assert kids.count() == 5 and set(kids.values_list("status", flat=True)) == {"SUCCESS"}
     assert {k.args["document_id"] for k in kids} == {str(d.id) for d in documents.values()}
-    assert all(k.job_id is None and k.owner_id == user.id and k.queue == "research" for k in kids)
+    assert all(k.job_id is None and k.owner_id == user.id and k.queue == Queue.RESEARCH for k in kids)
 
     shown = api.get(f"/api/runs/{run_id}/").json()
     assert shown["children"] == {"total": 5, "by_status": {"SUCCESS": 5}}

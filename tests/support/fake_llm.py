@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server on loopback that can answer, fail, be slow or trickle, on a script.
 
-Like OpenAI itself it serves `/v1/models` and no `/health`."""
+Like OpenAI itself it serves `/v1/models` and no `/health`. With `proxy_key` set it checks the key
+as LiteLLM's proxy does: a wrong key gets 400 with an `auth_error`, no key a 500 saying so."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class Step:
     trickle: float = 0.0
     # An error body that repeats the request's Authorization header, as some gateways do.
     echo_auth: bool = False
+    # The error's body, where a test needs the server's own words (e.g. vLLM's for an unknown model).
+    error_body: dict | None = None
     # Answer only once every party of this barrier has asked: requests that end at the same moment.
     together: threading.Barrier | None = None
 
@@ -37,6 +40,8 @@ class FakeLLM:
         # A prompt containing this text is refused with a 400 (a request the server will never take).
         self.refuse_containing: str | None = None
         self.auth_headers: list[str] = []
+        # The one key a LiteLLM-style proxy accepts; None takes any.
+        self.proxy_key: str | None = None
         self.embedding_requests: list[dict] = []
         self.embedding_script: list[Step] = []
         self.dimensions = 384
@@ -44,9 +49,27 @@ class FakeLLM:
         fake = self
 
         class Handler(JsonHandler):
+            def key_refused(self) -> bool:
+                """LiteLLM's proxy's answers to a key it does not know (400) and to none (500)."""
+                if fake.proxy_key is None:
+                    return False
+                sent = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                if sent == fake.proxy_key:
+                    return False
+                if sent:
+                    self.send_json(400, {"error": {
+                        "message": "Authentication Error, Invalid proxy server token passed. Received API Key = "
+                                   f"{sent[:3]}...{sent[-4:]}", "type": "auth_error", "param": "None", "code": "400"}})
+                else:
+                    self.send_json(500, {"error": {"message": "Authentication Error, No api key passed in.",
+                                                   "type": "auth_error", "param": "None", "code": "500"}})
+                return True
+
             def do_GET(self):
                 with fake._lock:
                     fake.health_requests += 1
+                if self.key_refused():
+                    return
                 if self.path == "/v1/models":
                     body = ({"object": "list", "data": [{"id": "test-model", "object": "model"}]}
                             if fake.health_status == 200 else {"error": {"message": "unavailable"}})
@@ -56,6 +79,10 @@ class FakeLLM:
 
             def do_POST(self):
                 body = self.read_json()
+                if self.key_refused():
+                    with fake._lock:
+                        fake.requests.append(body)
+                    return
                 if self.path == "/v1/embeddings":
                     with fake._lock:
                         fake.embedding_requests.append(body)
@@ -86,7 +113,7 @@ class FakeLLM:
                     said = f"status {step.status}"
                     if step.echo_auth:
                         said += f"; you sent Authorization: {self.headers.get('Authorization', '')}"
-                    self.send_json(step.status, {"error": {"message": said}}, step.headers)
+                    self.send_json(step.status, step.error_body or {"error": {"message": said}}, step.headers)
                     return
                 answer = {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
                           "choices": [{"index": 0, "finish_reason": "stop",
@@ -128,7 +155,7 @@ class FakeLLM:
     def reset(self):
         with self._lock:
             self.script, self.default, self.health_status = [], Step(), 200
-            self.refuse_containing = None
+            self.refuse_containing, self.proxy_key = None, None
             self.requests, self.health_requests, self.auth_headers = [], 0, []
             self.embedding_requests, self.embedding_script, self.dimensions = [], [], 384
 

@@ -1,6 +1,6 @@
 """A run context for calling a body service directly, without a worker or the lifecycle.
 
-It offers what jobs.runner.RunContext offers a body (progress, log, steps, checkpoints, fan-out,
+It implements jobs.context.RunContext, the protocol a body is written against (progress, log, steps, checkpoints, fan-out,
 commit, slices) and records what the body did with it. Writes a body hands to `checkpoint`,
 `fan_out` or `commit` run for real, each in a transaction, so the test sees the body's effects in
 PostgreSQL. A test can cancel the run at a given progress report, or end the slice at once."""

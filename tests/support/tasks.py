@@ -11,6 +11,7 @@ import time
 from django.db import connection
 
 from core.errors import PermanentError, TransientError
+from jobs.constants import Queue
 from jobs.registry import RetryPolicy
 from jobs.runner import tracked_task
 
@@ -27,7 +28,7 @@ def _record_timeout_cleanup(*, run, key, **args):
     effect_record(f"timeout-cleanup:{key}:{run.attempts}")
 
 
-@tracked_task(kind="tests.effect", queue="jobs", description="Sleeps with progress, then records one effect.",
+@tracked_task(kind="tests.effect", queue=Queue.JOBS, description="Sleeps with progress, then records one effect.",
               params_schema={"type": "object"}, time_limit=4, soft_time_limit=3, schedulable=False,
               retry=RetryPolicy(delays=(0.2, 0.2)), on_timeout=_record_timeout_cleanup)
 def effect(ctx, key: str, seconds: float = 0.0):
@@ -49,7 +50,7 @@ def _record_final_failure(*, run, **args):
     effect_record(f"final-failure:{run.id}", run.error)
 
 
-@tracked_task(kind="tests.flaky", queue="jobs", description="Fails the first `fail_times` attempts.",
+@tracked_task(kind="tests.flaky", queue=Queue.JOBS, description="Fails the first `fail_times` attempts.",
               params_schema={"type": "object"}, schedulable=False,
               retry=RetryPolicy(delays=(0.3, 0.6, 0.9), retry_after_cap=2.0),
               on_final_failure=_record_final_failure)
@@ -65,7 +66,7 @@ def flaky(ctx, key: str, fail_times: int = 0, permanent: bool = False, retry_aft
     return {"attempt": ctx.attempt}
 
 
-@tracked_task(kind="tests.progress", queue="jobs", description="Reports progress many times a second.",
+@tracked_task(kind="tests.progress", queue=Queue.JOBS, description="Reports progress many times a second.",
               params_schema={"type": "object"}, schedulable=False)
 def progress(ctx, calls: int = 40, interval: float = 0.05, key: str = ""):
     from django.db import connection
@@ -87,7 +88,7 @@ def progress(ctx, calls: int = 40, interval: float = 0.05, key: str = ""):
     return {"calls": calls, "writes": len(writes)}
 
 
-@tracked_task(kind="tests.stubborn", queue="jobs", description="Sleeps without ever reporting progress.",
+@tracked_task(kind="tests.stubborn", queue=Queue.JOBS, description="Sleeps without ever reporting progress.",
               params_schema={"type": "object"}, schedulable=False, time_limit=120, soft_time_limit=110)
 def stubborn(ctx, key: str, seconds: float = 60.0):
     time.sleep(seconds)
@@ -95,14 +96,14 @@ def stubborn(ctx, key: str, seconds: float = 60.0):
     return {"key": key}
 
 
-@tracked_task(kind="tests.committing", queue="jobs", description="Sleeps, then commits one effect with its success.",
+@tracked_task(kind="tests.committing", queue=Queue.JOBS, description="Sleeps, then commits one effect with its success.",
               params_schema={"type": "object"}, schedulable=False, retry=RetryPolicy(delays=(0.2,)))
 def committing(ctx, key: str, seconds: float = 0.0):
     time.sleep(seconds)
     return ctx.commit(lambda: effect_record(key) or {"key": key})
 
 
-@tracked_task(kind="tests.checkpointing", queue="jobs", description="Keeps one effect with a checkpoint (its first "
+@tracked_task(kind="tests.checkpointing", queue=Queue.JOBS, description="Keeps one effect with a checkpoint (its first "
               "attempt dawdling inside that transaction), then commits another with its success.",
               params_schema={"type": "object"}, schedulable=False, retry=RetryPolicy(delays=(0.2,)))
 def checkpointing(ctx, key: str, dawdle_seconds: float = 0.0):
@@ -116,7 +117,7 @@ def checkpointing(ctx, key: str, dawdle_seconds: float = 0.0):
     return ctx.commit(lambda: effect_record(key, str(ctx.attempt)) or {"key": key})
 
 
-@tracked_task(kind="tests.countdown", queue="jobs", description="Counts down, reporting progress each step.",
+@tracked_task(kind="tests.countdown", queue=Queue.JOBS, description="Counts down, reporting progress each step.",
               params_schema={"type": "object", "properties": {"steps": {"type": "integer", "minimum": 1},
                                                               "interval": {"type": "number", "minimum": 0}},
                              "additionalProperties": False})
@@ -129,7 +130,7 @@ def countdown(ctx, steps: int = 20, interval: float = 0.5):
     return {"steps": steps}
 
 
-@tracked_task(kind="tests.fan_out", queue="jobs", description="Fans out into tests.child runs; records one effect "
+@tracked_task(kind="tests.fan_out", queue=Queue.JOBS, description="Fans out into tests.child runs; records one effect "
               "when the last has ended.", params_schema={"type": "object"}, schedulable=False)
 def fan_out(ctx, key: str, children: int, seconds: float = 0.0, failing: tuple = ()):
     from jobs.models import JobRun
@@ -151,7 +152,7 @@ def fan_out(ctx, key: str, children: int, seconds: float = 0.0, failing: tuple =
     return {"children": counts}
 
 
-@tracked_task(kind="tests.child", queue="jobs", description="One child of tests.fan_out: sleeps, records its effect.",
+@tracked_task(kind="tests.child", queue=Queue.JOBS, description="One child of tests.fan_out: sleeps, records its effect.",
               params_schema={"type": "object"}, schedulable=False, parent_share=2, retry=RetryPolicy(delays=(0.2,)))
 def child(ctx, key: str, index: int, seconds: float = 0.0, fail: bool = False):
     time.sleep(seconds)

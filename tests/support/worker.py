@@ -13,11 +13,13 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from core.queues import Queue
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 # One folder per pytest process (tests/bootstrap.py): the two xdist processes name their workers alike.
 _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 LOG_DIR = BASE_DIR / ".local" / (f"test-logs-{_XDIST_WORKER}" if _XDIST_WORKER else "test-logs")
-ALL_QUEUES = "documents,chat,jobs,research,maintenance"
+ALL_QUEUES = ",".join(Queue)
 
 
 def test_database_url() -> str:

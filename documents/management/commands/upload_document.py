@@ -6,8 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from documents.errors import DocumentsError
 from documents.services import document_upload
-from jobs.models import TriggeredBy
-from jobs.watch import run_watch
+from jobs.public import TriggeredBy, run_watch
 
 
 class Command(BaseCommand):

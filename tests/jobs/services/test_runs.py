@@ -10,6 +10,7 @@ from django.db import transaction
 from core.breaker import breaker_for
 from jobs import broker
 from jobs.broker import redis_queue_keys
+from jobs.constants import Queue
 from jobs.models import JobRun, RunStatus
 from jobs.selectors import queue_depths
 from jobs.services import fan_out, maintenance, runs, steering
@@ -20,12 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_runs_whose_messages_vanished_from_the_broker_all_finish_within_a_minute(broker, beats, effects):
     broker.worker.stop()
-    broker.messages_drop(queue="jobs")  # what an earlier failed test may have left in the shared RabbitMQ
+    broker.messages_drop(queue=Queue.JOBS)  # what an earlier failed test may have left in the shared RabbitMQ
     with transaction.atomic():
         queued = [runs.run_enqueue(kind="tests.effect", args={"key": f"flushed-{n}"}) for n in range(12)]
     # RabbitMQ takes publishes without confirming them: the queue holds them all a moment later.
-    wait_until(lambda: queue_depths()["jobs"] == 12, timeout=5, message="the twelve messages in the queue")
-    broker.messages_drop(queue="jobs")  # as a broker restarted with no persistence
+    wait_until(lambda: queue_depths()[Queue.JOBS] == 12, timeout=5, message="the twelve messages in the queue")
+    broker.messages_drop(queue=Queue.JOBS)  # as a broker restarted with no persistence
     flushed = time.monotonic()
 
     broker.worker.start()
@@ -43,9 +44,9 @@ def test_runs_held_in_the_broker_are_not_published_twice(celery_worker, effects)
         waiting = runs.run_enqueue(kind="tests.effect", args={"key": "once"})
     JobRun.objects.filter(id=waiting.id).update(dispatched_at=waiting.created_at.replace(year=2000))
     # Old, but its message is still in the queue (a backed-up queue): nothing to publish.
-    assert str(waiting.id) in broker.message_ids_held(queues=["jobs"], delivered_since=time.time())
+    assert str(waiting.id) in broker.message_ids_held(queues=[Queue.JOBS], delivered_since=time.time())
     assert maintenance.runs_dispatch_pending() == {"found": 1, "published": 0}
-    assert queue_depths()["jobs"] == 1
+    assert queue_depths()[Queue.JOBS] == 1
 
 
 def test_while_the_broker_is_down_each_202_answers_fast_and_nothing_is_lost(broker, api, user,
@@ -155,9 +156,9 @@ def test_a_parent_whose_last_end_was_never_announced_is_resumed_by_the_watchdog(
 
     from jobs import lifecycle
 
-    parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "lost", "children": 1})
+    parent = lifecycle.run_accept(kind="tests.fan_out", queue=Queue.JOBS, owner=user, args={"key": "lost", "children": 1})
     claim = lifecycle.run_claim(run_id=str(parent.id), worker="gone:1")
-    child = lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
+    child = lifecycle.run_accept(kind="tests.child", queue=Queue.JOBS, owner=user, parent=parent,
                                  args={"key": "lost", "index": 0})
     assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=1, step="children",
                                         message="")
@@ -176,8 +177,8 @@ def test_cancelling_a_parent_revokes_it_and_its_children_at_once(user):
     from jobs import lifecycle
 
     # Accepted, not published: no worker may take them before the cancel.
-    parent = lifecycle.run_accept(kind="tests.fan_out", queue="jobs", owner=user, args={"key": "k", "children": 3})
-    kids = [lifecycle.run_accept(kind="tests.child", queue="jobs", owner=user, parent=parent,
+    parent = lifecycle.run_accept(kind="tests.fan_out", queue=Queue.JOBS, owner=user, args={"key": "k", "children": 3})
+    kids = [lifecycle.run_accept(kind="tests.child", queue=Queue.JOBS, owner=user, parent=parent,
                                  args={"key": "k", "index": i}) for i in range(3)]
     claim = lifecycle.run_claim(run_id=str(parent.id), worker="w:1")
     assert lifecycle.run_await_children(run_id=str(parent.id), lease=claim.lease, total=3, step="children",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devserver import supervisor
-from devserver.supervisor import Program, Supervisor
+from processes import supervisor
+from processes.supervisor import Program, Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Real processes, signals and back-off delays.
@@ -83,7 +83,7 @@ def _parent(pid: int) -> int | None:
 SUPERVISOR = """
 import os, signal, sys
 from pathlib import Path
-from devserver.supervisor import Program, Supervisor, run_until_signalled
+from processes.supervisor import Program, Supervisor, run_until_signalled
 
 worker = ("import signal, sys, time; "
           "signal.signal(signal.SIGQUIT, lambda *a: (open(sys.argv[1], 'w').write('SIGQUIT'), sys.exit(0))); "

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-STOP_GRACE_SECONDS = float(os.environ.get("WORKER_STOP_GRACE_SECONDS", "30"))
+from core.configuration import environment
+
+STOP_GRACE_SECONDS = float(environment().get("WORKER_STOP_GRACE_SECONDS", "30"))
 # After SIGQUIT, a cold shutdown still returns messages to the broker: this long, then SIGKILL.
 COLD_STOP_SECONDS = 10.0
 # Restart back-off: 1, 2, 4, ... up to this many seconds between attempts.

@@ -22,6 +22,7 @@ from django.core.cache import cache
 from core.errors import TransientError
 from integrations.http import (
     ERROR_BODY_MAX_BYTES,
+    ServiceMisconfigured,
     misconfiguration_check,
     response_check,
     retry_after_seconds,
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 10.0
 HEALTH_CACHE_KEY = "ai-server:healthy"
+# Answers to the probe that say nothing against the key: no such endpoint (404), and asking too soon.
+PROBE_PASSING_STATUSES = (404, 408, 429)
 _no_health_endpoint_logged: set[str] = set()
 
 
@@ -68,6 +71,12 @@ def ai_server_health(*, use_cache: bool = True) -> str:
         raise TransientError(f"AI server health check failed: {type(exc).__name__}")
     misconfiguration_check(response, body=response.content[:ERROR_BODY_MAX_BYTES], service="AI server",
                            key_setting="AI_API_KEY")
+    if 400 <= response.status_code < 500 and response.status_code not in PROBE_PASSING_STATUSES:
+        # The probe sends nothing but the key: a refusal of it is a refusal of the key (LiteLLM's
+        # proxy answers an unknown key with 400 "No connected db." when it keeps no key database).
+        raise ServiceMisconfigured(f"AI server refused the health probe ({status_text(response)}): it sends "
+                                   f"nothing but the key, so set AI_API_KEY (or AI_HEALTH_PATH).",
+                                   setting="AI_API_KEY")
     if response.status_code == 404:
         if path not in _no_health_endpoint_logged:
             _no_health_endpoint_logged.add(path)

@@ -91,7 +91,7 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     visible_to = staticmethod(selectors.run_visible_to)
 
     def get_queryset(self):
-        return super().get_queryset().with_children_counts()
+        return super().get_queryset().with_children_counts().with_stalled()
 
     @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])

@@ -37,7 +37,7 @@ def runs_matching_id(*, prefix: str, runs: QuerySet[JobRun] | None = None) -> Qu
 
 def runs_by_ids(*, ids: list[str]) -> list[JobRun]:
     valid = [i for i in ids if FULL_ID.fullmatch(i.strip().lower())]
-    return list(JobRun.objects.filter(id__in=valid).with_retries())
+    return list(JobRun.objects.filter(id__in=valid).with_retries().with_stalled())
 
 
 def run_children_counts(*, parent_id) -> dict[str, int]:

@@ -43,7 +43,7 @@ QUOTE_CHARS = 300
 PROMPT_PASSAGE_CHARS = 1200
 DEFAULT_MAX_DOCUMENTS = 20
 # The least cosine similarity between the topic (or a question) and a document's best passage for the
-# document to be read and its passages cited (measured by bench/relevance_floor.py; see the README).
+# document to be read and its passages cited (measured by bench/relevance_floor.py; see bench/README.md).
 DIGEST_RELEVANCE_FLOOR = 0.25
 NOT_RELEVANT_CHECKPOINT = "not_relevant"
 _REF = re.compile(r"\[(\d+)\]")

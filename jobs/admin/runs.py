@@ -186,7 +186,7 @@ class JobRunAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_retries()
+        return super().get_queryset(request).with_retries().with_stalled()
 
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
@@ -344,7 +344,7 @@ class JobRunAdmin(admin.ModelAdmin):
     @admin.display(description="children")
     def children_runs(self, run):
         """The run tree below this run: each child with what it works on and its live status."""
-        children = list(run.children.order_by("created_at").with_retries()[:CHILDREN_SHOWN])
+        children = list(run.children.order_by("created_at").with_retries().with_stalled()[:CHILDREN_SHOWN])
         if not children:
             return "—"
         counts = selectors.run_children_counts(parent_id=run.pk)

@@ -281,12 +281,12 @@ def test_an_ingestion_that_worked_past_its_cap_fails_and_says_which_cap(settings
     """In this process, on a run never published (its transaction is the test's, never committed)."""
     from core.errors import PermanentError
     from jobs import lifecycle
-    from jobs.runner import RunContext
+    from jobs.runner import WorkerRunContext
 
     settings.INGEST_MIN_CAP_SECONDS = 900
     document, _ = services.document_upload(owner=UserFactory(), upload=upload("cap.txt", b"A short note.\n"))
-    ctx = RunContext.from_claim(run_id=str(document.run_id),
-                                claim=lifecycle.run_claim(run_id=str(document.run_id), worker="here:1"))
+    ctx = WorkerRunContext.from_claim(run_id=str(document.run_id),
+                                      claim=lifecycle.run_claim(run_id=str(document.run_id), worker="here:1"))
     ctx.checkpoints["worked_seconds"] = 901.0
     with pytest.raises(PermanentError, match=r"worked 901 s in all, over the cap of 900 s for a document of 14 bytes"):
         services.document_ingest(document_id=str(document.id), ctx=ctx)

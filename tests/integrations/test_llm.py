@@ -118,6 +118,19 @@ def test_a_key_the_proxy_rejects_is_a_misconfiguration_naming_the_setting_on_the
         assert ai_server_health(use_cache=False) == "healthy"
 
 
+@pytest.mark.parametrize("status", [400, 401, 403, 422])
+def test_the_probe_refused_for_any_reason_but_a_missing_endpoint_is_the_key_refused(fake, status):
+    """The probe sends nothing but the key: LiteLLM's proxy without a key database answers an
+    unknown key with 400 "No connected db."; a 429 or a 5xx stays a passing fault."""
+    fake.health_status = status
+    with override_settings(AI_SERVER_URL=fake.url), pytest.raises(ServiceMisconfigured, match="AI_API_KEY"):
+        ai_server_health(use_cache=False)
+    for passing in (429, 500):
+        fake.health_status = passing
+        with override_settings(AI_SERVER_URL=fake.url), pytest.raises(TransientError):
+            ai_server_health(use_cache=False)
+
+
 def test_a_model_the_server_does_not_serve_names_ai_model(fake):
     fake.default = Step(status=404, error_body={"error": {"message": "The model `gpt-9` does not exist.",
                                                           "type": "NotFoundError", "code": 404}})

@@ -1,5 +1,5 @@
 """Floors only go down: the import graph of the project's own modules, read from their source
-(module- and function-level imports), keeps the layering the README's "Where things are" describes."""
+(module- and function-level imports), keeps the layering docs/architecture.md describes."""
 
 import ast
 from pathlib import Path

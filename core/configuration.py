@@ -62,7 +62,14 @@ FIRST_SETTINGS = ("DJANGO_ENV", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"
 
 
 def configuration_report() -> dict:
-    """The `.env` file read (or None) and where each first setting came from: names, never values."""
+    """The `.env` file read (or None) and where each first setting came from: names, never values.
+    An unset database or Redis URL is the embedded server's, read from the file `make run` wrote."""
+    from core import local_services
+
     path = dotenv_path()
-    return {"env_file": str(path) if path is not None and path.is_file() else None,
-            "sources": value_sources(list(FIRST_SETTINGS))}
+    sources = value_sources(list(FIRST_SETTINGS))
+    embedded = local_services.services_env_read()
+    for name, source in sources.items():
+        if source == "default" and name in embedded:
+            sources[name] = f"{local_services.SERVICES_ENV} (the embedded server)"
+    return {"env_file": str(path) if path is not None and path.is_file() else None, "sources": sources}

@@ -63,10 +63,33 @@ def _timed(check: HealthCheck) -> dict:
     return {"status": status, "detail": detail, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
+# What PostgreSQL says when it takes no new connection, in our words (its own may name hosts or roles).
+_REFUSALS = (
+    ("too many connections for role", "the service's role has used all the connections it may hold"),
+    ("too many clients", "the server takes no more connections (max_connections reached)"),
+    ("remaining connection slots are reserved", "the server takes no more connections but reserved ones"),
+    ("password authentication failed", "the server refused the service's password"),
+    ("does not exist", "the server has no such database or role"),
+    ("connection refused", "the server refused the connection (not listening)"),
+    ("timeout", "the server did not answer a new connection in time"),
+    ("does not answer", "the server did not answer a new connection in time"),
+)
+
+
 def _database() -> str:
+    """The request's own connection answers, and a new one can be made: a server that has used up
+    its connections keeps serving the open ones, but nothing that needs a new one (a worker
+    restarting, a web process scaling up, the next request after CONN_MAX_AGE) would get in."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return "reachable"
+    try:
+        fresh = connection.get_new_connection(connection.get_connection_params())
+    except (OperationalError, InterfaceError) as exc:
+        text = str(exc).lower()
+        why = next((ours for theirs, ours in _REFUSALS if theirs in text), "the server took no new connection")
+        raise CheckFailed(f"no new connection: {why}")
+    fresh.close()
+    return "reachable, and taking new connections"
 
 
 def _cache() -> str:

@@ -16,7 +16,10 @@ PG_PORT_FILE = LOCAL_DIR / "pg.port"
 REDIS_PORT_FILE = LOCAL_DIR / "redis.port"
 REDIS_PASSWORD_FILE = LOCAL_DIR / "redis.password"
 POSTGRES_PASSWORD_FILE = LOCAL_DIR / "postgres.password"
+APP_PASSWORD_FILE = LOCAL_DIR / "app.password"
 DATABASE_NAME = "app"
+# The role the service connects as: owner of its database, not a superuser (devserver.embedded).
+APP_ROLE = "app"
 # Ports away from the usual 5432/6379 so an installed server is never hit by mistake.
 PREFERRED_PG_PORT = 54329
 PREFERRED_REDIS_PORT = 63799
@@ -46,7 +49,23 @@ def postgres_password() -> str:
         return ""
 
 
+def app_password() -> str:
+    """The application role's password, generated on the embedded server's first start."""
+    try:
+        return APP_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def postgres_url() -> str:
+    """The service's URL: the application role, which is not a superuser."""
+    password = app_password()
+    auth = f"{APP_ROLE}:{password}@" if password else f"{APP_ROLE}@"
+    return f"postgres://{auth}127.0.0.1:{remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)}/{DATABASE_NAME}"
+
+
+def postgres_superuser_url() -> str:
+    """The operator's URL (the `postgres` superuser): for psql and for what the service may not do."""
     password = postgres_password()
     auth = f"postgres:{password}@" if password else "postgres@"
     return f"postgres://{auth}127.0.0.1:{remembered_port(PG_PORT_FILE, PREFERRED_PG_PORT)}/{DATABASE_NAME}"

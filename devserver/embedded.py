@@ -26,6 +26,8 @@ from pathlib import Path
 
 from core.configuration import environment
 from core.local_services import (
+    APP_PASSWORD_FILE,
+    APP_ROLE,
     DATABASE_NAME,
     LOCAL_DIR,
     PG_PORT_FILE,
@@ -35,6 +37,7 @@ from core.local_services import (
     REDIS_PASSWORD_FILE,
     REDIS_PORT_FILE,
     SERVICES_ENV,
+    app_password,
     postgres_password,
     postgres_url,
     redis_password,
@@ -55,6 +58,30 @@ PG_HBA = """# Written by devserver.embedded: every connection needs the password
 local   all  all                 scram-sha-256
 host    all  all  127.0.0.1/32   scram-sha-256
 host    all  all  ::1/128        scram-sha-256
+"""
+
+
+# The application's role may hold this many of the server's connections (max_connections, 200, less
+# the superuser's 3): the rest are the operator's (psql as postgres) and other roles', so the service
+# exhausting its own can never lock an operator out.
+APP_CONNECTION_LIMIT = 180
+# Tables, views and sequences an earlier version created as the superuser are handed to the app's
+# role (a sequence that belongs to a table's column follows its table).
+_HAND_OVER_SQL = """
+DO $$
+DECLARE item record;
+BEGIN
+  FOR item IN
+    SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = 'postgres' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                        AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
+  LOOP
+    EXECUTE format('ALTER %s public.%I OWNER TO {role}',
+                   CASE item.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                     ELSE 'TABLE' END, item.relname);
+  END LOOP;
+END $$
 """
 
 
@@ -285,6 +312,7 @@ def postgres_start() -> bool:
     PGDATA.mkdir(mode=0o700, parents=True, exist_ok=True)
     if postgres_running():
         if _pg_locked_down():
+            _ensure_database(_pg_port())  # a server an earlier version started has no app role yet
             return False
         # Started by an earlier version, which trusted every local account: restart it with a password.
         print("==> PostgreSQL: the embedded server lets any local account in; restarting it with a password",
@@ -317,13 +345,35 @@ def postgres_start() -> bool:
 
 
 def _ensure_database(port: int) -> None:
+    """As the superuser: the application's role (login, its own password, not a superuser, no role
+    creation, CREATEDB for the test suite's databases, a connection limit), pgvector created where
+    only a superuser may create it (the app's database, and template1 so every database the role
+    creates has it), and the app's database owned by the role, with whatever an earlier version made
+    there as the superuser handed over."""
     import psycopg
+    from psycopg import sql
 
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=postgres_password(),
-                         dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    if not app_password():
+        import secrets
+
+        _write_private(APP_PASSWORD_FILE, secrets.token_urlsafe(24))
+    role = sql.Identifier(APP_ROLE)
+    options = sql.SQL("LOGIN NOSUPERUSER NOCREATEROLE CREATEDB NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {} "
+                      "PASSWORD {}").format(sql.Literal(APP_CONNECTION_LIMIT), sql.Literal(app_password()))
+    superuser = {"host": "127.0.0.1", "port": port, "user": "postgres", "password": postgres_password(),
+                 "autocommit": True}
+    with psycopg.connect(**superuser, dbname="postgres") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
+        conn.execute(sql.SQL("ALTER ROLE {} " if exists else "CREATE ROLE {} ").format(role) + options)
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE_NAME), role))
+        else:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(DATABASE_NAME), role))
+    for database in ("template1", DATABASE_NAME):
+        with psycopg.connect(**superuser, dbname=database) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            if database == DATABASE_NAME:
+                conn.execute(_HAND_OVER_SQL.replace("{role}", APP_ROLE))
 
 
 def postgres_stop() -> None:

@@ -37,6 +37,21 @@ def _workers_known() -> list[str]:
         return []
 
 
+def _worker_clocks() -> str:
+    """How far the workers' clocks are from the database's. Nothing a worker holds depends on its
+    clock (leases are the database's), so a clock far off only degrades: its log times and Celery
+    countdowns are off by as much."""
+    from jobs.services.presence import CLOCK_OFFSET_WARN_SECONDS
+
+    measured = [abs(offset) for offset in selectors.worker_clock_offsets().values() if offset is not None]
+    worst = max(measured, default=0.0)
+    if worst > CLOCK_OFFSET_WARN_SECONDS:
+        raise CheckFailed(f"a worker's clock is {worst:.1f} s off the database's (more than "
+                          f"{CLOCK_OFFSET_WARN_SECONDS:g} s); leases do not depend on it")
+    return f"every worker's clock within {worst:.3f} s of the database's" if measured else "no worker measured yet"
+
+
 def health_checks_register() -> None:
     health_check_register(HealthCheck("broker", broker.broker_ping))
     health_check_register(HealthCheck("workers", _workers, needs="broker"))
+    health_check_register(HealthCheck("worker_clocks", _worker_clocks))

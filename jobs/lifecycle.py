@@ -39,6 +39,12 @@ QUEUED and RETRY runs are (re)published by services.runs; publishing changes no 
 released or lost run is published ahead of fresh work on its queue (jobs.broker); a yielded one
 goes to the back, behind other owners' waiting work.
 
+Every time a lease depends on is PostgreSQL's, never a worker's: claims, heartbeats, progress,
+checkpoints, outcomes and due times are written as `statement_timestamp()` in the statement that
+writes them, and staleness and due-ness are judged against it in the statement that judges them
+(jobs.models.stale_sql), so a worker whose clock is minutes off keeps its run for as long as it
+heartbeats. The times in an attempt log's entries are the writer's, shown only.
+
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
 parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
 an owner's next turn) is published in answer, by services.fan_out and services.runs respectively.
@@ -56,7 +62,7 @@ from typing import Any
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db.models.functions import Coalesce, Greatest, Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -68,14 +74,15 @@ from jobs.models import (
     WAITING_STATUSES,
     JobRun,
     RunStatus,
-    heartbeat_deadline,
+    heartbeat_timeout,
     stale_sql,
 )
 from jobs.registry import kind_find
 
 logger = logging.getLogger(__name__)
 
-# A retry message may come this much before its due time (clocks of two hosts differ a little).
+# A retry message may come this much before its due time: Celery's countdown is counted on the
+# publishing worker's clock, the due time on the database's.
 RETRY_DUE_TOLERANCE = timedelta(seconds=1)
 ATTEMPT_LOG_ERROR_CHARS = 500
 
@@ -107,7 +114,7 @@ INSERT INTO django_celery_results_taskresult
 SELECT changed.id::text, changed.kind, '()', %(task_kwargs)s, changed.status, %(worker)s,
        'application/json', 'utf-8',
        COALESCE(CASE WHEN changed.status = 'REVOKED' THEN %(revoked)s END, %(task_result)s),
-       %(now)s, changed.started_at, %(now)s,
+       statement_timestamp(), changed.started_at, statement_timestamp(),
        %(task_traceback)s, '{"children": []}', NULL
   FROM changed
     ON CONFLICT (task_id) DO UPDATE
@@ -124,7 +131,7 @@ def _task_params(*, run_id: str, now: datetime, result: str, traceback: str = ""
                  revoked: str | None = None) -> dict:
     """The values the task result is written with; `revoked` is the result instead where the
     statement ends the run REVOKED (a success that met a cancel)."""
-    return {"task_kwargs": repr({"run_id": str(run_id)}), "task_result": result, "now": now,
+    return {"task_kwargs": repr({"run_id": str(run_id)}), "task_result": result,
             "task_traceback": traceback or None, "worker": worker, "revoked": revoked}
 
 
@@ -171,11 +178,16 @@ def run_call_hook(name: str, run: JobRun) -> None:
 _ACCEPT_COLUMNS = JobRun._meta.concrete_fields
 
 
+# Written by the database's clock: when the message was (optimistically) sent.
+_ACCEPT_DB_TIMES = ("dispatched_at",)
+
+
 @cache
 def _accept_sql() -> str:
     return "INSERT INTO jobs_jobrun ({}) VALUES ({})".format(
         ", ".join(connection.ops.quote_name(field.column) for field in _ACCEPT_COLUMNS),
-        ", ".join(["%s"] * len(_ACCEPT_COLUMNS)))
+        ", ".join("statement_timestamp()" if field.attname in _ACCEPT_DB_TIMES else "%s"
+                  for field in _ACCEPT_COLUMNS))
 
 
 def run_accept(**fields: Any) -> JobRun:
@@ -186,14 +198,16 @@ def run_accept(**fields: Any) -> JobRun:
     (bench/task_overhead.py, profiled). Outside a transaction the INSERT is its own, committed in
     the same round trip."""
     run = JobRun(status=RunStatus.QUEUED, dispatched_at=timezone.now(), **fields)
-    _execute(_accept_sql(), [field.get_db_prep_save(getattr(run, field.attname), connection) for field in _ACCEPT_COLUMNS])
+    _execute(_accept_sql(), [field.get_db_prep_save(getattr(run, field.attname), connection)
+                             for field in _ACCEPT_COLUMNS if field.attname not in _ACCEPT_DB_TIMES])
     run._state.adding, run._state.db = False, connection.alias
     return run
 
 
-def run_dispatched(*, run_id: str, at: datetime | None) -> None:
-    """Bookkeeping of publishing (no status change): when the run's message was last sent, or None."""
-    JobRun.objects.filter(id=run_id, status__in=WAITING_STATUSES).update(dispatched_at=at)
+def run_dispatched(*, run_id: str, sent: bool) -> None:
+    """Bookkeeping of publishing (no status change): the run's message was sent now (by the
+    database's clock, which the watchdog judges a lost message by), or was not sent."""
+    JobRun.objects.filter(id=run_id, status__in=WAITING_STATUSES).update(dispatched_at=Now() if sent else None)
 
 
 # --- claim, progress, heartbeat -------------------------------------------------------------
@@ -211,15 +225,16 @@ class Claim:
 
 _CLAIM_SQL = f"""
 UPDATE jobs_jobrun
-   SET status = 'STARTED', started_at = COALESCE(started_at, %(now)s), claimed_at = %(now)s,
-       heartbeat_at = %(now)s, due_at = NULL,
+   SET status = 'STARTED', started_at = COALESCE(started_at, statement_timestamp()), claimed_at = statement_timestamp(),
+       heartbeat_at = statement_timestamp(), due_at = NULL,
        attempts = CASE WHEN status = 'STARTED' AND worker = %(in_doubt)s THEN attempts ELSE attempts + 1 END,
        worker = %(worker)s, lease = lease + 1
  WHERE id = %(id)s AND NOT cancel_requested
    AND (status = 'QUEUED'
-        OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= %(due_by)s))
-        OR ({stale_sql("%(stale_before)s")} AND attempts < max_attempts)
-        OR (status = 'STARTED' AND worker = %(in_doubt)s AND heartbeat_at < %(unheld_before)s))
+        OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= statement_timestamp() + %(due_tolerance)s))
+        OR ({stale_sql("%(stale_after)s")} AND attempts < max_attempts)
+        OR (status = 'STARTED' AND worker = %(in_doubt)s
+            AND heartbeat_at < statement_timestamp() - %(unheld_after)s))
 RETURNING args, attempts, max_attempts, correlation_id, lease, checkpoints, started_at
 """
 
@@ -230,12 +245,11 @@ def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | N
     `in_doubt` names a worker whose claim of this run met a database error: its claim may have
     committed with the answer lost, so that claim is taken over (not counted twice) once it has
     missed two heartbeats (a worker really holding the run would have written them)."""
-    now = timezone.now()
     rows = _execute(_CLAIM_SQL, {
-        "id": run_id, "now": now, "worker": worker[:WORKER_MAX_LENGTH], "due_by": now + RETRY_DUE_TOLERANCE,
-        "stale_before": heartbeat_deadline(now),
+        "id": run_id, "worker": worker[:WORKER_MAX_LENGTH], "due_tolerance": RETRY_DUE_TOLERANCE,
+        "stale_after": heartbeat_timeout(),
         "in_doubt": in_doubt[:WORKER_MAX_LENGTH] or None,
-        "unheld_before": now - timedelta(seconds=2 * settings.RUN_HEARTBEAT_SECONDS),
+        "unheld_after": timedelta(seconds=2 * settings.RUN_HEARTBEAT_SECONDS),
     })
     if not rows:
         return None
@@ -255,7 +269,7 @@ HELD_SQL = f"id = %(id)s AND lease = %(lease)s AND status IN {RUNNING_SQL}"
 _PROGRESS_SQL = f"""
 UPDATE jobs_jobrun
    SET status = 'PROGRESS', progress_current = %(current)s, progress_total = %(total)s,
-       progress_step = %(step)s, progress_message = %(message)s, eta_seconds = %(eta)s, heartbeat_at = %(now)s
+       progress_step = %(step)s, progress_message = %(message)s, eta_seconds = %(eta)s, heartbeat_at = statement_timestamp()
  WHERE {HELD_SQL}
 RETURNING cancel_requested
 """
@@ -273,19 +287,19 @@ def run_progress(*, run_id: str, lease: int, current: int, total: int | None, st
     """Record progress; True while the run should go on, False once cancelled, LeaseLost if not held."""
     rows = _execute(_PROGRESS_SQL, {"id": run_id, "lease": lease, "current": current, "total": total,
                                     "step": step[:PROGRESS_STEP_MAX_LENGTH],
-                                    "message": message[:PROGRESS_MESSAGE_MAX_LENGTH], "eta": eta, "now": timezone.now()})
+                                    "message": message[:PROGRESS_MESSAGE_MAX_LENGTH], "eta": eta})
     return _go_on(run_id, rows)
 
 
 def run_heartbeat(*, run_id: str, lease: int) -> bool:
     """Refresh the held run's heartbeat; False once the attempt no longer holds it."""
     return bool(JobRun.objects.filter(id=run_id, lease=lease, status__in=RUNNING_STATUSES)
-                .update(heartbeat_at=timezone.now()))
+                .update(heartbeat_at=Now()))
 
 
 _CHECKPOINT_SQL = f"""
 UPDATE jobs_jobrun
-   SET checkpoints = checkpoints || %(values)s::jsonb, heartbeat_at = %(now)s,
+   SET checkpoints = checkpoints || %(values)s::jsonb, heartbeat_at = statement_timestamp(),
        progress_current = GREATEST(progress_current, COALESCE(%(current)s, progress_current))
  WHERE {HELD_SQL}
 RETURNING cancel_requested
@@ -294,15 +308,14 @@ RETURNING cancel_requested
 
 _LOG_SQL = f"""
 INSERT INTO jobs_jobrunlogentry (run_id, attempt, level, message, created_at)
-SELECT id, attempts, %(level)s, %(message)s, %(now)s FROM jobs_jobrun WHERE {HELD_SQL}
+SELECT id, attempts, %(level)s, %(message)s, statement_timestamp() FROM jobs_jobrun WHERE {HELD_SQL}
 RETURNING false
 """
 
 
 def run_log(*, run_id: str, lease: int, level: str, message: str) -> None:
     """A line of what the body did, kept only while the attempt holds the run (else LeaseLost)."""
-    _go_on(run_id, _execute(_LOG_SQL, {"id": run_id, "lease": lease, "level": level, "message": message,
-                                       "now": timezone.now()}))
+    _go_on(run_id, _execute(_LOG_SQL, {"id": run_id, "lease": lease, "level": level, "message": message}))
 
 
 def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any], current: int | None = None) -> bool:
@@ -311,7 +324,7 @@ def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any], current: 
     before would otherwise leave the run showing less than it keeps. Like a progress report: True
     to go on, False once cancelled, LeaseLost if the attempt no longer holds it."""
     rows = _execute(_CHECKPOINT_SQL, {"id": run_id, "lease": lease, "values": json.dumps(values),
-                                      "current": current, "now": timezone.now()})
+                                      "current": current})
     return _go_on(run_id, rows)
 
 
@@ -323,7 +336,7 @@ def run_await_children(*, run_id: str, lease: int, total: int, step: str, messag
     run is no longer held or was cancelled."""
     return bool(JobRun.objects.filter(id=run_id, lease=lease, status__in=RUNNING_STATUSES,
                                       cancel_requested=False).update(
-        status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=timezone.now(),
+        status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=Now(),
         progress_current=0, progress_total=total, progress_step=step[:PROGRESS_STEP_MAX_LENGTH],
         progress_message=message[:PROGRESS_MESSAGE_MAX_LENGTH],
         eta_seconds=None))
@@ -336,13 +349,13 @@ def run_roll_up(*, run_id: str, current: int, total: int, eta: float | None) -> 
     counted fewer may write last."""
     JobRun.objects.filter(id=run_id, awaiting_children=True, status__in=RUNNING_STATUSES).update(
         progress_current=Greatest(F("progress_current"), current), progress_total=total, eta_seconds=eta,
-        heartbeat_at=timezone.now())
+        heartbeat_at=Now())
 
 
 _CHILDREN_DONE_SQL = f"""
 UPDATE jobs_jobrun
    SET status = 'QUEUED', awaiting_children = false, attempts = GREATEST(attempts - 1, 0), worker = '',
-       dispatched_at = %(now)s, eta_seconds = NULL,
+       dispatched_at = statement_timestamp(), eta_seconds = NULL,
        progress_current = GREATEST(progress_current, COALESCE(progress_total, 0))
  WHERE id = %(id)s AND awaiting_children AND status IN {RUNNING_SQL} AND NOT cancel_requested
    AND NOT EXISTS (SELECT 1 FROM jobs_jobrun child
@@ -355,7 +368,7 @@ def run_children_done(*, run_id: str) -> bool:
     """QUEUED again for its final step once no child is unfinished; the handing over is not counted
     as an attempt. One conditional statement: when children end at the same moment, or an end is
     announced twice, exactly one caller gets True and publishes the parent."""
-    return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id, "now": timezone.now()}))
+    return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id}))
 
 
 def run_lock_for_commit(*, run_id: str, lease: int) -> None:
@@ -375,7 +388,7 @@ WITH changed AS (
     UPDATE jobs_jobrun
        SET status = CASE WHEN cancel_requested THEN 'REVOKED' ELSE 'SUCCESS' END,
            result = CASE WHEN cancel_requested THEN NULL ELSE %(result)s::jsonb END,
-           finished_at = %(now)s, heartbeat_at = %(now)s, error = '', eta_seconds = NULL,
+           finished_at = statement_timestamp(), heartbeat_at = statement_timestamp(), error = '', eta_seconds = NULL,
            attempt_log = CASE WHEN cancel_requested THEN attempt_log || %(cancel_entry)s::jsonb
                               ELSE attempt_log END,
            checkpoints = '{{}}'::jsonb
@@ -406,8 +419,9 @@ def run_succeed(*, run_id: str, lease: int, result: Any, attempt: int, worker: s
 _RETRY_SQL = f"""
 WITH changed AS (
     UPDATE jobs_jobrun
-       SET status = 'RETRY', error = %(error)s, heartbeat_at = %(now)s, due_at = %(due_at)s,
-           dispatched_at = %(now)s, attempt_log = attempt_log || %(entry)s::jsonb
+       SET status = 'RETRY', error = %(error)s, heartbeat_at = statement_timestamp(),
+           due_at = statement_timestamp() + %(delay)s,
+           dispatched_at = statement_timestamp(), attempt_log = attempt_log || %(entry)s::jsonb
      WHERE {HELD_SQL} AND NOT cancel_requested
     RETURNING {_ENDED_COLUMNS}
 )
@@ -420,7 +434,7 @@ def run_retry_later(*, run_id: str, lease: int, attempt: int, error: str, delay:
     or cancelled (the caller then revokes, conditional on the lease)."""
     now = timezone.now()
     rows = _execute(_RETRY_SQL, {
-        "id": run_id, "lease": lease, "error": error, "due_at": now + timedelta(seconds=delay),
+        "id": run_id, "lease": lease, "error": error, "delay": timedelta(seconds=delay),
         "entry": _log_entry(attempt=attempt, error=error, delay=delay, now=now, event=event),
         **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
                        result=_exception_payload("Retry", error, "celery.exceptions")),
@@ -432,7 +446,7 @@ _FAIL_SQL = f"""
 WITH changed AS (
     UPDATE jobs_jobrun
        SET status = 'FAILURE', dead = true, error = %(error)s, traceback = %(traceback)s,
-           finished_at = %(now)s, heartbeat_at = %(now)s, eta_seconds = NULL, due_at = NULL,
+           finished_at = statement_timestamp(), heartbeat_at = statement_timestamp(), eta_seconds = NULL, due_at = NULL,
            attempt_log = attempt_log || %(entry)s::jsonb
      WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
        AND (%(lease)s::integer IS NULL OR (lease = %(lease)s AND status IN {RUNNING_SQL}))
@@ -492,10 +506,9 @@ def run_request_cancel(*, run_id: str) -> str | None:
     """Flag the run cancelled (durable: a message arriving later finds the flag). A waiting run, and
     one awaiting its children (no worker holds it), is revoked at once. Returns the status the run
     has now, or None if it had already finished."""
-    now = timezone.now()
     with transaction.atomic():
         flagged = (JobRun.objects.filter(id=run_id, status__in=UNFINISHED_STATUSES)
-                   .update(cancel_requested=True, cancel_requested_at=now))
+                   .update(cancel_requested=True, cancel_requested_at=Coalesce(F("cancel_requested_at"), Now())))
         if not flagged:
             return None
         status, awaiting = JobRun.objects.values_list("status", "awaiting_children").get(id=run_id)
@@ -510,7 +523,7 @@ _REVOKE_SQL = f"""
 WITH changed AS (
     UPDATE jobs_jobrun
        SET status = 'REVOKED', cancel_requested = true,
-           cancel_requested_at = COALESCE(cancel_requested_at, %(now)s), finished_at = %(now)s,
+           cancel_requested_at = COALESCE(cancel_requested_at, statement_timestamp()), finished_at = statement_timestamp(),
            eta_seconds = NULL, due_at = NULL, attempt_log = attempt_log || %(entry)s::jsonb,
            awaiting_children = false
      WHERE id = %(id)s AND status IN {UNFINISHED_SQL}
@@ -564,7 +577,7 @@ def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: 
             revoked = run_revoke(run_id=run_id, reason="cancelled while its worker stopped", lease=lease)
             return RunStatus.REVOKED if revoked else None
         JobRun.objects.filter(id=run_id).update(
-            status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=timezone.now(),
+            status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=Now(),
             error="" if yielded else f"released: {reason}"[:RELEASE_REASON_MAX_CHARS], worker="", eta_seconds=None)
     logger.info("run yielded its worker" if yielded else "run released for redelivery",
                 extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
@@ -602,10 +615,10 @@ def _reap(run: JobRun) -> str | None:
         now = timezone.now()
         entry = _log_entry(attempt=run.attempts, error=error, delay=0, now=now, event="worker lost")
         changed = _execute(
-            f"UPDATE jobs_jobrun SET status = 'QUEUED', dispatched_at = %(now)s, error = %(error)s, worker = '', "
+            f"UPDATE jobs_jobrun SET status = 'QUEUED', dispatched_at = statement_timestamp(), error = %(error)s, worker = '', "
             f"attempt_log = attempt_log || %(entry)s::jsonb "
             f"WHERE id = %(id)s AND status IN {RUNNING_SQL} AND heartbeat_at = %(heartbeat)s RETURNING id",
-            {"now": now, "error": error, "entry": entry, "id": run.id, "heartbeat": run.heartbeat_at})
+            {"error": error, "entry": entry, "id": run.id, "heartbeat": run.heartbeat_at})
         return RunStatus.QUEUED if changed else None
     failed = run_fail(run_id=str(run.id), error=error, attempt=run.attempts, event="worker lost",
                       only_if_heartbeat=run.heartbeat_at)

@@ -73,8 +73,15 @@ class RunsCollector:
             if value is not None:
                 depth.add_metric([queue], value)
         yield depth
-        yield GaugeMetricFamily("jobs_workers_online", "Workers whose last heartbeat is recent.",
-                                value=len(selectors.workers_online()))
+        offsets = selectors.worker_clock_offsets()
+        yield GaugeMetricFamily("jobs_workers_online", "Workers whose last heartbeat is recent.", value=len(offsets))
+        clocks = GaugeMetricFamily("jobs_worker_clock_offset_seconds",
+                                   "How far each online worker's clock is ahead of the database's (negative: behind).",
+                                   labels=["worker"])
+        for worker, offset in offsets.items():
+            if offset is not None:
+                clocks.add_metric([worker], offset)
+        yield clocks
 
 
 def _allowed(request) -> bool:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -34,20 +34,21 @@ WAITING_STATUSES = (RunStatus.QUEUED, RunStatus.RETRY)
 RUNNING_STATUSES = (RunStatus.STARTED, RunStatus.PROGRESS)
 
 
-def heartbeat_deadline(now: datetime | None = None) -> datetime:
-    """A held run whose last heartbeat is older than this has lost its worker (see stale_sql)."""
-    return (now or timezone.now()) - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
+def heartbeat_timeout() -> timedelta:
+    """How long a held run may go without a heartbeat before it counts as lost (see stale_sql)."""
+    return timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
 
 
-def stale_sql(deadline: str) -> str:
-    """The stale rule, the one place it is written, as SQL with `deadline` (a placeholder for
-    heartbeat_deadline()): a running run, not awaiting its children (those are held by no worker),
-    whose heartbeat is older than the deadline. The claim takes such a run over, the watchdog reaps
-    it, and the admin and the API call it "stalled" (JobRunQuerySet.stalled, JobRun.stalled). A body
-    past its hard time limit is killed by Celery, and its heartbeat stops with it."""
+def stale_sql(timeout: str) -> str:
+    """The stale rule, the one place it is written, as SQL with `timeout` (a placeholder for
+    heartbeat_timeout()): a running run, not awaiting its children (those are held by no worker),
+    whose heartbeat is older than the timeout by the database's clock (heartbeats are written by it
+    too, so no worker's clock enters). The claim takes such a run over, the watchdog reaps it, and
+    the admin and the API call it "stalled" (JobRunQuerySet.stalled, JobRun.stalled). A body past
+    its hard time limit is killed by Celery, and its heartbeat stops with it."""
     running = ", ".join(f"'{status}'" for status in RUNNING_STATUSES)
     return (f"(jobs_jobrun.status IN ({running}) AND NOT jobs_jobrun.awaiting_children "
-            f"AND jobs_jobrun.heartbeat_at < {deadline})")
+            f"AND jobs_jobrun.heartbeat_at < statement_timestamp() - {timeout})")
 
 
 UNFINISHED_STATUSES = WAITING_STATUSES + RUNNING_STATUSES
@@ -82,18 +83,18 @@ class JobRunQuerySet(models.QuerySet):
             "FROM jobs_jobrun child WHERE child.parent_id = jobs_jobrun.id GROUP BY status) counted", [],
             output_field=models.JSONField()))
 
-    def with_stalled(self, now: datetime | None = None) -> "JobRunQuerySet":
+    def with_stalled(self) -> "JobRunQuerySet":
         """Each run's JobRun.stalled computed in the same query (list pages), by stale_sql."""
         from django.db.models.expressions import RawSQL
 
-        return self.annotate(is_stalled=RawSQL(f"coalesce({stale_sql('%s')}, false)", [heartbeat_deadline(now)],
+        return self.annotate(is_stalled=RawSQL(f"coalesce({stale_sql('%s')}, false)", [heartbeat_timeout()],
                                                output_field=models.BooleanField()))
 
-    def stalled(self, now: datetime | None = None) -> "JobRunQuerySet":
+    def stalled(self) -> "JobRunQuerySet":
         """Runs that have lost their worker (stale_sql): what the watchdog takes over."""
         from django.db.models.expressions import RawSQL
 
-        return self.alias(stalled_now=RawSQL(stale_sql("%s"), [heartbeat_deadline(now)],
+        return self.alias(stalled_now=RawSQL(stale_sql("%s"), [heartbeat_timeout()],
                                              output_field=models.BooleanField())).filter(stalled_now=True)
 
 
@@ -361,7 +362,11 @@ class WorkerPresence(models.Model):
 
     name = models.CharField(primary_key=True, max_length=WORKER_MAX_LENGTH, help_text="Celery node name.")
     queues = ArrayField(models.CharField(max_length=QUEUE_MAX_LENGTH), default=list)
+    # By the database's clock, as every time a worker is judged by.
     seen_at = models.DateTimeField(db_index=True)
+    clock_offset_seconds = models.FloatField(
+        null=True, blank=True, help_text="How far the worker's clock is ahead of the database's (negative: behind); "
+                                         "shown only: nothing the worker holds depends on its clock.")
 
     class Meta:
         verbose_name = "worker presence"

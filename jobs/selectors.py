@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from django.db.models import CharField, Count, Q, QuerySet, Sum
-from django.db.models.functions import Cast
+from django.db.models import CharField, Count, DateTimeField, ExpressionWrapper, Q, QuerySet, Sum
+from django.db.models.functions import Cast, Now
 from django.utils import timezone
 
 from core.counts import count_bounded
@@ -62,10 +62,20 @@ def queue_depths() -> dict[str, int | None]:
     return broker.queue_depths(queues=queues_all())
 
 
+def _presence_recent() -> QuerySet[WorkerPresence]:
+    """Workers whose last heartbeat is recent by the database's clock, which wrote it."""
+    since = ExpressionWrapper(Now() - timedelta(seconds=WORKER_PRESENCE_SECONDS), output_field=DateTimeField())
+    return WorkerPresence.objects.filter(seen_at__gte=since).order_by("name")
+
+
 def workers_online() -> list[str]:
     """The workers whose last heartbeat is recent (jobs.services.presence), by node name."""
-    since = timezone.now() - timedelta(seconds=WORKER_PRESENCE_SECONDS)
-    return list(WorkerPresence.objects.filter(seen_at__gte=since).order_by("name").values_list("name", flat=True))
+    return list(_presence_recent().values_list("name", flat=True))
+
+
+def worker_clock_offsets() -> dict[str, float | None]:
+    """Each online worker's clock offset from the database's, in seconds (None: not measured yet)."""
+    return dict(_presence_recent().values_list("name", "clock_offset_seconds"))
 
 
 def run_stats(*, user) -> dict:

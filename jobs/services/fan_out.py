@@ -37,7 +37,7 @@ def runs_dispatch_waiting_children(*, parent_id) -> int:
         free = (spec.parent_share or len(waiting)) - runs_in_flight(kind=spec.kind, parent_id=parent_id)
         chosen = list(waiting[:max(free, 0)])
         for run in chosen:
-            lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+            lifecycle.run_dispatched(run_id=run.id, sent=True)
             transaction.on_commit(lambda run=run: run_dispatch(run=run))
     return len(chosen)
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from core.clock import database_now
 from jobs import broker, lifecycle
 from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
@@ -39,8 +40,9 @@ REAP_BATCH_SIZE = 200
 def runs_dispatch_pending() -> dict[str, int]:
     """Publish runs whose message is gone: never published (broker down at the time), or vanished
     from the broker (flushed, restarted empty, held by a worker that died). The claim makes any
-    duplicate a no-op, and a RETRY run is published only once its due time is well past."""
-    now = timezone.now()
+    duplicate a no-op, and a RETRY run is published only once its due time is well past. Judged by
+    the database's clock, which wrote the times judged."""
+    now = database_now()
     lost_after = now - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS)
     candidates = list(
         JobRun.objects.filter(cancel_requested=False)
@@ -72,7 +74,7 @@ def runs_dispatch_pending() -> dict[str, int]:
                 continue  # the broker cannot say; only very old runs are sent again
             if in_broker is not None and str(run.id) in in_broker:
                 continue
-        lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+        lifecycle.run_dispatched(run_id=run.id, sent=True)
         # A message that vanished was in line before anything waiting now: it goes first.
         if not run_dispatch(run=run, force=True, resume=not never_sent):
             break

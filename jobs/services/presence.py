@@ -8,29 +8,53 @@ worker killed outright ages out after WORKER_PRESENCE_SECONDS.
 
 The health check still pings: it is the one place that asks whether workers answer through the
 broker right now. It expects as many answers as workers are listed here, and returns once they have come.
+
+Each worker also measures how far its clock is from the database's, about once a minute, and says so
+in its log when that is more than CLOCK_OFFSET_WARN_SECONDS: nothing it holds depends on its clock
+(leases are judged by the database's), but its log lines' times, Celery's countdowns and ETAs are its own.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import signals
 from django.db import DatabaseError, connection
-from django.utils import timezone
+from django.db.models.functions import Now
 
+from core.clock import clock_offset_seconds
 from jobs import broker
 from jobs.models import WorkerPresence
 
 logger = logging.getLogger(__name__)
 
+# A clock further than this from the database's is said in the worker's log (and shown in health).
+CLOCK_OFFSET_WARN_SECONDS = 2.0
+# How often a worker measures its clock's offset (one small query); a clock does not run off faster.
+CLOCK_MEASURE_EVERY_SECONDS = 60.0
+
 # Set once this worker stops: the heartbeat Celery sends as it goes offline must not record it again.
 _stopping = False
+_measured: tuple[float, float] | None = None  # (when, offset)
 
 
 def worker_presence_record(*, name: str, queues: list[str]) -> None:
-    WorkerPresence.objects.bulk_create([WorkerPresence(name=name, queues=queues, seen_at=timezone.now())],
-                                       update_conflicts=True, unique_fields=["name"],
-                                       update_fields=["queues", "seen_at"])
+    WorkerPresence.objects.bulk_create(
+        [WorkerPresence(name=name, queues=queues, seen_at=Now(), clock_offset_seconds=_clock_offset(name=name))],
+        update_conflicts=True, unique_fields=["name"], update_fields=["queues", "seen_at", "clock_offset_seconds"])
+
+
+def _clock_offset(*, name: str) -> float:
+    global _measured
+    if _measured is None or time.monotonic() - _measured[0] >= CLOCK_MEASURE_EVERY_SECONDS:
+        offset = clock_offset_seconds()
+        if abs(offset) > CLOCK_OFFSET_WARN_SECONDS:
+            logger.warning("this worker's clock is off the database's; leases are judged by the database's, but "
+                           "this worker's log times and Celery countdowns are not",
+                           extra={"worker": name, "clock_offset_seconds": offset})
+        _measured = (time.monotonic(), offset)
+    return _measured[1]
 
 
 def worker_presence_forget(*, name: str) -> None:

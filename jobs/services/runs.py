@@ -10,7 +10,6 @@ from typing import Any
 
 from django.db import transaction
 from django.dispatch import receiver
-from django.utils import timezone
 
 from core.logging import correlation_id_get
 from jobs import broker, lifecycle
@@ -57,7 +56,7 @@ def run_enqueue(
         if (owner_shared and runs_in_flight(kind=kind, owner_id=owner.pk) > spec.fair_share) or \
                 (parent_shared and runs_in_flight(kind=kind, parent_id=parent.pk) > spec.parent_share):
             # Waits its turn: published when one of this owner's (or this parent's) runs of this kind ends.
-            lifecycle.run_dispatched(run_id=run.id, at=None)
+            lifecycle.run_dispatched(run_id=run.id, sent=False)
             return run
         transaction.on_commit(lambda: run_dispatch(run=run))
     return run
@@ -79,7 +78,7 @@ def runs_dispatch_waiting(*, kind: str, owner_id: int) -> int:
     waiting = list(JobRun.objects.filter(kind=kind, owner_id=owner_id, status=RunStatus.QUEUED, cancel_requested=False,
                                          dispatched_at__isnull=True).order_by("created_at")[:max(free, 0)])
     for run in waiting:
-        lifecycle.run_dispatched(run_id=run.id, at=timezone.now())
+        lifecycle.run_dispatched(run_id=run.id, sent=True)
         run_dispatch(run=run)
     return len(waiting)
 
@@ -110,7 +109,7 @@ def run_dispatch(*, run: JobRun, force: bool = False, resume: bool = False) -> b
                                    correlation_id=run.correlation_id, kwargs_repr=task_kwargs_repr(run), resume=resume,
                                    force=force)
     except broker.BrokerUnavailable as exc:
-        lifecycle.run_dispatched(run_id=run.id, at=None)
+        lifecycle.run_dispatched(run_id=run.id, sent=False)
         logger.warning("broker unreachable; run left for the watchdog",
                        extra={"run_id": str(run.id), "kind": run.kind, "cause": str(exc)})
         return False

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
+from core.clock import database_now
 from core.errors import ErrorCode
 from jobs import broker, lifecycle
 from jobs.constants import Queue
@@ -58,7 +58,7 @@ def runs_enforce_cancel(*, run_id: str | None = None) -> int:
     """Terminate runs still running CANCEL_GRACE_SECONDS after their cancel (one run, or all
     overdue ones), and end them REVOKED. Returns how many were terminated."""
     overdue = JobRun.objects.filter(status__in=RUNNING_STATUSES, cancel_requested=True,
-                                    cancel_requested_at__lte=timezone.now()
+                                    cancel_requested_at__lte=database_now()
                                     - timedelta(seconds=settings.CANCEL_GRACE_SECONDS * 0.9))
     if run_id is not None:
         overdue = overdue.filter(id=run_id)

@@ -232,3 +232,43 @@ def test_with_postgres_down_every_api_answer_is_a_json_503_within_a_second_and_i
     accepted, broken = _use_during(alice, work, seconds=1, stats=False)
     assert broken == [] and accepted
     assert set(_all_finish(alice, accepted, timeout=60).values()) == {"SUCCESS"}
+
+
+def test_with_the_roles_connections_used_up_health_fails_the_database_and_open_connections_go_on(stack, alice, work):
+    """The service's role may make no new connection (its limit, as when it has used them all): the
+    connections already open keep serving, health says why the database check fails, within a
+    second, and what was accepted finishes once connections are allowed again."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from devserver.embedded import APP_CONNECTION_LIMIT
+
+    database = urlsplit(stack.services_env()["DATABASE_URL"])  # the service's role; the operator's below
+    superuser = psycopg.connect(host=database.hostname, port=database.port, dbname="app", user="postgres",
+                                password=(stack.local_dir / "postgres.password").read_text().strip(), autocommit=True)
+    for _ in range(8):  # every request thread with its connection open
+        alice.get("/api/runs/")
+    superuser.execute("ALTER ROLE app CONNECTION LIMIT 0")
+    try:
+        started = time.monotonic()
+        health = alice.get("/api/health/")
+        took = time.monotonic() - started
+        accepted, refused = [], []
+        for n in range(4):
+            response = alice.post(f"/api/chat/sessions/{work['session']}/messages/", json={"content": f"limited {n}"})
+            if response.status_code == 202:
+                accepted.append(response.json()["run"]["id"])
+            else:
+                _assert_unavailable(response)
+                refused.append(response)
+    finally:
+        superuser.execute(f"ALTER ROLE app CONNECTION LIMIT {APP_CONNECTION_LIMIT}")
+        superuser.close()
+    assert health.status_code == 503 and health.json()["status"] == "down"
+    check = health.json()["checks"]["database"]
+    assert check["status"] == "error" and "used all the connections it may hold" in check["detail"], check
+    assert took < ANSWER_WITHIN_SECONDS
+    assert accepted, "the open connections went on serving"
+    assert set(_all_finish(alice, accepted, timeout=180).values()) == {"SUCCESS"}
+    stack.wait_healthy(timeout=60)

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from django.core.management import call_command
 
@@ -46,3 +48,50 @@ def test_a_worker_replaces_its_pool_processes_after_the_configured_number_of_tas
     assert {node: answer["pool"]["max-tasks-per-child"] for node, answer in stats.items()} == {
         node: settings.CELERY_WORKER_MAX_TASKS_PER_CHILD for node in stats}
     assert settings.CELERY_WORKER_MAX_TASKS_PER_CHILD > 0  # on by default
+
+
+def test_a_cleanup_of_100000_runs_under_development_settings_keeps_the_workers_memory_flat(celery_worker_process):
+    """DEBUG on, as under `make run`: Django would keep each connection's last 9,000 statements, and
+    a cleanup's statements carry a thousand ids each. Workers keep none (project/celery.py)."""
+    import threading
+
+    import psutil
+    from django.db import connection, transaction
+
+    from jobs.services.runs import run_enqueue
+    from tests.factories import JobRunFactory
+    from tests.support import worker as worker_support
+
+    template = JobRunFactory(status="SUCCESS", kind="jobs.ping", result={"pong": "x" * 200})
+    with connection.cursor() as cursor:
+        columns = [f.column for f in JobRun._meta.concrete_fields if f.column not in ("id", "finished_at")]
+        listed = ", ".join(columns)
+        cursor.execute(f"INSERT INTO jobs_jobrun (id, finished_at, {listed}) "
+                       f"SELECT gen_random_uuid(), now() - interval '60 days', {listed} "
+                       f"FROM jobs_jobrun, generate_series(1, 100000) WHERE id = %s", [template.id])
+    worker = worker_support.worker_instead_of(celery_worker_process, "cleanup-worker", concurrency=1,
+                                              queues="maintenance", DEBUG="true")
+    try:
+        pool = psutil.Process(worker.proc.pid).children(recursive=True)
+        assert len(pool) == 1
+        before = pool[0].memory_info().rss
+        peak, running = [before], True
+
+        def sample():
+            while running:
+                peak.append(pool[0].memory_info().rss)
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        with transaction.atomic():
+            run = run_enqueue(kind="jobs.cleanup_runs", args={"older_than_days": 30})
+        wait_until(lambda: JobRun.objects.get(id=run.id).status == "SUCCESS", timeout=240, interval=0.5,
+                   message="the cleanup of 100,000 runs")
+        running = False
+        sampler.join()
+    finally:
+        worker.stop()
+    assert JobRun.objects.get(id=run.id).result["runs"] >= 100000
+    grown_mb = (max(peak) - before) / 2**20
+    assert grown_mb < 50, f"the worker grew {grown_mb:.0f} MB"

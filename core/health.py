@@ -83,7 +83,8 @@ def _database() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     try:
-        fresh = connection.get_new_connection(connection.get_connection_params())
+        with connection.wrap_database_errors:  # the driver's errors as Django's
+            fresh = connection.get_new_connection(connection.get_connection_params())
     except (OperationalError, InterfaceError) as exc:
         text = str(exc).lower()
         why = next((ours for theirs, ours in _REFUSALS if theirs in text), "the server took no new connection")

@@ -486,12 +486,15 @@ def local_dir_tighten() -> list[Path]:
     allowed = {LOCAL_DIR: 0o010} if os.geteuid() == 0 else {}
     for folder, _, files in os.walk(LOCAL_DIR):
         for path in [Path(folder), *(Path(folder) / name for name in files)]:
-            if path.is_symlink():
-                continue
-            mode = path.lstat().st_mode & 0o777
-            if mode & 0o077 & ~allowed.get(path, 0):
-                path.chmod(mode & ~0o077 | allowed.get(path, 0))
-                loose.append(path)
+            try:
+                if path.is_symlink():
+                    continue
+                mode = path.lstat().st_mode & 0o777
+                if mode & 0o077 & ~allowed.get(path, 0):
+                    path.chmod(mode & ~0o077 | allowed.get(path, 0))
+                    loose.append(path)
+            except FileNotFoundError:
+                continue  # removed while we walked (another test process emptying its files)
     return loose
 
 

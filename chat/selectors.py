@@ -1,11 +1,12 @@
 from django.db.models import QuerySet
 
 from chat.models import ChatSession, Message
+from core.permissions import sees_everyones
 
 
 def session_visible_to(*, user) -> QuerySet[ChatSession]:
     sessions = ChatSession.objects.all()
-    return sessions if user.is_staff else sessions.filter(owner=user)
+    return sessions if sees_everyones(user, ChatSession) else sessions.filter(owner=user)
 
 
 def message_list(*, session: ChatSession, after: int | None = None) -> QuerySet[Message]:

@@ -134,6 +134,17 @@ def health_report(*, status_only: bool = False) -> tuple[dict, int]:
     return {"status": overall, "checks": checks}, (503 if overall == "down" else 200)
 
 
+def health_report_for(user) -> tuple[dict, int]:
+    """Every check for a signed-in caller. Only staff see what names the deployment (the workers'
+    hosts: `default@vm`); anyone else gets how many answered instead."""
+    body, status = health_report()
+    if not user.is_staff:
+        for check in body["checks"].values():
+            if isinstance(check.get("detail"), (list, tuple)):
+                check["detail"] = f"{len(check['detail'])} answered"
+    return body, status
+
+
 class _AnonymousMemo:
     """The last report, per process, for anonymous callers."""
 
@@ -168,7 +179,7 @@ class HealthView(APIView):
                    responses={200: dict, 503: dict, 429: error_response(429)})
     def get(self, request):
         if request.user.is_authenticated:
-            body, status = health_report()
+            body, status = health_report_for(request.user)
             return Response(body, status=status)
         if getattr(request, "credentials_unchecked", False):
             body, status = health_report(status_only=True)

@@ -3,7 +3,7 @@ from django.contrib import admin
 from core.pagination import BoundedCountPaginator
 from documents import services
 from documents.models import Chunk, Document
-from jobs.admin.widgets import LIVE_MEDIA, apply_each, run_live_cell
+from jobs.admin.widgets import LIVE_MEDIA, SteersRunsAdmin, apply_each, run_live_cell
 from jobs.public import TriggeredBy
 
 
@@ -21,7 +21,7 @@ class ChunkInline(admin.TabularInline):
         return chunk.text[:200]
 
 
-@admin.action(description="Reprocess selected documents")
+@admin.action(description="Reprocess selected documents", permissions=["steer"])
 def reprocess(modeladmin, request, queryset):
     apply_each(modeladmin, request, queryset,
                lambda document: services.document_reprocess(document=document, triggered_by=TriggeredBy.ADMIN),
@@ -29,7 +29,7 @@ def reprocess(modeladmin, request, queryset):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(SteersRunsAdmin, admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_display = ("title", "status", "progress", "chunk_count", "format", "owner", "created_at")

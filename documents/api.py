@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import OwnedViewSet, described, validated_input
+from core.permissions import audit_others
 from core.schema import error_response
 from documents import selectors, services
 from documents.retrieval import SearchMode
@@ -33,6 +34,8 @@ class DocumentViewSet(OwnedViewSet):
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
     visible_to = staticmethod(selectors.document_visible_to)
+    # Another user's document: reprocessed with the permission to change documents, deleted with delete.
+    others_may = {"reprocess", "destroy"}
     throttle_scopes = {"create": "uploads", "reprocess": "uploads"}
 
     def get_parsers(self):
@@ -66,9 +69,13 @@ class DocumentViewSet(OwnedViewSet):
     @action(detail=True, methods=["post"])
     def reprocess(self, request, pk=None):
         """Ingest a document again (after a failure or a model change); answers with the new run."""
-        return accepted_run(services.document_reprocess(document=self.get_object()))
+        document = self.get_object()
+        run = services.document_reprocess(document=document)
+        audit_others(user=request.user, obj=document, message=f"Reprocessed through the API: run {run.id}")
+        return accepted_run(run)
 
     def perform_destroy(self, instance):
+        audit_others(user=self.request.user, obj=instance, message="Deleted through the API", deleted=True)
         services.document_delete(document=instance)
 
 

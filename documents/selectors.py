@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from core.errors import ErrorCode, PermanentError, TransientError
+from core.permissions import sees_everyones
 from documents.errors import DocumentsError
 from documents.models import SEARCH_CONFIG, Document, DocumentStatus
 from documents.pipeline.embed import embeddings_warm_up, texts_embed
@@ -72,7 +73,7 @@ _HEADLINE_OPTIONS = (f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_STOP}",
 
 def document_visible_to(*, user) -> QuerySet[Document]:
     documents = Document.objects.select_related("run")
-    return documents if user.is_staff else documents.filter(owner=user)
+    return documents if sees_everyones(user, Document) else documents.filter(owner=user)
 
 
 def chunks_search(*, user, query: str, k: int = 5, document_id=None,

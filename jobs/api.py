@@ -12,7 +12,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from core.api import OwnerScopedMixin, checked_input, described, paginated, validated_input
-from core.health import health_report
+from core.health import health_report_for
+from core.permissions import audit_others
 from jobs import selectors
 from jobs.models import Job, JobRun, TriggeredBy
 from jobs.registry import kinds_for
@@ -22,6 +23,7 @@ from jobs.serializers import (
     JobOutputSerializer,
     JobPatchSerializer,
     KindOutputSerializer,
+    RunDetailSerializer,
     RunLogEntrySerializer,
     RunOutputSerializer,
     RunStatsSerializer,
@@ -89,22 +91,34 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
     visible_to = staticmethod(selectors.run_visible_to)
+    # Another user's run: cancelled or retried with the permission to change runs (core.permissions).
+    others_may = {"cancel", "retry"}
 
     def get_queryset(self):
         return super().get_queryset().with_children_counts().with_stalled()
+
+    @extend_schema(responses=RunDetailSerializer)
+    def retrieve(self, request, pk=None):
+        """One run, with who acted on it (cancelled, retried, force-failed) besides its owner."""
+        return Response(RunDetailSerializer(self.get_object()).data)
 
     @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run: a waiting run never starts, a running one stops at its next progress report."""
-        return accepted_run(steering.run_cancel(run=self.get_object()))
+        run = self.get_object()
+        cancelled = steering.run_cancel(run=run)
+        audit_others(user=request.user, obj=run, message="Cancelled through the API")
+        return accepted_run(cancelled)
 
     @extend_schema(request=None, responses={202: AcceptedRunSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Run a failed, cancelled or partial run again as a new run; asked twice, it answers with the same retry."""
         # Asked again (or concurrently), it answers with the one retry already made.
-        run, _ = steering.run_retry(run=self.get_object(), triggered_by=TriggeredBy.API, owner=request.user)
+        original = self.get_object()
+        run, _ = steering.run_retry(run=original, triggered_by=TriggeredBy.API, owner=request.user)
+        audit_others(user=request.user, obj=original, message=f"Retried through the API as run {run.id}")
         return accepted_run(run)
 
     @extend_schema(responses=RunStatsSerializer)
@@ -122,6 +136,8 @@ class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
     visible_to = staticmethod(selectors.job_visible_to)
+    # Another user's job: edited or triggered with the permission to change jobs, deleted with delete.
+    others_may = {"partial_update", "trigger", "destroy"}
     serializer_class = JobOutputSerializer
     filter_backends: list = []
     lookup_value_regex = "[0-9]+"
@@ -149,12 +165,15 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
         job = self.get_object()
         data, refused = checked_input(JobPatchSerializer, request.data, partial=True)
         job = definitions.job_update(job=job, data=data, actor=request.user, refused=refused)
+        audit_others(user=request.user, obj=job, message=f"Changed through the API: {', '.join(sorted(data))}")
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
         """Delete a job and its schedule; its past runs stay."""
-        definitions.job_delete(job=self.get_object())
+        job = self.get_object()
+        audit_others(user=request.user, obj=job, message="Deleted through the API", deleted=True)
+        definitions.job_delete(job=job)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=TriggerInputSerializer, responses={202: AcceptedRunSerializer})
@@ -165,6 +184,7 @@ class JobViewSet(OwnerScopedMixin, viewsets.GenericViewSet):
         data = validated_input(TriggerInputSerializer, request.data)
         run = definitions.job_trigger(job=job, triggered_by=TriggeredBy.API, params=data["params"],
                                       actor=request.user)
+        audit_others(user=request.user, obj=job, message=f"Run now through the API: run {run.id}")
         return accepted_run(run)
 
     @extend_schema(responses=RunOutputSerializer(many=True))
@@ -213,10 +233,14 @@ class TaskViewSet(viewsets.ViewSet):
             return None
         return selectors.run_visible_to(user=self.request.user).filter(id=task_id).first()
 
+    # Another user's task: cancelled or retried with the permission to change runs (core.permissions).
+    others_may = {"cancel", "retry"}
+
     def _held(self, task_id: str) -> JobRun:
         run = self._visible(task_id)
         if run is None:
             raise NotFound("No task with this id is known to you.")
+        self.check_object_permissions(self.request, run)
         return run
 
     @extend_schema(responses=TaskStatusSerializer)
@@ -228,14 +252,18 @@ class TaskViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, task_id=None):
         """Cancel a task, as for its run: a waiting one never starts, a running one stops at its next report."""
-        run = steering.run_cancel(run=self._held(task_id))
+        held = self._held(task_id)
+        run = steering.run_cancel(run=held)
+        audit_others(user=request.user, obj=held, message="Cancelled through the API (as a task)")
         return Response(TaskStatusSerializer.of(run, task_id=task_id), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: TaskStatusSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request, task_id=None):
         """Run a failed or cancelled task again as a new task (its id in `task_id`); asked twice, the same one."""
-        run, _ = steering.run_retry(run=self._held(task_id), triggered_by=TriggeredBy.API, owner=request.user)
+        held = self._held(task_id)
+        run, _ = steering.run_retry(run=held, triggered_by=TriggeredBy.API, owner=request.user)
+        audit_others(user=request.user, obj=held, message=f"Retried through the API (as a task) as run {run.id}")
         return Response(TaskStatusSerializer.of(run, task_id=str(run.id)), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=RunStatsSerializer)
@@ -248,5 +276,5 @@ class TaskViewSet(viewsets.ViewSet):
     @action(detail=False, methods=["get"], url_path="health-check")
     def health_check(self, request):
         """As /api/health/ for a signed-in caller: each dependency's check (database, cache, broker, workers, AI)."""
-        body, code = health_report()
+        body, code = health_report_for(request.user)
         return Response(body, status=code)

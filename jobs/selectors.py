@@ -10,6 +10,7 @@ from django.db.models.functions import Cast, Now
 from django.utils import timezone
 
 from core.counts import count_bounded
+from core.permissions import sees_everyones
 from jobs import broker
 from jobs.constants import WORKER_PRESENCE_SECONDS
 from jobs.models import FINISHED_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunCount, RunStatus, WorkerPresence
@@ -22,7 +23,7 @@ FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 def run_visible_to(*, user) -> QuerySet[JobRun]:
     runs = JobRun.objects.all()
-    return runs if user.is_staff else runs.filter(owner=user)
+    return runs if sees_everyones(user, JobRun) else runs.filter(owner=user)
 
 
 def runs_matching_id(*, prefix: str, runs: QuerySet[JobRun] | None = None) -> QuerySet[JobRun] | None:
@@ -54,7 +55,7 @@ def job_output(*, job: Job) -> dict | None:
 
 def job_visible_to(*, user) -> QuerySet[Job]:
     jobs = Job.objects.all()
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return jobs if sees_everyones(user, Job) else jobs.filter(owner=user)
 
 
 def queue_depths() -> dict[str, int | None]:
@@ -93,9 +94,9 @@ def run_stats(*, user) -> dict:
         "by_status": by_status,
         "by_kind": dict(sorted(by_kind.items())),
         "dead": count_bounded(runs.dead_letters()),
-        "queue_depths": queue_depths() if user.is_staff else _own_waiting_by_queue(runs),
+        "queue_depths": queue_depths() if sees_everyones(user, JobRun) else _own_waiting_by_queue(runs),
         "workers_online": len(workers),
-        "workers": workers if user.is_staff else [],
+        "workers": workers if sees_everyones(user, JobRun) else [],
         "last_hour": {
             "finished": finished,
             "failed": last_hour["failed"] or 0,
@@ -113,7 +114,7 @@ def _counts(*, user, runs: QuerySet[JobRun]) -> tuple[dict[str, int], dict[str, 
     by_status = dict.fromkeys(RunStatus.values, 0)
     by_kind: dict[str, int] = {}
     counted_until = run_counts_until()
-    counted = RunCount.objects.all() if user.is_staff else RunCount.objects.filter(owner=user)
+    counted = RunCount.objects.all() if sees_everyones(user, JobRun) else RunCount.objects.filter(owner=user)
     ended_since = runs.filter(status__in=FINISHED_STATUSES)
     if counted_until is not None:
         ended_since = ended_since.filter(finished_at__gte=counted_until)

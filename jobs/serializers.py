@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.permissions import history_of
 from jobs.constants import JOB_NAME_MAX_LENGTH, KIND_MAX_LENGTH
 from jobs.models import Job, JobRun, JobRunLogEntry, RunStatus
 from jobs.selectors import job_output, run_children_counts
@@ -72,6 +73,25 @@ class RunOutputSerializer(serializers.ModelSerializer):
             return None
         return {"total": sum(counts.values()), "by_status": counts}
 
+
+
+class RunActionSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(help_text="The user name of who acted.")
+    action = serializers.CharField(help_text="What they did, and why where a reason was given.")
+
+
+class RunDetailSerializer(RunOutputSerializer):
+    history = serializers.SerializerMethodField(
+        help_text="What users other than its owner did to the run (cancel, retry, force-fail), from the admin's "
+                  "history, oldest first.")
+
+    class Meta(RunOutputSerializer.Meta):
+        fields = [*RunOutputSerializer.Meta.fields, "history"]
+
+    @extend_schema_field(RunActionSerializer(many=True))
+    def get_history(self, run: JobRun) -> list[dict]:
+        return history_of(run)
 
 class JobOutputSerializer(serializers.ModelSerializer):
     latest_output = serializers.SerializerMethodField(

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from pgvector.django import CosineDistance
 
 from core.context import ContextNote
+from core.permissions import sees_everyones
 from documents.pipeline.embed import texts_embed
 from research.models import Digest
 
@@ -18,7 +19,7 @@ DIGEST_CONTEXT_CHARS = 3000
 
 def digest_visible_to(*, user) -> QuerySet[Digest]:
     digests = Digest.objects.select_related("job", "run").prefetch_related("documents")
-    return digests if user.is_staff else digests.filter(owner=user)
+    return digests if sees_everyones(user, Digest) else digests.filter(owner=user)
 
 
 def digest_notes_for(*, user, question: str) -> list[ContextNote]:

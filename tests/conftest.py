@@ -8,7 +8,8 @@ from tests.support.tasks import EFFECTS_DDL
 # What migrate made once and no test changes: kept by every flush, which then need not rebuild it
 # (Django's post_migrate would, table by table, after each test); and the live workers' presence,
 # which is theirs, not a test's (emptied, a worker would look absent until its next heartbeat).
-FLUSH_KEEPS = {"django_content_type", "auth_permission", "jobs_workerpresence"}
+# The operators' groups (core.roles) are migrate's too.
+FLUSH_KEEPS = {"django_content_type", "auth_permission", "auth_group", "auth_group_permissions", "jobs_workerpresence"}
 
 
 def _flush_by_delete_and_retried_after_a_deadlock():

@@ -14,6 +14,39 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
 
 
+class StaffFactory(UserFactory):
+    """A staff user in the operators' groups named (core.roles): `StaffFactory(groups=[VIEWERS])`;
+    none: staff with no permission at all."""
+
+    is_staff = True
+
+    @factory.post_generation
+    def groups(self, create, extracted, **kwargs):
+        from django.contrib.auth.models import Group
+
+        from core.roles import operator_groups_ensure
+
+        if extracted:
+            operator_groups_ensure()
+            self.groups.add(*Group.objects.filter(name__in=extracted))
+
+
+def operator_make(user, *, group: str | None = None):
+    """`user` made staff in an operators' group (core.roles; Run operators unless named), as an
+    admin would hand it out; the user's cached permissions are dropped."""
+    from django.contrib.auth.models import Group
+
+    from core.roles import OPERATORS, operator_groups_ensure
+
+    operator_groups_ensure()
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name=group or OPERATORS))
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache, None)
+    return user
+
+
 class JobRunFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = JobRun
@@ -115,3 +148,20 @@ class DigestFactory(factory.django.DjangoModelFactory):
     content = "# Durability\n\n## wal.txt\n- “Write-ahead logging flushes every change first.” [1]"
     citations = factory.LazyFunction(lambda: [{"ref": 1, "document_id": None, "title": "wal.txt", "chunk_index": 0,
                                                "page": 2, "quote": "Write-ahead logging flushes every change first."}])
+
+
+class ChatSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "chat.ChatSession"
+
+    owner = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"session {n}")
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "chat.Message"
+
+    session = factory.SubFactory(ChatSessionFactory)
+    role = "user"
+    content = "What does the log say?"

@@ -24,7 +24,7 @@ from jobs.models import Job, TriggeredBy
 from jobs.services import definitions
 
 
-@admin.action(description="Run now")
+@admin.action(description="Run now", permissions=["change"])
 def run_now(modeladmin, request, queryset):
     for job in queryset:
         try:

@@ -23,6 +23,7 @@ from core.pagination import BoundedCountPaginator
 from jobs import selectors
 from jobs.admin.widgets import (
     LIVE_MEDIA,
+    SteersRunsAdmin,
     apply_each,
     link,
     preformatted,
@@ -49,18 +50,18 @@ CHILDREN_SHOWN = 200
 ERROR_EXCERPT_CHARS = 80
 
 
-@admin.action(description="Retry selected runs (new linked runs)")
+@admin.action(description="Retry selected runs (new linked runs)", permissions=["steer"])
 def retry_runs(modeladmin, request, queryset):
     retry_each(modeladmin, request, queryset)
 
 
-@admin.action(description="Cancel selected runs")
+@admin.action(description="Cancel selected runs", permissions=["steer"])
 def cancel_runs(modeladmin, request, queryset):
     apply_each(modeladmin, request, queryset, lambda run: steering.run_cancel(run=run), done="Runs cancelled",
                log="Cancelled")
 
 
-@admin.action(description="Force-fail selected stalled runs")
+@admin.action(description="Force-fail selected stalled runs", permissions=["steer"])
 def force_fail_runs(modeladmin, request, queryset):
     apply_each(modeladmin, request, queryset, lambda run: steering.run_force_fail(run=run, actor=request.user),
                done="Stalled runs failed", log="Force-failed while stalled")
@@ -142,7 +143,7 @@ def _live_fields(run: JobRun) -> dict[str, str]:
 
 
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
+class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
     list_display = ("short_id", "live", "kind", "queue", "attempts_display", "error_excerpt", "duration", "owner",
                     "triggered_by", "created_at")
     list_filter = (AttentionFilter, "status", KindFilter, QueueFilter, "triggered_by", "created_at")
@@ -221,8 +222,10 @@ class JobRunAdmin(admin.ModelAdmin):
 
     def _act(self, request, object_id, act, *, log: str):
         run = get_object_or_404(JobRun, pk=unquote(object_id))
-        if not self.has_view_permission(request, run):
-            return JsonResponse({"error": "forbidden"}, status=403)
+        if not self.has_steer_permission(request, run):
+            # Seeing a run is not steering it: that takes the permission to change runs.
+            return JsonResponse({"error": "forbidden: steering runs needs the permission to change them"},
+                                status=403)
         try:
             target = act(run) or run
         except DomainError as exc:
@@ -245,9 +248,10 @@ class JobRunAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
+            steers = self.has_steer_permission(request, obj)
             context.update({
-                "can_retry": obj.is_retryable and not obj.retries.exists(),
-                "can_cancel": not obj.is_finished, "can_force_fail": obj.stalled,
+                "can_retry": steers and obj.is_retryable and not obj.retries.exists(),
+                "can_cancel": steers and not obj.is_finished, "can_force_fail": steers and obj.stalled,
             })
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
@@ -361,7 +365,7 @@ class JobRunAdmin(admin.ModelAdmin):
         return mark_safe(", ".join(run_link(retry) for retry in run.retries.all())) or "—"
 
 
-@admin.action(description="Retry selected tracked tasks")
+@admin.action(description="Retry selected tracked tasks", permissions=["steer"])
 def retry_task_results(modeladmin, request, queryset):
     retry_each(modeladmin, request, JobRun.objects.filter(id__in=list(queryset.values_list("task_id", flat=True))))
 
@@ -390,7 +394,7 @@ admin.site.unregister(TaskResult)
 
 
 @admin.register(TaskResult)
-class TrackedTaskResultAdmin(TaskResultAdmin):
+class TrackedTaskResultAdmin(SteersRunsAdmin, TaskResultAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     # django-celery-results' filters on status, periodic task, task name and worker each list their

@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.permissions import may_act_on_others, owner_id_of
 from jobs.models import JobRun, RunStatus, TriggeredBy
 from jobs.services import steering
 
@@ -98,6 +99,17 @@ def preformatted(text: str) -> str:
 def lines(items) -> str:
     """One line (a block) per item, each escaped unless it comes rendered."""
     return render_to_string("admin/jobs/widgets/lines.html", {"lines": list(items)})
+
+
+class SteersRunsAdmin:
+    """An admin whose actions start, cancel or fail runs (retries, reprocessing, cancels): they are
+    declared `@admin.action(permissions=["steer"])`, and this says who may: whoever may change runs
+    (jobs.change_jobrun: an operator, core.permissions), or, for one object, its owner."""
+
+    def has_steer_permission(self, request, obj=None) -> bool:
+        if may_act_on_others(request.user, JobRun, "change"):
+            return True
+        return obj is not None and owner_id_of(obj) == request.user.id
 
 
 def apply_each(modeladmin, request, objects, action, *, done: str, log: str | None = None) -> None:

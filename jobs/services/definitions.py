@@ -17,7 +17,7 @@ from core.errors import ErrorCode, Problems
 from jobs.constants import JOB_NAME_MAX_LENGTH, Queue
 from jobs.errors import JobsError
 from jobs.models import Job, JobRun, TriggeredBy
-from jobs.registry import kind_get
+from jobs.registry import kind_get, runs_everyones_work
 from jobs.services.runs import run_enqueue
 
 TRIGGER_TASK = "jobs.trigger_job"
@@ -43,7 +43,7 @@ def schedule_shortest_interval(schedule: dict) -> float:
 def _schedule_validate(schedule: Any, *, owner=None) -> dict | None:
     validated = _schedule_parse(schedule)
     floor = settings.JOB_MIN_INTERVAL_SECONDS
-    if validated and owner is not None and not owner.is_staff and schedule_shortest_interval(validated) < floor:
+    if validated and owner is not None and not runs_everyones_work(owner) and schedule_shortest_interval(validated) < floor:
         raise JobsError(f"schedule runs more often than every {floor} s, the shortest interval allowed "
                         "(JOB_MIN_INTERVAL_SECONDS).", field="schedule")
     return validated
@@ -127,11 +127,12 @@ def _periodic_task_sync(*, job: Job) -> None:
 
 def _kind_allowed(*, kind: str, user) -> None:
     """Staff-only kinds (work on everyone's data) are checked for whoever acts, every time: a user
-    demoted from staff can no longer edit or run the job they once defined. None is the system."""
+    demoted from staff, or who lost the permission, can no longer edit or run the job they once
+    defined. They take an operator: staff with the permission to change jobs. None is the system."""
     spec = kind_get(kind)
-    if spec.staff_only and user is not None and not user.is_staff:
-        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff may define or run it.",
-                        code=ErrorCode.FORBIDDEN, field="kind")
+    if spec.staff_only and user is not None and not runs_everyones_work(user):
+        raise JobsError(f"Kind {kind!r} works on everyone's data; only staff with the permission to change jobs "
+                        "may define or run it.", code=ErrorCode.FORBIDDEN, field="kind")
 
 
 def _owner_present(*, kind: str, owner) -> None:
@@ -234,7 +235,7 @@ def job_rights_enforce(*, job: Job) -> str | None:
     (an interval) or disabled (a crontab, which cannot be slowed without changing its meaning).
     Recorded in the admin's history of the job and logged. Returns what changed, or None."""
     owner = job.owner
-    if owner is None or owner.is_staff or not job.enabled:
+    if owner is None or runs_everyones_work(owner) or not job.enabled:
         return None
     floor = settings.JOB_MIN_INTERVAL_SECONDS
     if kind_get(job.kind).staff_only:

@@ -191,7 +191,8 @@ REST_FRAMEWORK = {
         "core.auth.TokenOrBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in; and another user's object is acted on only with the model's permission (core.permissions).
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "core.permissions.OwnerOrModelPermission"],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.ListPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -222,7 +223,7 @@ TASK_MODULES_EXTRA = env.list("TASK_MODULES_EXTRA", default=[])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Anonymous /api/health/ answers from a result at most this old (one real probe per process per period).
 HEALTH_ANON_CACHE_SECONDS = env.float("HEALTH_ANON_CACHE_SECONDS", default=5.0)
-# A non-staff user's scheduled job may not run more often than this.
+# A scheduled job of a user who is not an operator (core.permissions) may not run more often than this.
 JOB_MIN_INTERVAL_SECONDS = env.int("JOB_MIN_INTERVAL_SECONDS", default=300)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Background work API",

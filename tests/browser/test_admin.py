@@ -320,3 +320,45 @@ def test_a_run_an_operator_starts_on_a_users_job_is_the_users(logged_in, operato
         listed = client.get("/api/runs/", params={"job": job.id}).json()["results"]
         assert [r["id"] for r in listed] == [str(run.id)] and listed[0]["started_by"] == operator.id
         assert client.get(f"/api/runs/{run.id}/").status_code == 200
+
+
+def _log_in_as(browser, groups: list[str]):
+    """A fresh staff user in `groups` (core.roles), logged in in place of whoever was."""
+    import uuid
+
+    from tests.factories import StaffFactory
+
+    user = StaffFactory(username=f"staff-{uuid.uuid4().hex[:8]}", groups=groups)
+    user.set_password("staff-pw-4417")
+    user.save()
+    browser.delete_all_cookies()
+    browser.get(browser.base + "/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys(user.username)
+    browser.find_element(By.NAME, "password").send_keys("staff-pw-4417")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait(browser).until(EC.presence_of_element_located((By.ID, "user-tools")))
+    return user
+
+
+def test_a_viewer_sees_another_users_run_with_no_action_and_an_operator_cancels_it(browser, committed, screenshots):
+    from core.roles import OPERATORS, VIEWERS
+    from tests.factories import UserFactory
+
+    alice = UserFactory()
+    waiting = JobRunFactory(kind="tests.stubborn", queue=Queue.JOBS, status="QUEUED", owner=alice,
+                            args={"key": "never-published"})
+    _log_in_as(browser, [VIEWERS])
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{waiting.id}/change/")
+    browser.shot("run-page-as-viewer")
+    assert browser.find_elements(By.CSS_SELECTOR, ".run-live")  # the run is there to read
+    assert not browser.find_elements(By.ID, "run-cancel") and not browser.find_elements(By.ID, "run-retry")
+    browser.get(f"{browser.base}/admin/jobs/jobrun/")
+    assert not browser.find_elements(By.NAME, "action")  # no bulk action is offered
+
+    _log_in_as(browser, [OPERATORS])
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{waiting.id}/change/")
+    browser.shot("run-page-as-operator")
+    browser.find_element(By.ID, "run-cancel").click()
+    wait(browser).until(lambda b: JobRun.objects.get(id=waiting.id).status == "REVOKED")
+    browser.get(f"{browser.base}/admin/jobs/jobrun/{waiting.id}/history/")
+    assert "Cancelled" in browser.find_element(By.ID, "change-history").text

@@ -7,14 +7,21 @@ WITH_A_WORKER = pytest.mark.django_db(transaction=True)
 
 
 @WITH_A_WORKER
-def test_ok_with_a_worker_up(broker, api):
+def test_ok_with_a_worker_up_and_only_staff_see_the_workers_names(broker, api, user):
     response = api.get("/api/health/")
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
     assert body["checks"]["broker"]["status"] == "ok"
-    assert any(name.startswith(f"{broker.worker_name}@") for name in body["checks"]["workers"]["detail"])
+    # A user's token: how many workers answered, never their hosts.
+    detail = body["checks"]["workers"]["detail"]
+    assert detail.endswith(" answered") and int(detail.split()[0]) >= 1
+    assert broker.worker_name not in response.content.decode()
+    user.is_staff = True
+    user.save()
+    staff = api.get("/api/health/").json()
+    assert any(name.startswith(f"{broker.worker_name}@") for name in staff["checks"]["workers"]["detail"])
     assert body["checks"]["ai_server"]["status"] == "not_configured"
     # The same broker gives the queue depths staff stats and /metrics show.
     from jobs.selectors import queue_depths
@@ -54,7 +61,9 @@ def _test_worker_answered(check: dict) -> bool:
 
 
 @WITH_A_WORKER
-def test_the_check_returns_once_the_workers_known_to_be_up_have_answered(celery_worker, api, monkeypatch):
+def test_the_check_returns_once_the_workers_known_to_be_up_have_answered(celery_worker, api, user, monkeypatch):
+    user.is_staff = True  # who sees the workers' names
+    user.save()
     from jobs import health
     from jobs.selectors import workers_online
 
@@ -69,7 +78,9 @@ def test_the_check_returns_once_the_workers_known_to_be_up_have_answered(celery_
 
 
 @WITH_A_WORKER
-def test_a_worker_known_but_gone_does_not_hide_the_workers_that_answer(celery_worker, api):
+def test_a_worker_known_but_gone_does_not_hide_the_workers_that_answer(celery_worker, api, user):
+    user.is_staff = True  # who sees the workers' names
+    user.save()
     from jobs.models import WorkerPresence
 
     # Killed outright, it is still listed until it ages out; alone or beside the live one.

@@ -2,7 +2,7 @@ import pytest
 
 from jobs.constants import Queue
 from jobs.models import Job, JobRun
-from tests.factories import JobFactory, JobRunFactory
+from tests.factories import JobFactory, JobRunFactory, operator_make
 from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -19,10 +19,16 @@ def test_another_users_runs_and_jobs_are_404(api, other_user):
     assert JobRun.objects.get(id=run.id).cancel_requested is False
 
 
-def test_staff_see_every_run(api, user, other_user):
+def test_staff_see_every_run_with_the_view_permission_not_with_the_flag_alone(api, user, other_user):
+    from django.contrib.auth.models import Permission
+
     JobRunFactory(owner=other_user)
     user.is_staff = True
     user.save()
+    assert api.get("/api/runs/").json()["count"] == 0
+    user.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    for cache in ("_perm_cache", "_user_perm_cache"):
+        user.__dict__.pop(cache, None)
     assert api.get("/api/runs/").json()["count"] == 1
 
 
@@ -33,8 +39,7 @@ def test_the_staff_list_reads_its_page_off_an_index_in_its_order(api, user):
     from django.test.utils import CaptureQueriesContext
 
     JobRunFactory.create_batch(3)
-    user.is_staff = True
-    user.save()
+    operator_make(user)
     with CaptureQueriesContext(connection) as queries:
         assert api.get("/api/runs/").status_code == 200
     page = next(q["sql"] for q in queries if 'FROM "jobs_jobrun"' in q["sql"] and "ORDER BY" in q["sql"])
@@ -93,8 +98,7 @@ def test_a_job_with_many_problems_is_refused_naming_every_one_at_once(api):
 
 
 def test_bad_params_are_a_400_naming_the_field(api, user):
-    user.is_staff = True
-    user.save()
+    operator_make(user)
     response = api.post("/api/jobs/", {"name": "x", "kind": "jobs.cleanup_runs",
                                        "params": {"older_than_days": "soon"}}, format="json")
     assert response.status_code == 400
@@ -118,8 +122,7 @@ def test_maintenance_kinds_are_for_staff_only(api, user):
 
 
 def test_kinds_lists_params_schemas(api, user):
-    user.is_staff = True
-    user.save()
+    operator_make(user)
     kinds = {k["kind"]: k for k in api.get("/api/jobs/kinds/").json()}
     assert {"jobs.ping", "jobs.cleanup_results", "jobs.cleanup_runs", "documents.maintain"} <= set(kinds)
     assert kinds["jobs.cleanup_runs"]["queue"] == Queue.MAINTENANCE
@@ -129,8 +132,7 @@ def test_kinds_lists_params_schemas(api, user):
 def test_schedule_is_kept_in_beat(api, user):
     from django_celery_beat.models import PeriodicTask
 
-    user.is_staff = True
-    user.save()
+    operator_make(user)
     job_id = api.post("/api/jobs/", {"name": "nightly", "kind": "jobs.cleanup_runs",
                                      "schedule": {"crontab": "0 3 * * *", "timezone": "Europe/Paris"}},
                       format="json").json()["id"]
@@ -162,8 +164,7 @@ def test_trigger_with_params_override_runs_and_lists_under_the_job(celery_worker
 
 
 def test_a_user_demoted_from_staff_can_no_longer_edit_or_run_a_staff_only_job(api, user):
-    user.is_staff = True
-    user.save()
+    operator_make(user)
     job_id = api.post("/api/jobs/", {"name": "wipe", "kind": "jobs.cleanup_runs"}, format="json").json()["id"]
     user.is_staff = False
     user.save()

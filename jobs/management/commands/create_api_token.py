@@ -1,6 +1,9 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
+
+from core.roles import GROUP_PERMISSIONS, operator_groups_ensure
 
 
 class Command(BaseCommand):
@@ -8,14 +11,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--staff", action="store_true", help="Make the user staff (sees every user's objects).")
+        parser.add_argument("--staff", action="store_true",
+                            help="Make the user staff: into the admin, with no more reach than their own objects.")
+        parser.add_argument("--group", choices=sorted(GROUP_PERMISSIONS),
+                            help="Make the user staff in this group: Run viewers read everyone's work, Run operators "
+                                 "also steer it (see core/roles.py).")
 
-    def handle(self, *args, username, staff, **options):
+    def handle(self, *args, username, staff, group, **options):
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_unusable_password()
-        if staff:
+        if staff or group:
             user.is_staff = True
         user.save()
+        if group:
+            operator_groups_ensure()
+            user.groups.add(Group.objects.get(name=group))
         token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(f"{'Created user' if created else 'User'} {username}; API token: {token.key}")

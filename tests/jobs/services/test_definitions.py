@@ -37,7 +37,10 @@ def test_users_cannot_schedule_more_often_than_the_floor_but_staff_can(settings)
     from tests.factories import UserFactory
 
     settings.JOB_MIN_INTERVAL_SECONDS = 300
-    user, staff = UserFactory(), UserFactory(is_staff=True)
+    from core.roles import OPERATORS
+    from tests.factories import StaffFactory
+
+    user, staff = UserFactory(), StaffFactory(groups=[OPERATORS])
     with pytest.raises(JobsError, match="JOB_MIN_INTERVAL_SECONDS"):
         definitions.job_create(name="busy", kind="jobs.ping", schedule={"every_seconds": 1}, owner=user)
     with pytest.raises(JobsError, match="JOB_MIN_INTERVAL_SECONDS"):
@@ -58,10 +61,11 @@ def _periodic(job: Job):
 def test_a_user_demoted_from_staff_loses_staff_only_and_too_fast_schedules_at_once(settings):
     from django.contrib.admin.models import LogEntry
 
-    from tests.factories import UserFactory
+    from core.roles import OPERATORS
+    from tests.factories import StaffFactory
 
     settings.JOB_MIN_INTERVAL_SECONDS = 300
-    staff = UserFactory(is_staff=True)
+    staff = StaffFactory(groups=[OPERATORS])
     everyone = definitions.job_create(name="clean", kind="jobs.cleanup_runs", schedule={"every_seconds": 3600},
                                       owner=staff)
     fast = definitions.job_create(name="fast", kind="jobs.ping", schedule={"every_seconds": 10}, owner=staff)
@@ -88,12 +92,13 @@ def test_a_firing_is_checked_against_the_owners_rights_as_they_are_now(settings)
     slows the schedule."""
     from django.contrib.auth import get_user_model
 
+    from core.roles import OPERATORS
     from jobs.models import JobRun
     from jobs.tasks import trigger_job
-    from tests.factories import UserFactory
+    from tests.factories import StaffFactory
 
     settings.JOB_MIN_INTERVAL_SECONDS = 300
-    owner = UserFactory(is_staff=True)
+    owner = StaffFactory(groups=[OPERATORS])
     fast = definitions.job_create(name="fast", kind="jobs.ping", schedule={"every_seconds": 10}, owner=owner)
     everyone = definitions.job_create(name="clean", kind="jobs.cleanup_runs", schedule={"every_seconds": 3600},
                                       owner=owner)

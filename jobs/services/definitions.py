@@ -230,15 +230,18 @@ def job_delete(*, job: Job) -> None:
 
 
 def job_rights_enforce(*, job: Job) -> str | None:
-    """Undo what the job's owner may no longer have it do (they are not staff, or no longer): a
-    staff-only kind is disabled; a schedule faster than JOB_MIN_INTERVAL_SECONDS is slowed to it
-    (an interval) or disabled (a crontab, which cannot be slowed without changing its meaning).
-    Recorded in the admin's history of the job and logged. Returns what changed, or None."""
+    """Undo what the job's owner may no longer have it do (they are not an operator, or no longer;
+    or their account is deactivated): a deactivated owner's job is disabled; a staff-only kind is
+    disabled; a schedule faster than JOB_MIN_INTERVAL_SECONDS is slowed to it (an interval) or
+    disabled (a crontab, which cannot be slowed without changing its meaning). Recorded in the
+    admin's history of the job and logged. Returns what changed, or None."""
     owner = job.owner
-    if owner is None or runs_everyones_work(owner) or not job.enabled:
+    if owner is None or not job.enabled or (owner.is_active and runs_everyones_work(owner)):
         return None
     floor = settings.JOB_MIN_INTERVAL_SECONDS
-    if kind_get(job.kind).staff_only:
+    if not owner.is_active:
+        job.enabled, change = False, "Disabled: its owner's account is deactivated."
+    elif kind_get(job.kind).staff_only:
         job.enabled, change = False, f"Disabled: kind {job.kind!r} is staff-only and its owner is not staff."
     elif job.schedule and schedule_shortest_interval(job.schedule) < floor:
         if "every_seconds" in job.schedule:
@@ -305,14 +308,16 @@ def schedules_seed() -> list[str]:
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)
 def _staff_before_save(sender, instance, update_fields=None, **kwargs):
-    if update_fields is not None and "is_staff" not in update_fields:
+    if update_fields is not None and not {"is_staff", "is_active"} & set(update_fields):
         return  # a login's last_login, and the like: rights unchanged
     instance._was_staff = bool(instance.pk) and sender.objects.filter(pk=instance.pk, is_staff=True).exists()
+    instance._was_active = bool(instance.pk) and sender.objects.filter(pk=instance.pk, is_active=True).exists()
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def _demoted_owner_loses_staff_schedules(sender, instance, **kwargs):
     """Demoted from staff: their staff-only and too-fast schedules stop or slow in the same
     transaction, not at their next edit."""
-    if getattr(instance, "_was_staff", False) and not instance.is_staff:
+    if (getattr(instance, "_was_staff", False) and not instance.is_staff) or \
+            (getattr(instance, "_was_active", False) and not instance.is_active):
         jobs_rights_enforce(owner=instance)

@@ -217,3 +217,13 @@ def test_the_admins_actions_and_buttons_are_each_callers_permissions(alices, rol
     if steers:
         history = admin.get(f"/admin/jobs/jobrun/{waiting.pk}/history/").content.decode()
         assert "Cancelled" in history
+
+
+def test_a_deactivated_users_schedules_stop_at_once(alices):
+    from jobs.services.definitions import job_create
+
+    scheduled = job_create(name="hourly", kind="jobs.ping", schedule={"every_seconds": 3600}, owner=alices["alice"])
+    alices["alice"].is_active = False
+    alices["alice"].save()
+    assert not Job.objects.get(id=scheduled.id).enabled
+    assert "deactivated" in LogEntry.objects.get(object_id=str(scheduled.id)).change_message

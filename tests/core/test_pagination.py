@@ -16,8 +16,11 @@ RUNS = 120  # two full pages of 50 and a part one
 
 @pytest.fixture
 def staff(api, user):
-    user.is_staff = True
-    user.save()
+    """Staff who read everyone's objects (a Run viewer): the lists without an owner filter."""
+    from core.roles import VIEWERS
+    from tests.factories import operator_make
+
+    operator_make(user, group=VIEWERS)
     return api
 
 

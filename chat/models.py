@@ -62,3 +62,6 @@ class ProfileSummary(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_profile")
     summary = models.TextField(blank=True, default="")
     summarized_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "profile summaries"

@@ -165,7 +165,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         ("Times", {"fields": ("created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                               "finished_at_s", "duration")}),
         ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
-        ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_requested",
+        ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_state",
                                  "time_limit", "lease", "steps_kept")}),
         ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "retry_runs_links")}),
     )
@@ -173,7 +173,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
                        "worker",
                        "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                        "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
-                       "attempts_display", "attempts_table", "traceback_pre", "cancel_requested", "time_limit",
+                       "attempts_display", "attempts_table", "traceback_pre", "cancel_state", "time_limit",
                        "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
 
     @property
@@ -256,6 +256,13 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     # --- columns and fields ---
+
+    @admin.display(description="cancel requested")
+    def cancel_state(self, run):
+        # In words: Django's red "no" icon on a healthy run read as an error.
+        if not run.cancel_requested:
+            return "No"
+        return f"Yes, at {seconds_shown(run.cancel_requested_at)}"
 
     @admin.display(description="id", ordering="id")
     def short_id(self, run):
@@ -403,3 +410,6 @@ class TrackedTaskResultAdmin(SteersRunsAdmin, TaskResultAdmin):
     list_filter = (TaskStateFilter, "date_done", TaskNameFilter)
     date_hierarchy = None
     actions = (*TaskResultAdmin.actions, retry_task_results) if TaskResultAdmin.actions else (retry_task_results,)
+
+    def has_add_permission(self, request):
+        return False  # results are written by the runs, never by hand

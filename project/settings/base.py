@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange
+from kombu import Queue as KombuQueue
 
 from core import local_services
 from core.configuration import environment
@@ -312,6 +314,9 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=0)
 CELERY_TASK_DEFAULT_RETRY_DELAY = env.int("CELERY_TASK_DEFAULT_RETRY_DELAY", default=180)
 CELERY_TASK_DEFAULT_QUEUE = str(Queue.JOBS)
+# Every queue work is published to, declared: so `celery purge`, `inspect active_queues` and Flower
+# know all five, not only the default one (Celery would create the others unseen on first use).
+CELERY_TASK_QUEUES = [KombuQueue(str(queue), Exchange(str(queue)), routing_key=str(queue)) for queue in Queue]
 # The longest countdown we schedule (retry delays, Retry-After caps); must stay under the visibility timeout.
 MAX_RETRY_COUNTDOWN = env.int("MAX_RETRY_COUNTDOWN", default=600)
 

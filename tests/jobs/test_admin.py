@@ -273,3 +273,17 @@ def test_job_form_takes_lists_one_per_line_and_choices_as_boxes(admin_client):
     assert "What happens after a crash?\nWho restores it?</textarea>" in page
     checked = re.findall(r'<input type="checkbox" name="param__formats" value="(\w+)"[^>]*checked', page)
     assert sorted(checked) == ["pdf", "text"]
+
+
+def test_cancel_requested_is_said_in_words_and_task_results_are_never_added_by_hand(admin_client):
+    from django.utils import timezone
+
+    healthy = JobRunFactory(status="PROGRESS")
+    cancelled = JobRunFactory(status="PROGRESS", cancel_requested=True, cancel_requested_at=timezone.now())
+    page = admin_client.get(f"/admin/jobs/jobrun/{healthy.id}/change/").content.decode()
+    field = page.split("Cancel requested:", 1)[1].split("</div>", 2)
+    assert "No" in "".join(field) and "icon-no" not in page
+    assert "Yes, at " in admin_client.get(f"/admin/jobs/jobrun/{cancelled.id}/change/").content.decode()
+    assert admin_client.get("/admin/django_celery_results/taskresult/add/").status_code == 403
+    assert "/admin/django_celery_results/taskresult/add/" not in admin_client.get("/admin/").content.decode()
+    assert "Profile summaries" in admin_client.get("/admin/").content.decode()

@@ -95,3 +95,19 @@ def test_a_cleanup_of_100000_runs_under_development_settings_keeps_the_workers_m
     assert JobRun.objects.get(id=run.id).result["runs"] >= 100000
     grown_mb = (max(peak) - before) / 2**20
     assert grown_mb < 50, f"the worker grew {grown_mb:.0f} MB"
+
+
+@pytest.mark.integration
+def test_celery_purge_names_every_queue_the_workers_serve():
+    """Declared, not created on first use: `celery purge` (asked, and answered no) lists all five."""
+    import subprocess
+    import sys
+
+    from core.queues import Queue
+    from tests.support.worker import BASE_DIR, child_env
+
+    asked = subprocess.run([sys.executable, "-m", "celery", "-A", "project", "purge"], input="N\n", text=True,
+                           capture_output=True, cwd=BASE_DIR, env=child_env(), timeout=60)
+    said = asked.stdout + asked.stderr
+    named = said.split("from queues:", 1)[1].split(".", 1)[0]
+    assert sorted(name.strip() for name in named.split(",")) == sorted(str(queue) for queue in Queue), said

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Exchange
-from kombu import Queue as KombuQueue
 
 from core import local_services
 from core.configuration import environment
@@ -316,7 +314,8 @@ CELERY_TASK_DEFAULT_RETRY_DELAY = env.int("CELERY_TASK_DEFAULT_RETRY_DELAY", def
 CELERY_TASK_DEFAULT_QUEUE = str(Queue.JOBS)
 # Every queue work is published to, declared: so `celery purge`, `inspect active_queues` and Flower
 # know all five, not only the default one (Celery would create the others unseen on first use).
-CELERY_TASK_QUEUES = [KombuQueue(str(queue), Exchange(str(queue)), routing_key=str(queue)) for queue in Queue]
+# (As Celery's own declarations by name: a direct exchange of the queue's name, its name as the key.)
+CELERY_TASK_QUEUES = {str(queue): {"exchange": str(queue), "routing_key": str(queue)} for queue in Queue}
 # The longest countdown we schedule (retry delays, Retry-After caps); must stay under the visibility timeout.
 MAX_RETRY_COUNTDOWN = env.int("MAX_RETRY_COUNTDOWN", default=600)
 

@@ -1,9 +1,17 @@
 from django.contrib import admin
+from django.utils.text import Truncator
 
 from core.pagination import BoundedCountPaginator
 from documents import services
 from documents.models import Chunk, Document
-from jobs.admin.widgets import LIVE_MEDIA, SteersRunsAdmin, apply_each, run_live_cell
+from jobs.admin.widgets import (
+    ERROR_EXCERPT_CHARS,
+    LIVE_MEDIA,
+    SteersRunsAdmin,
+    apply_each,
+    run_live_cell,
+    time_in_a_list,
+)
 from jobs.public import TriggeredBy
 
 
@@ -32,7 +40,8 @@ def reprocess(modeladmin, request, queryset):
 class DocumentAdmin(SteersRunsAdmin, admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
-    list_display = ("title", "status", "progress", "chunk_count", "format", "owner", "created_at")
+    # Why a document failed is in its row: an operator looking for failures reads it without a click.
+    list_display = ("title", "status", "progress", "error_excerpt", "chunk_count", "format", "owner", "uploaded")
     list_filter = ("status", "format", "created_at")
     search_fields = ("title", "original_name", "=sha256", "=id")
     list_select_related = ("owner", "run")
@@ -46,6 +55,12 @@ class DocumentAdmin(SteersRunsAdmin, admin.ModelAdmin):
     @property
     def media(self):
         return super().media + LIVE_MEDIA
+
+    uploaded = time_in_a_list("created_at", "uploaded")
+
+    @admin.display(description="error")
+    def error_excerpt(self, document):
+        return Truncator(document.error).chars(ERROR_EXCERPT_CHARS)
 
     @admin.display(description="ingestion run")
     def progress(self, document):

@@ -121,7 +121,8 @@ def documents_relevant(*, user, query: str, limit: int, among: set[str] | None =
 
 def documents_closeness(*, user, queries: list[str], document_ids: list[str]) -> dict[str, float]:
     """For each of the user's documents named, the cosine similarity of its passage closest to any of
-    `queries`: how relevant the document is at best, on an absolute scale (a ranking is relative)."""
+    `queries`: how relevant the document is at best, on an absolute scale (a ranking is relative).
+    A document with no passage indexed is not in the answer."""
     if not document_ids or not queries:
         return {}
     try:
@@ -130,7 +131,8 @@ def documents_closeness(*, user, queries: list[str], document_ids: list[str]) ->
         for document_id in document_ids:
             scores = [score for vector in vectors for _key, score in vector_store().nearest(
                 owner_id=user.id, vector=vector, n=1, document_id=document_id)]
-            best[str(document_id)] = max(scores, default=-1.0)
+            if scores:  # a document with no passage indexed has no closeness, not a made-up one
+                best[str(document_id)] = max(scores)
         return best
     except (TransientError, PermanentError) as exc:
         raise DocumentsError(f"Search is unavailable: {exc}. Try again shortly.", code=ErrorCode.UNAVAILABLE) from exc

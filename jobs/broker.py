@@ -442,3 +442,27 @@ class LeaderLock:
             self._redis.eval(_RELEASE, 1, self.key, self.token)
         except self._errors:
             pass
+
+
+# Where the count of readers of task events is asked: a task event's routing key ("task-succeeded"
+# → "task.succeeded"), so what answers is what would receive task events.
+TASK_PROBE_ROUTING_KEY = "task.probe"
+
+
+def task_event_readers() -> int | None:
+    """How many readers of task events are listening now, on a Redis broker; None where the broker
+    cannot say (RabbitMQ's bindings are not readable over AMQP).
+
+    On Redis, Celery's events are a fanout: each reader subscribes to a pattern of channels, and a
+    publish answers how many received it. So this publishes an event message on a task event's
+    channel whose body is an empty batch of events, which Celery's receivers (Flower's, `celery
+    events`) process as no event at all. A reader that died took its subscription with it."""
+    exchange = current_app.conf.event_exchange
+    with current_app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        channel = connection.default_channel
+        message = channel.prepare_message(json.dumps([]), content_type="application/json", content_encoding="utf-8")
+        channel._inplace_augment_message(message, exchange, TASK_PROBE_ROUTING_KEY)
+        return channel.client.publish(channel._get_publish_topic(exchange, TASK_PROBE_ROUTING_KEY),
+                                      json.dumps(message))

@@ -1,4 +1,5 @@
-"""The workers' broker consumer: Celery's own, reconnecting within seconds of the broker's return.
+"""The workers' broker consumer: Celery's own, reconnecting within seconds of the broker's return,
+and switching task events off once nobody reads them (jobs.events).
 
 Celery's consumer reaches a broker it lost through kombu's `ensure_connection` with its defaults:
 2, 4, 6 … up to 30 s between attempts. After a minute's outage a worker came back up to 30 s after
@@ -19,6 +20,9 @@ RECONNECT_INTERVAL_MAX_SECONDS = 2.0
 
 
 class PromptlyReconnectingConsumer(Consumer):
+    class Blueprint(Consumer.Blueprint):
+        default_steps = [*Consumer.Blueprint.default_steps, "jobs.events:TaskEventsLease"]
+
     def ensure_connected(self, conn):
         # A new connection each time Celery (re)connects, so each gets the intervals once. kombu's
         # interval_max is counted on top of the first interval.

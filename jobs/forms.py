@@ -106,11 +106,20 @@ class JobAdminForm(forms.ModelForm):
 
     def _schedule(self) -> dict | None:
         data = self.cleaned_data
-        if data.get("schedule_type") == CRONTAB:
+        chosen = data.get("schedule_type")
+        # A value typed into another schedule's field would be dropped without a word: say so on it.
+        # (A value left from before, on a job switched to another schedule, is what the switch drops.)
+        names = dict(SCHEDULE_CHOICES)
+        for field, schedule_type in (("crontab", CRONTAB), ("every_seconds", INTERVAL)):
+            if chosen in names and chosen != schedule_type and data.get(field) not in (None, "") \
+                    and field in self.changed_data:
+                self.add_error(field, f"Schedule is “{names[chosen]}”: choose “{names[schedule_type]}” to use "
+                                      "this, or clear it.")
+        if chosen == CRONTAB:
             if not data.get("crontab"):
                 self.add_error("crontab", "Give a crontab, or choose another schedule.")
             return {"crontab": data.get("crontab") or "", "timezone": data.get("timezone") or "UTC"}
-        if data.get("schedule_type") == INTERVAL:
+        if chosen == INTERVAL:
             if not data.get("every_seconds"):
                 self.add_error("every_seconds", "Give the interval in seconds, or choose another schedule.")
             return {"every_seconds": data.get("every_seconds") or 0}
@@ -180,10 +189,13 @@ def job_admin_form(*, kind: str | None, actor) -> type[JobAdminForm]:
     allowed = kinds_for(user=actor)
     spec = kind_find(kind) if kind else None
     attrs: dict = {"spec": spec, "actor": actor}
+    # The kind's name alone in the list (its description beside every name ran the select off a
+    # laptop's screen); the chosen kind's description is the field's help.
     attrs["kind"] = forms.ChoiceField(
-        choices=[("", "— choose a kind —")] + [(k.kind, f"{k.kind}: {k.description}") for k in allowed],
+        choices=[("", "— choose a kind —")] + [(k.kind, k.kind) for k in allowed],
         initial=kind,
-        help_text="Choosing a kind shows the fields of its params (jobs/job_form.js).",
+        help_text=spec.description if spec else "Choosing a kind shows the fields of its params; what was "
+                                                 "typed so far is kept.",
     )
     if spec is not None:
         schema = spec.params_schema or {}

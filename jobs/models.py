@@ -218,6 +218,12 @@ class JobRun(models.Model):
         return "PENDING" if self.status == RunStatus.QUEUED else self.status
 
     @property
+    def step_shown(self) -> str:
+        """The step to show beside the status: where the work stands, or where it stopped. A run that
+        succeeded is past every step, so its last one ("indexing") would read as unfinished work."""
+        return "" if self.status == RunStatus.SUCCESS else self.progress_step
+
+    @property
     def progress_info(self) -> dict:
         """What Celery's `AsyncResult.info` shows of a run that has not ended: its progress."""
         return {"current": self.progress_current, "total": self.progress_total, "step": self.progress_step,

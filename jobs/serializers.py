@@ -199,7 +199,7 @@ class TaskStatusSerializer(serializers.Serializer):
             return {"task_id": task_id, "status": "UNKNOWN", "progress": None, "current": None, "total": None,
                     "description": None, "elapsed_time": None, "estimated_remaining": None, "result": None,
                     "error": None, "message": UNKNOWN_TASK_MESSAGE}
-        description = ": ".join(part for part in (run.progress_step, run.progress_message) if part) or None
+        description = ": ".join(part for part in (run.step_shown, run.progress_message) if part) or None
         return {"task_id": str(run.id), "status": run.celery_state, "progress": run.percent,
                 "current": run.progress_current, "total": run.progress_total, "description": description,
                 "elapsed_time": run.elapsed_seconds, "estimated_remaining": None if run.is_finished else run.eta_seconds,

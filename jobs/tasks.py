@@ -61,7 +61,8 @@ def cleanup_runs(ctx, older_than_days: int | None = None, dead_older_than_days: 
 
 # Housekeeping is plain Celery tasks, not runs: see maintenance.watchdog for why.
 
-@shared_task(name=WATCHDOG_TASK, queue=Queue.MAINTENANCE, ignore_result=True, expires=60)
+# No task events: every WATCHDOG_INTERVAL_SECONDS, it filled half of Flower's task list.
+@shared_task(name=WATCHDOG_TASK, queue=Queue.MAINTENANCE, ignore_result=True, expires=60, send_events=False)
 def watchdog():
     """Re-queues runs whose worker died, terminates cancelled runs past their grace, publishes lost messages."""
     return maintenance.watchdog()

@@ -17,8 +17,8 @@ def run_progress_line(run: JobRun) -> str:
     filled = int(BAR_WIDTH * (percent or 0) / 100)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     parts = [f"[{bar}]", f"{percent:5.1f}%" if percent is not None else "   ?  ", run.status]
-    if run.progress_step:
-        parts.append(run.progress_step)
+    if run.step_shown:
+        parts.append(run.step_shown)
     if run.progress_message:
         parts.append(run.progress_message)
     if run.eta_seconds is not None and not run.is_finished:

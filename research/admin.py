@@ -12,6 +12,7 @@ from django.utils.safestring import mark_safe
 from core.pagination import BoundedCountPaginator
 from jobs.admin.widgets import LIVE_MEDIA, lines, link, preformatted, run_link, run_live_cell
 from research.models import Digest, Finding
+from research.services import closeness_described
 
 
 class CitedTextAdmin(admin.ModelAdmin):
@@ -89,8 +90,9 @@ class DigestAdmin(CitedTextAdmin):
 
     @admin.display(description="not relevant enough")
     def not_relevant_list(self, digest):
-        return lines(format_html("{}: closest passage {}", _document_link(n.get("document_id"), n.get("title", "")),
-                                 n.get("closeness")) for n in digest.not_relevant) if digest.not_relevant else "—"
+        return lines(format_html("{}: {}", _document_link(n.get("document_id"), n.get("title", "")),
+                                 closeness_described(n.get("closeness")))
+                     for n in digest.not_relevant) if digest.not_relevant else "—"
 
 
 @admin.register(Finding)

@@ -26,8 +26,9 @@ class UnreadDocumentSerializer(serializers.Serializer):
 class NotRelevantDocumentSerializer(serializers.Serializer):
     document_id = serializers.UUIDField()
     title = serializers.CharField()
-    closeness = serializers.FloatField(help_text="Cosine similarity of its passage closest to the topic or a "
-                                                 "question; under the relevance floor.")
+    closeness = serializers.FloatField(allow_null=True, help_text="Cosine similarity of its passage closest to "
+                                       "the topic or a question, under the relevance floor; null when it has no "
+                                       "passage to compare (nothing indexed).")
 
 
 class DigestOutputSerializer(serializers.ModelSerializer):

@@ -204,10 +204,21 @@ def _documents_chosen(*, owner, request: DigestRequest) -> tuple[list[Document],
         ranked += [pk for pk in by_id if pk not in ranked]
     ranked = ranked[:request.max_documents]
     closeness = documents_closeness(user=owner, queries=list(request.queries), document_ids=ranked)
-    chosen = [by_id[pk] for pk in ranked if closeness.get(pk, -1.0) >= DIGEST_RELEVANCE_FLOOR]
-    not_relevant = [{"document_id": pk, "title": by_id[pk].title, "closeness": round(closeness.get(pk, -1.0), 3)}
-                    for pk in ranked if closeness.get(pk, -1.0) < DIGEST_RELEVANCE_FLOOR]
+    # A document with no passage to compare (nothing indexed) has no closeness: it is left out, as
+    # null, never as a number that would read as a similarity.
+    relevant = {pk for pk, value in closeness.items() if value >= DIGEST_RELEVANCE_FLOOR}
+    chosen = [by_id[pk] for pk in ranked if pk in relevant]
+    not_relevant = [{"document_id": pk, "title": by_id[pk].title,
+                     "closeness": round(closeness[pk], 3) if pk in closeness else None}
+                    for pk in ranked if pk not in relevant]
     return chosen, not_relevant
+
+
+def closeness_described(closeness: float | None) -> str:
+    """Why a document was left out, in words: how close its closest passage came, or that it had none."""
+    if closeness is None:
+        return "no passage to compare"
+    return f"closest passage {closeness:.2f}, under {DIGEST_RELEVANCE_FLOOR}"
 
 
 def _findings_reusable(*, documents: list[Document], request: DigestRequest) -> dict:
@@ -244,7 +255,7 @@ def digest_compose(*, ctx: RunContext, run: JobRun, request: DigestRequest) -> d
         content += "\n\n## Not read\n" + "\n".join(f"- {u['title']}: {u['error']}" for u in unread)
     if not_relevant:
         content += "\n\n## Not relevant enough\n" + "\n".join(
-            f"- {n['title']} (closest passage {n['closeness']:.2f}, under {DIGEST_RELEVANCE_FLOOR})" for n in not_relevant)
+            f"- {n['title']} ({closeness_described(n['closeness'])})" for n in not_relevant)
     logger.info("digest composed", extra={"run_id": str(run.id), "documents": len(sources), "read": len(read),
                                           "seconds": round(time.monotonic() - started, 3)})
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import CrontabScheduleAdmin, IntervalScheduleAdmin, PeriodicTaskAdmin
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from core.errors import DomainError
 from jobs import selectors
@@ -58,7 +58,11 @@ class JobAdmin(admin.ModelAdmin):
         return job_admin_form(kind=kind, actor=request.user)
 
     def get_changeform_initial_data(self, request):
-        return {key: value for key, value in super().get_changeform_initial_data(request).items() if key == "kind"}
+        """What the form had when its kind was changed (job_form.js reloads the page with it in the
+        query), so a kind chosen after typing keeps what was typed: the form's own fields only."""
+        form_fields = job_admin_form(kind=request.GET.get("kind"), actor=request.user).base_fields
+        return {key: values if len(values) > 1 else values[0]
+                for key, values in request.GET.lists() if key in form_fields}
 
     @admin.display(description="schedule")
     def schedule_display(self, job):
@@ -149,6 +153,10 @@ def _skipping(modeladmin, function, protected_ids, *, what: str):
 admin.site.unregister(PeriodicTask)
 admin.site.unregister(CrontabSchedule)
 admin.site.unregister(IntervalSchedule)
+# A job runs on a crontab or an interval (jobs.forms): beat's one-off and sunrise schedules have no
+# use here, and their pages only invited schedules no job can have.
+admin.site.unregister(ClockedSchedule)
+admin.site.unregister(SolarSchedule)
 
 
 @admin.register(PeriodicTask)

@@ -6,25 +6,31 @@ from __future__ import annotations
 
 import json
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
-from django_celery_results.admin import TaskResultAdmin
-from django_celery_results.models import TaskResult
+from django_celery_results.admin import GroupResultAdmin, TaskResultAdmin
+from django_celery_results.models import GroupResult, TaskResult
 
 from core.errors import DomainError
 from core.pagination import BoundedCountPaginator
 from jobs import selectors
 from jobs.admin.widgets import (
+    ERROR_EXCERPT_CHARS,
     LIVE_MEDIA,
     SteersRunsAdmin,
     apply_each,
+    lines,
     link,
     preformatted,
     retry_each,
@@ -33,6 +39,7 @@ from jobs.admin.widgets import (
     run_link,
     run_live_cell,
     seconds_shown,
+    time_in_a_list,
     time_to_the_second,
 )
 from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry, RunStatus
@@ -46,8 +53,8 @@ ARG_LINKS = {"document_id": "admin:documents_document_change", "message_id": "ad
              "session_id": "admin:chat_chatsession_change", "user_id": "admin:auth_user_change"}
 # A run page lists this many of its children; the counts by status cover them all.
 CHILDREN_SHOWN = 200
-# Characters of a run's error shown in the list.
-ERROR_EXCERPT_CHARS = 80
+STEPS_KEPT_HELP = ("What earlier attempts finished and saved (checkpoints): an attempt after a retry or a "
+                   "takeover starts after these instead of doing them again.")
 
 
 @admin.action(description="Retry selected runs (new linked runs)", permissions=["steer"])
@@ -129,6 +136,17 @@ class LogEntryInline(admin.TabularInline):
         return False
 
 
+def _object_named(url_name: str, pk) -> str:
+    """What an argument's id names, as its admin page titles it ("notes.txt (3f2a…)"), or the id alone
+    when the object is gone."""
+    app_label, model_name = url_name.removeprefix("admin:").removesuffix("_change").split("_", 1)
+    try:
+        found = apps.get_model(app_label, model_name).objects.filter(pk=pk).first()
+    except (ValueError, TypeError, ValidationError):  # not an id of that model at all
+        found = None
+    return f"{found} ({pk})" if found is not None else str(pk)
+
+
 def _attempts_text(run: JobRun) -> str:
     return f"{run.attempts}/{run.max_attempts}"
 
@@ -144,8 +162,10 @@ def _live_fields(run: JobRun) -> dict[str, str]:
 
 @admin.register(JobRun)
 class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
-    list_display = ("short_id", "live", "kind", "queue", "attempts_display", "error_excerpt", "duration", "owner",
-                    "triggered_by", "created_at")
+    # Two facts to a column where they belong together (kind and queue, owner and how it started), so
+    # every column fits beside the filters on a 1280 px screen.
+    list_display = ("short_id", "live", "kind_and_queue", "attempts_and_duration", "error_excerpt",
+                    "owner_and_trigger", "created_short")
     list_filter = (AttentionFilter, "status", KindFilter, QueueFilter, "triggered_by", "created_at")
     # Short ids and error text go through get_search_results; these match as Django would.
     search_fields = ("kind", "correlation_id", "error")
@@ -278,7 +298,24 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
 
     @admin.display(description="error")
     def error_excerpt(self, run):
-        return (run.error[:ERROR_EXCERPT_CHARS] + "…") if len(run.error) > ERROR_EXCERPT_CHARS else (run.error or "")
+        return Truncator(run.error).chars(ERROR_EXCERPT_CHARS)
+
+    @admin.display(description="attempts · time")
+    def attempts_and_duration(self, run):
+        return lines((self.attempts_display(run), format_html('<span class="run-text">{}</span>',
+                                                               self.duration(run))))
+
+    @admin.display(description="kind · queue", ordering="kind")
+    def kind_and_queue(self, run):
+        # A long kind may break after its app's name ("research.⏎process_document") rather than widen the list.
+        kind = format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in run.kind.split(".")))
+        return lines((kind, format_html('<span class="run-text">{}</span>', run.queue)))
+
+    @admin.display(description="owner · via", ordering="owner")
+    def owner_and_trigger(self, run):
+        return lines((run.owner or "—", format_html('<span class="run-text">{}</span>', run.get_triggered_by_display())))
+
+    created_short = time_in_a_list("created_at", "accepted")
 
     @admin.display(description="duration")
     def duration(self, run):
@@ -307,7 +344,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         rows = []
         for key, value in (run.args or {}).items():
             try:
-                shown = link(reverse(ARG_LINKS[key], args=[value]), value)
+                shown = link(reverse(ARG_LINKS[key], args=[value]), _object_named(ARG_LINKS[key], value))
             except (KeyError, NoReverseMatch):
                 shown = json.dumps(value)
             rows.append((key, shown))
@@ -321,7 +358,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
 
     @admin.display(description="steps kept for the next attempt")
     def steps_kept(self, run):
-        return ", ".join(sorted(run.checkpoints)) if run.checkpoints else "—"
+        return format_html('{}<div class="help">{}</div>', ", ".join(sorted(run.checkpoints)) or "—", STEPS_KEPT_HELP)
 
     @admin.display(description="traceback")
     def traceback_pre(self, run):
@@ -411,5 +448,21 @@ class TrackedTaskResultAdmin(SteersRunsAdmin, TaskResultAdmin):
     date_hierarchy = None
     actions = (*TaskResultAdmin.actions, retry_task_results) if TaskResultAdmin.actions else (retry_task_results,)
 
+    # Results are written by the workers, never by hand.
     def has_add_permission(self, request):
-        return False  # results are written by the runs, never by hand
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+admin.site.unregister(GroupResult)
+
+
+@admin.register(GroupResult)
+class ReadOnlyGroupResultAdmin(GroupResultAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

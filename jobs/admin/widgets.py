@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import format_html
 
 from core.errors import DomainError
 from core.permissions import may_act_on_others, owner_id_of
@@ -22,10 +23,25 @@ STATUS_COLOURS = {
 # The script that refreshes every live run cell on a page (lists and run pages alike).
 LIVE_MEDIA = forms.Media(js=["jobs/live.js"], css={"all": ["jobs/admin.css"]})
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Characters of an error shown in a list (the whole error is on the object's page).
+ERROR_EXCERPT_CHARS = 80
 
 
 def seconds_shown(value) -> str:
     return timezone.localtime(value).strftime(TIME_FORMAT) if value else "—"
+
+
+def time_in_a_list(field: str, label: str):
+    """A list's time column: the time over the date, narrow enough to leave the row's other columns room."""
+    def shown(modeladmin, obj):
+        value = getattr(obj, field)
+        if value is None:
+            return "—"
+        local = timezone.localtime(value)
+        return lines((local.strftime("%H:%M:%S"), format_html('<span class="run-text">{}</span>',
+                                                              local.strftime("%Y-%m-%d"))))
+
+    return admin.display(description=label, ordering=field)(shown)
 
 
 def time_to_the_second(field: str, label: str):
@@ -64,7 +80,7 @@ def run_live_cell(run: JobRun | None) -> str:
     if run is None:
         return "—"
     retry = _first_retry(run) if run.dead else None
-    text = " · ".join(part for part in (run.progress_step, run.progress_message,
+    text = " · ".join(part for part in (run.step_shown, run.progress_message,
                                         "" if run.is_finished else _eta_text(run.eta_seconds)) if part)
     return render_to_string("admin/jobs/widgets/run_live.html", {
         "run": run, "finished": int(run.is_finished), "retry": retry, "text": text,

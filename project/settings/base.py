@@ -280,6 +280,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # keeps them on while it runs); set this to keep them on without it. Worker heartbeats, which
 # workers' presence is read from, are sent either way.
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
+# Switched on by Flower or `celery control enable_events`, task events go off again in each worker
+# once nobody has asked for them for this long and no reader is bound (jobs.events).
+TASK_EVENTS_IDLE_SECONDS = env.float("TASK_EVENTS_IDLE_SECONDS", default=45.0)
 # A pool process loads its kinds' models before it takes a message (jobs.runner warm-up); Celery's
 # 4 s default for a process to come up would kill it mid-load.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=120.0)

@@ -145,6 +145,12 @@ def test_job_form_turns_every_bad_input_into_a_form_error(admin_client):
         "params_json": _job_form(params_json="{broken"),
         "every_seconds": _job_form(schedule_type="interval", every_seconds=""),
     }
+    # A value typed into the field of a schedule not chosen would be dropped in silence: said on it.
+    typed_aside = {"crontab": _job_form(schedule_type="none", crontab="61 * * *"),
+                   "every_seconds": _job_form(schedule_type="crontab", crontab="0 3 * * *", every_seconds="60")}
+    for field, data in typed_aside.items():
+        response = admin_client.post("/admin/jobs/job/add/?kind=tests.countdown", data)
+        assert "choose" in " ".join(response.context["adminform"].form.errors.get(field, [])), field
     for field, data in cases.items():
         response = admin_client.post("/admin/jobs/job/add/?kind=tests.countdown", data)
         assert response.status_code == 200, field
@@ -287,3 +293,23 @@ def test_cancel_requested_is_said_in_words_and_task_results_are_never_added_by_h
     assert admin_client.get("/admin/django_celery_results/taskresult/add/").status_code == 403
     assert "/admin/django_celery_results/taskresult/add/" not in admin_client.get("/admin/").content.decode()
     assert "Profile summaries" in admin_client.get("/admin/").content.decode()
+
+
+def test_choosing_a_kind_keeps_what_was_typed_and_a_finished_runs_page_names_its_document(admin_client):
+    """The kind select reloads the form with the typed values in its address (job_form.js): they
+    come back as the form's initial values, for the form's own fields only."""
+    from tests.factories import DocumentFactory
+
+    page = admin_client.get("/admin/jobs/job/add/", {"kind": "tests.countdown", "name": "Typed first",
+                                                     "crontab": "0 3 * * *", "enabled": "", "csrfmiddlewaretoken": "x",
+                                                     "not_a_field": "ignored"})
+    form = page.context["adminform"].form
+    assert form["name"].value() == "Typed first" and form["crontab"].value() == "0 3 * * *"
+    assert not form["enabled"].value() and "not_a_field" not in form.initial and "param__steps" in form.fields
+
+    document = DocumentFactory(title="Quarterly report.pdf")
+    run = JobRunFactory(kind="documents.ingest", status="SUCCESS", args={"document_id": str(document.id)},
+                        progress_step="indexing", progress_total=4, progress_current=4)
+    page = admin_client.get(f"/admin/jobs/jobrun/{run.id}/change/").content.decode()
+    assert f"Quarterly report.pdf ({document.id})" in page
+    assert "indexing" not in page  # a succeeded run is past its last step

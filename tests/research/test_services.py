@@ -489,3 +489,26 @@ def test_a_digest_whose_documents_could_not_be_read_fails_for_good():
         digest_compose(ctx=FakeRunContext(id=str(source.run_id)), run=source.run,
                        request=_request_from(source.run.args))
     assert not Digest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_document_with_no_passage_is_left_out_with_no_closeness_not_a_made_up_one(settings):
+    """Named in the params but with nothing indexed, a document has no closest passage: it is left
+    out as null and said so in words, never as a similarity of −1.00."""
+    from jobs.services.runs import run_enqueue
+    from research.services import closeness_described, digest_run
+    from tests.factories import DocumentFactory, UserFactory
+    from tests.support.run_context import FakeRunContext, document_ready
+
+    settings.AI_SERVER_URL = ""
+    owner = UserFactory()
+    read = document_ready(owner=owner, text=NOTES["wal.txt"].encode(), name="wal.txt")
+    empty = DocumentFactory(owner=owner, title="scanned-without-text.pdf")
+    run = run_enqueue(kind="research.digest", args={"topic": "How is a crash recovered?",
+                                                    "documents": [str(read.id), str(empty.id)]}, owner=owner)
+    parent = FakeRunContext(id=str(run.id))
+    digest_run(ctx=parent)
+    left_out = parent.checkpoints["not_relevant"]
+    assert left_out == [{"document_id": str(empty.id), "title": "scanned-without-text.pdf", "closeness": None}]
+    assert closeness_described(None) == "no passage to compare"
+    assert closeness_described(0.123).startswith("closest passage 0.12, under ")

@@ -38,6 +38,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{prefix}: document {document.id} {'queued' if created else 'already uploaded'}")
             if wait and created and document.run_id:
                 run = run_watch(run_id=document.run_id, out=self.stdout, prefix="    ")
-                failed += run.status != "SUCCESS"
+                if run.status != "SUCCESS":
+                    self.stderr.write(f"{prefix}: {run.status}: {run.error or 'no error recorded'}")
+                    failed += 1
         if failed:
             raise CommandError(f"{failed} of {len(paths)} file(s) failed")

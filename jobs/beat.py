@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs.broker import LeaderLock, LockUnavailable
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = "beat:leader"
 # While waiting for the lock, look again this often (seconds).
 STANDBY_POLL_SECONDS = 5.0
+# How often the leader looks for runs that fell due: a run is published at most this late.
+DUE_POLL_SECONDS = 1.0
 
 
 class LockedDatabaseScheduler(DatabaseScheduler):
@@ -61,8 +64,23 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         if not self._hold_lock():
             return STANDBY_POLL_SECONDS
         interval = super().tick(*args, **kwargs)
-        # Wake in time to renew the lock well before it expires.
-        return min(interval, settings.BEAT_LOCK_TTL_SECONDS / 3)
+        # Wake in time to renew the lock well before it expires, and to publish what falls due.
+        return min(interval, settings.BEAT_LOCK_TTL_SECONDS / 3, self._publish_due())
+
+    def _publish_due(self) -> float:
+        """Runs put off by `countdown` / `eta` are published here when due, not parked in the broker
+        (where Redis would deliver them again after its visibility timeout, early, and a flush or
+        restart would lose them). Seconds until beat should look again."""
+        from jobs.services.runs import runs_publish_due
+
+        try:
+            next_due = runs_publish_due()
+        except DatabaseError as exc:
+            logger.warning("due runs not published; the database is unreachable", extra={"cause": str(exc)})
+            close_old_connections()
+            return DUE_POLL_SECONDS
+        # A run accepted meanwhile may be due sooner than the next one known now: look every second.
+        return DUE_POLL_SECONDS if next_due is None else min(max(next_due, 0.05), DUE_POLL_SECONDS)
 
     def close(self):
         if self._leader:

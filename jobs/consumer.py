@@ -13,6 +13,8 @@ import functools
 
 from celery.worker.consumer import Consumer
 
+import jobs.control  # noqa: F401  (Celery's revoke, durable for runs: registered as the workers load this)
+
 # Between attempts to reach the broker again: a second at first, then never more than this. An
 # attempt is one TCP connect to a server that refuses it while down, cheap for both sides.
 RECONNECT_INTERVAL_FIRST_SECONDS = 1.0

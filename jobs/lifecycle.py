@@ -14,8 +14,9 @@ raises LeaseLost and stops, and never cancels, fails or finishes a run it no lon
 | transition     | from                                    | to                            | called by                    |
 |----------------|-----------------------------------------|-------------------------------|------------------------------|
 | accept         | (new)                                   | QUEUED                        | services.runs.run_enqueue    |
-| claim          | QUEUED; RETRY once due; held with a     | STARTED, lease + 1            | runner, a message arrives    |
-|                | stale heartbeat; never once cancelled   |                               |                              |
+| claim          | QUEUED or RETRY once due (QUEUED not    | STARTED, lease + 1            | runner, a message arrives    |
+|                | expired); held with a stale heartbeat;  |                               |                              |
+|                | never once cancelled                    |                               |                              |
 | progress       | STARTED, PROGRESS, lease held           | PROGRESS                      | ctx.progress in a body       |
 | checkpoint     | STARTED, PROGRESS, lease held           | (same; a step's result kept)  | ctx.step, ctx.checkpoint     |
 | yield          | STARTED, PROGRESS, lease held           | QUEUED, attempt not counted   | ctx.yield_turn (a slice)     |
@@ -32,6 +33,7 @@ raises LeaseLost and stops, and never cancels, fails or finishes a run it no lon
 |                |                                         | children → REVOKED            |                              |
 | revoke         | lease held                              | REVOKED                       | runner (cancel seen)         |
 | revoke         | any unfinished                          | REVOKED                       | grace, task_revoked          |
+| expire         | QUEUED, never started, past expires_at  | REVOKED, "expired"            | runner, beat                 |
 | release        | lease held                              | QUEUED, attempt not counted   | worker stop, database outage |
 | reap           | STARTED, PROGRESS, heartbeat stale      | QUEUED, or FAILURE when last  | watchdog (maintenance)       |
 
@@ -106,19 +108,22 @@ def _exception_payload(kind: str, message: str, module: str = "celery.exceptions
 # Appended to a transition whose `changed` CTE returns (id, kind, status, started_at, parent_id,
 # owner_id): the TaskResult row follows in the same statement, which returns (status, parent_id,
 # owner_id, kind) of the run it ended.
-_ENDED_COLUMNS = "id, kind, status, started_at, parent_id, owner_id"
+_ENDED_COLUMNS = "id, kind, status, started_at, parent_id, owner_id, args, queue, attempts"
 _TASK_RESULT_UPSERT = """, stored AS (
 INSERT INTO django_celery_results_taskresult
        (task_id, task_name, task_args, task_kwargs, status, worker, content_type, content_encoding,
         result, date_created, date_started, date_done, traceback, meta, periodic_task_name)
-SELECT changed.id::text, changed.kind, '()', %(task_kwargs)s, changed.status, %(worker)s,
+SELECT changed.id::text, changed.kind, '[]', changed.args::text, changed.status, %(worker)s,
        'application/json', 'utf-8',
        COALESCE(CASE WHEN changed.status = 'REVOKED' THEN %(revoked)s END, %(task_result)s),
        statement_timestamp(), changed.started_at, statement_timestamp(),
-       %(task_traceback)s, '{"children": []}', NULL
+       %(task_traceback)s,
+       jsonb_build_object('children', '[]'::jsonb, 'name', changed.kind, 'queue', changed.queue,
+                          'retries', GREATEST(changed.attempts - 1, 0))::text, NULL
   FROM changed
     ON CONFLICT (task_id) DO UPDATE
-   SET status = EXCLUDED.status, result = EXCLUDED.result, date_done = EXCLUDED.date_done,
+   SET status = EXCLUDED.status, result = EXCLUDED.result, date_done = EXCLUDED.date_done, meta = EXCLUDED.meta,
+       task_name = EXCLUDED.task_name, task_args = EXCLUDED.task_args, task_kwargs = EXCLUDED.task_kwargs,
        traceback = EXCLUDED.traceback, worker = COALESCE(NULLIF(EXCLUDED.worker, ''),
        django_celery_results_taskresult.worker), date_started = EXCLUDED.date_started
 RETURNING status
@@ -131,7 +136,7 @@ def _task_params(*, run_id: str, now: datetime, result: str, traceback: str = ""
                  revoked: str | None = None) -> dict:
     """The values the task result is written with; `revoked` is the result instead where the
     statement ends the run REVOKED (a success that met a cancel)."""
-    return {"task_kwargs": repr({"run_id": str(run_id)}), "task_result": result,
+    return {"task_result": result,
             "task_traceback": traceback or None, "worker": worker, "revoked": revoked}
 
 
@@ -183,23 +188,26 @@ _ACCEPT_DB_TIMES = ("dispatched_at",)
 
 
 @cache
-def _accept_sql() -> str:
+def _accept_sql(*, published: bool) -> str:
+    db_times = _ACCEPT_DB_TIMES if published else ()
     return "INSERT INTO jobs_jobrun ({}) VALUES ({})".format(
         ", ".join(connection.ops.quote_name(field.column) for field in _ACCEPT_COLUMNS),
-        ", ".join("statement_timestamp()" if field.attname in _ACCEPT_DB_TIMES else "%s"
-                  for field in _ACCEPT_COLUMNS))
+        ", ".join("statement_timestamp()" if field.attname in db_times else "%s" for field in _ACCEPT_COLUMNS))
 
 
 def run_accept(**fields: Any) -> JobRun:
     """A new run, QUEUED. Marked dispatched optimistically (one write fewer); cleared if publishing fails.
+    A run with a `due_at` is not published now: beat publishes it when it is due.
 
     One INSERT written once, with the model's defaults: `objects.create` compiles the same
     statement anew for every run, which was a third of the enqueue's time in Python
     (bench/task_overhead.py, profiled). Outside a transaction the INSERT is its own, committed in
     the same round trip."""
-    run = JobRun(status=RunStatus.QUEUED, dispatched_at=timezone.now(), **fields)
-    _execute(_accept_sql(), [field.get_db_prep_save(getattr(run, field.attname), connection)
-                             for field in _ACCEPT_COLUMNS if field.attname not in _ACCEPT_DB_TIMES])
+    published = fields.get("due_at") is None
+    run = JobRun(status=RunStatus.QUEUED, dispatched_at=timezone.now() if published else None, **fields)
+    db_times = _ACCEPT_DB_TIMES if published else ()
+    _execute(_accept_sql(published=published), [field.get_db_prep_save(getattr(run, field.attname), connection)
+                                                for field in _ACCEPT_COLUMNS if field.attname not in db_times])
     run._state.adding, run._state.db = False, connection.alias
     return run
 
@@ -223,6 +231,10 @@ class Claim:
     started_at: datetime
 
 
+# A run not started by its `expires_at` (Celery's `expires`) never starts: the claim refuses it and
+# `run_expire` ends it.
+EXPIRED_SQL = "(started_at IS NULL AND expires_at IS NOT NULL AND expires_at <= statement_timestamp())"
+
 _CLAIM_SQL = f"""
 UPDATE jobs_jobrun
    SET status = 'STARTED', started_at = COALESCE(started_at, statement_timestamp()), claimed_at = statement_timestamp(),
@@ -230,7 +242,8 @@ UPDATE jobs_jobrun
        attempts = CASE WHEN status = 'STARTED' AND worker = %(in_doubt)s THEN attempts ELSE attempts + 1 END,
        worker = %(worker)s, lease = lease + 1
  WHERE id = %(id)s AND NOT cancel_requested
-   AND (status = 'QUEUED'
+   AND ((status = 'QUEUED' AND (due_at IS NULL OR due_at <= statement_timestamp() + %(due_tolerance)s)
+         AND NOT {EXPIRED_SQL})
         OR (status = 'RETRY' AND (due_at IS NULL OR due_at <= statement_timestamp() + %(due_tolerance)s))
         OR ({stale_sql("%(stale_after)s")} AND attempts < max_attempts)
         OR (status = 'STARTED' AND worker = %(in_doubt)s
@@ -553,6 +566,34 @@ def run_revoke(*, run_id: str, reason: str = "cancelled", lease: int | None = No
         run_call_hook("on_revoked", run)
         _announce_end(run_id, rows)
     logger.info("run revoked", extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
+    return True
+
+
+_EXPIRE_SQL = f"""
+WITH changed AS (
+    UPDATE jobs_jobrun
+       SET status = 'REVOKED', finished_at = statement_timestamp(), eta_seconds = NULL, due_at = NULL,
+           error = %(reason)s, attempt_log = attempt_log || %(entry)s::jsonb
+     WHERE id = %(id)s AND status = 'QUEUED' AND {EXPIRED_SQL}
+    RETURNING {_ENDED_COLUMNS}
+)
+""" + _TASK_RESULT_UPSERT
+
+
+def run_expire(*, run_id: str) -> bool:
+    """End REVOKED, as expired, a run that was not started by its `expires_at`. True if this call ended it."""
+    now = timezone.now()
+    reason = "expired: not started by the time its caller set (expires)"
+    with transaction.atomic():
+        rows = _execute(_EXPIRE_SQL, {
+            "id": run_id, "reason": reason,
+            "entry": _log_entry(attempt=None, error=reason, delay=None, now=now, event="expired"),
+            **_task_params(run_id=run_id, now=now, result=_exception_payload("TaskRevokedError", "expired")),
+        })
+        if not rows:
+            return False
+        _announce_end(run_id, rows)
+    logger.info("run expired", extra={"run_id": str(run_id)})
     return True
 
 

@@ -140,7 +140,11 @@ class JobRun(models.Model):
                                         help_text="Last sign of life from the worker holding the run.")
     dispatched_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField(null=True, blank=True,
-                                  help_text="When a RETRY run's next attempt may start; earlier messages do nothing.")
+                                  help_text="When the run's next attempt may start (a RETRY's, or a first one put off by "
+                                            "Celery's `countdown` / `eta`); earlier messages do nothing.")
+    expires_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="A run not started by then ends REVOKED as expired and never runs "
+                                                "(Celery's `expires`).")
     worker = models.CharField(max_length=WORKER_MAX_LENGTH, blank=True, default="",
                               help_text="Worker process (host:pid) of the attempt that holds (or last held) the run.")
     lease = models.PositiveIntegerField(
@@ -186,6 +190,11 @@ class JobRun(models.Model):
                          condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
             models.Index(fields=["created_at"], name="run_awaiting_children",
                          condition=models.Q(awaiting_children=True)),
+            # Waiting runs put off to a due time, or that expire: beat reads them every second.
+            models.Index(fields=["due_at"], name="run_waiting_due",
+                         condition=models.Q(status=RunStatus.QUEUED, due_at__isnull=False)),
+            models.Index(fields=["expires_at"], name="run_waiting_expires",
+                         condition=models.Q(status__in=[s.value for s in WAITING_STATUSES], expires_at__isnull=False)),
         ]
         # What the lifecycle keeps true, kept by the database too: a write that would break it
         # (a bug, a hand-made UPDATE) is refused instead of leaving a run no one can reason about.

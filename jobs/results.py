@@ -1,19 +1,29 @@
 """Celery's result backend, answering for a run from the run itself.
 
 Outcomes are written by the lifecycle into django-celery-results' table with the run's end (one
-statement), so a finished run reads as any Celery result does. Before that the table has no row,
-and Celery would say PENDING of a run that is working: this backend answers then from the run, in
-Celery's state names (STARTED, PROGRESS, RETRY), with its progress as `.info`. So `AsyncResult(run_id)`
-from any code behaves as a Celery user expects, and `.get(timeout=…)` waits for the run's end.
+statement), so a finished run reads as any Celery result does, with Celery's extended fields
+(name, args, kwargs, worker, queue, retries: CELERY_RESULT_EXTENDED). Before that the table has no
+row, and Celery would say PENDING of a run that is working: this backend answers then from the
+run, in Celery's state names (STARTED, PROGRESS, RETRY), with its progress as `.info`. So
+`AsyncResult(run_id)` from any code behaves as a Celery user expects, and `.get(timeout=…)` waits
+for the run's end.
 """
 
 from __future__ import annotations
 
 import uuid
 
+import django
 from celery import states
 from celery.result import AsyncResult
-from django_celery_results.backends.database import DatabaseBackend
+from django.apps import apps
+
+if not apps.ready:
+    # Loaded by the `celery` command's own subcommands (`call`, `result`, `inspect`), which set up
+    # no Django before they need the result backend; the backend reads Django's models.
+    django.setup()
+
+from django_celery_results.backends.database import DatabaseBackend  # noqa: E402
 
 
 class RunBackend(DatabaseBackend):
@@ -30,17 +40,25 @@ class RunBackend(DatabaseBackend):
         if run is None or run.is_finished:  # an end being written this instant: its row is next
             return meta
         state = run.celery_state
-        return {**meta, "status": state, "result": None if state == states.PENDING else run.progress_info}
+        return {**meta, "status": state, "result": None if state == states.PENDING else run.progress_info,
+                "name": run.kind, "args": [], "kwargs": run.args, "queue": run.queue, "worker": run.worker or None,
+                "retries": max(run.attempts - 1, 0)}
 
 
 class RunResult(AsyncResult):
     """A tracked task's AsyncResult: `.revoke()` is the durable cancel (the run's flag first, then
-    Celery's revoke), not a broadcast that a worker which is down would never hear."""
+    Celery's revoke), not a broadcast that a worker which is down would never hear. As Celery's,
+    revoking a run that has ended does nothing."""
 
     def revoke(self, connection=None, terminate=False, signal=None, wait=False, timeout=None):
+        from jobs.errors import JobsError
         from jobs.models import JobRun
         from jobs.services.steering import run_cancel
 
         run = JobRun.objects.filter(id=self.id).first()
-        if run is not None:
+        if run is None or run.is_finished:
+            return
+        try:
             run_cancel(run=run)
+        except JobsError:
+            pass  # it ended meanwhile

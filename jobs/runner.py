@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from core.warm_up import warm_ups_run
 from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
+from jobs.calls import RUN_OWNER_HEADER, celery_call_options
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
 from jobs.registry import JobKind, kind_find, kind_register, kinds_all
@@ -265,6 +266,8 @@ def run_execute(*, task: Task, spec: JobKind, run_id: str, claimed_by: str = "")
         raise task.retry(kwargs={"run_id": run_id, "claimed_by": worker}, countdown=countdown, exc=exc,
                          priority=publish_priority(resume=True))
     if claim is None:
+        if lifecycle.run_expire(run_id=run_id):
+            raise Ignore()  # not started by its `expires`: ended REVOKED, as expired
         logger.info("run not claimable; skipped", extra={"run_id": run_id, "kind": spec.kind})
         raise Ignore()  # acknowledged; the outcome already stored for this id stays as it is
 
@@ -378,6 +381,26 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: WorkerRunContext, exc: B
     raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc, priority=publish_priority(resume=True))
 
 
+def run_record_unannounced(*, task: Task, spec: JobKind, params: dict) -> str:
+    """The run of a call that did not go through `apply_async`: a message published by name
+    (`app.send_task`, `celery call`, Flower's "apply"), or the body called in this process (`task(…)`,
+    `task.apply(…)`). Recorded under the message's task id (a redelivery finds it recorded), owned by
+    the user its `run_owner` header names, or by nobody (the system). Its params are checked as
+    any run's; a run whose params are refused is recorded, and fails at once with why."""
+    from jobs.services.runs import run_record_received
+
+    request = task.request
+    headers = {**(getattr(request, "headers", None) or {}), **{
+        name: getattr(request, name) for name in (RUN_OWNER_HEADER,) if getattr(request, name, None)}}
+    return run_record_received(kind=spec.kind, run_id=request.id, params=params, owner_name=headers.get(RUN_OWNER_HEADER),
+                               in_process=bool(request.called_directly or request.is_eager), queue=_queue_of(request))
+
+
+def _queue_of(request) -> str | None:
+    info = getattr(request, "delivery_info", None) or {}
+    return info.get("routing_key") or None
+
+
 # --- registering kinds ------------------------------------------------------------------------
 
 class TrackedRequest(Request):
@@ -408,18 +431,26 @@ class TrackedTask(Task):
     reject_on_worker_lost = True
 
     def apply_async(self, args=None, kwargs=None, task_id=None, **options):
-        """`.delay(**args)` / `.apply_async(kwargs=args)` as on any Celery task: the run is recorded
-        through the service (no owner, triggered from the shell) and published after commit, and
-        the result is the run's. The run's own messages (a retry, a redelivery) carry `run_id`."""
+        """`.delay(**args)` / `.apply_async(kwargs=args, …)` as on any Celery task: the run is recorded
+        through the service and published after commit, and the result is the run's. Every option
+        Celery documents is honoured durably or refused here, by name (celery_call_options); none
+        is dropped. The run's own messages (a retry, a redelivery) carry `run_id`."""
         if kwargs and "run_id" in kwargs:
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         if args:
             raise TypeError(f"{self.name} takes its run's arguments by name: .delay(key=value, …)")
-        from jobs.services.runs import run_enqueue
+        from jobs.services.runs import run_enqueue_from_celery
 
-        run = run_enqueue(kind=self.name, args=self.spec.validate_params(dict(kwargs or {})),
-                          triggered_by=TriggeredBy.SHELL)
+        call = celery_call_options(task_id=task_id, served_queues=set(settings.CELERY_TASK_QUEUES), **options)
+        run = run_enqueue_from_celery(kind=self.name, params=self.spec.validate_params(dict(kwargs or {})), call=call,
+                                      triggered_by=TriggeredBy.SHELL)
         return self.AsyncResult(str(run.id))
+
+    def _by_position(self, *args, **kwargs):
+        raise TypeError(f"{self.name} takes its run's arguments by name, and map, starmap and chunks pass them by "
+                        f"position: use group({self.name.rsplit('.', 1)[-1]}.s(**params) for params in …)")
+
+    map = starmap = chunks = _by_position
 
     def AsyncResult(self, task_id, **kwargs):  # noqa: N802  (Celery's name)
         from jobs.results import RunResult
@@ -450,7 +481,11 @@ def tracked_task(**options: Any):
 
         @celery_app().task(bind=True, base=TrackedTask, name=spec.kind, queue=str(spec.queue),
                            soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
-        def task(self, run_id: str, claimed_by: str = ""):
+        def task(self, *args, run_id: str | None = None, claimed_by: str = "", **params):
+            if args:
+                raise TypeError(f"{spec.kind} takes its run's arguments by name: {spec.kind}(key=value, …)")
+            if run_id is None:  # a message we did not publish, or a call in this process
+                run_id = run_record_unannounced(task=self, spec=spec, params=params)
             return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)
 
         task.spec = spec

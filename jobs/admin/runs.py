@@ -42,7 +42,7 @@ from jobs.admin.widgets import (
     time_in_a_list,
     time_to_the_second,
 )
-from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry, RunStatus
+from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry
 from jobs.registry import kinds_all, queues_all
 from jobs.services import steering
 
@@ -183,7 +183,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         (None, {"fields": ("id", "kind", "live", "queue", "owner", "triggered_by", "started_by", "job_link",
                            "correlation_id", "worker")}),
         ("Times", {"fields": ("created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
-                              "finished_at_s", "duration")}),
+                              "expires_at_s", "finished_at_s", "duration")}),
         ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
         ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_state",
                                  "time_limit", "lease", "steps_kept")}),
@@ -192,7 +192,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
     readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "started_by", "job_link", "correlation_id",
                        "worker",
                        "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
-                       "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
+                       "expires_at_s", "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
                        "attempts_display", "attempts_table", "traceback_pre", "cancel_state", "time_limit",
                        "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
 
@@ -327,9 +327,12 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
     started_at_s = time_to_the_second("started_at", "started")
     heartbeat_at_s = time_to_the_second("heartbeat_at", "last heartbeat")
 
-    @admin.display(description="next attempt")
+    @admin.display(description="due")
     def due_at_s(self, run):
-        return seconds_shown(run.due_at) if run.status == RunStatus.RETRY else "—"
+        # A RETRY's next attempt, or a first one put off by Celery's countdown / eta.
+        return seconds_shown(run.due_at) if run.due_at and not run.is_finished else "—"
+
+    expires_at_s = time_to_the_second("expires_at", "expires")
 
     finished_at_s = time_to_the_second("finished_at", "finished")
 

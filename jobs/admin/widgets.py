@@ -87,7 +87,8 @@ def run_live_cell(run: JobRun | None) -> str:
         "badge": status_badge(run.status, run.dead and retry is None),
         "bar": progress_bar(run.percent, ended=run.status if run.is_finished else ""),
         "heartbeat_timeout": int(settings.RUN_HEARTBEAT_TIMEOUT_SECONDS),
-        "next_attempt": seconds_shown(run.due_at) if run.status == RunStatus.RETRY and run.due_at else "",
+        # A RETRY's next attempt, or a first one put off by Celery's countdown / eta.
+        "next_attempt": seconds_shown(run.due_at) if run.due_at and not run.is_finished else "",
     })
 
 

@@ -18,7 +18,7 @@ from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
 from jobs.services.counts import run_counts_refresh
 from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
-from jobs.services.runs import DISPATCH_BATCH_SIZE, run_dispatch, runs_in_flight
+from jobs.services.runs import DISPATCH_BATCH_SIZE, not_put_off, run_dispatch, runs_in_flight
 from jobs.services.steering import runs_enforce_cancel
 from jobs.services.tallies import run_tallies_fold
 
@@ -47,6 +47,7 @@ def runs_dispatch_pending() -> dict[str, int]:
     lost_after = now - timedelta(seconds=settings.RUN_MESSAGE_LOST_AFTER_SECONDS)
     candidates = list(
         JobRun.objects.filter(cancel_requested=False)
+        .filter(not_put_off())
         .filter(Q(status=RunStatus.QUEUED, dispatched_at__isnull=True)
                 | Q(status=RunStatus.QUEUED, dispatched_at__lt=lost_after)
                 | Q(status=RunStatus.RETRY, due_at__lt=lost_after)

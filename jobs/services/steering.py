@@ -4,6 +4,7 @@ run, and retries that link the new run to the one it retries."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -41,6 +42,27 @@ def run_cancel(*, run: JobRun) -> JobRun:
             _revoke_broadcast(run_id=str(child.id), status=child_status)
     run.refresh_from_db()
     return run
+
+
+def runs_cancel_requested_through_celery(*, run_ids: list[str]) -> int:
+    """The durable cancel of the runs among `run_ids` (Celery's revoke names task ids, of runs or
+    not), and of their children, without a broadcast: Celery's revoke is the broadcast. Ids of no
+    run, and runs already ended, are left alone, as Celery's revoke of an ended task does nothing.
+    Returns how many runs it flagged."""
+    ids = []
+    for value in run_ids:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue  # a plain Celery task's id that is no UUID
+    flagged = 0
+    for run_id in JobRun.objects.filter(id__in=ids, status__in=UNFINISHED_STATUSES).values_list("id", flat=True):
+        for target in [run_id, *JobRun.objects.filter(parent_id=run_id, status__in=UNFINISHED_STATUSES)
+                       .values_list("id", flat=True)]:
+            flagged += lifecycle.run_request_cancel(run_id=str(target)) is not None
+    if flagged:
+        logger.info("runs cancelled through Celery's revoke", extra={"runs": flagged})
+    return flagged
 
 
 def _revoke_broadcast(*, run_id: str, status: str) -> None:

@@ -1,0 +1,229 @@
+"""Celery's contract on tracked tasks, walked as Celery's "Calling Tasks" and "Canvas" pages walk
+it: each calling option honoured durably or refused at the call, groups, calls by name (send_task,
+the `celery` command), calls in this process, Celery's extended results, and revoke from every
+handle. Real worker, beat, PostgreSQL and Redis; the options' rules alone in the unit layer first."""
+
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from jobs.calls import CANVAS_BOOKKEEPING, REFUSED, RUN_OWNER_HEADER, celery_call_options
+from jobs.models import JobRun, RunStatus
+from tests.support.worker import BASE_DIR, child_env, wait_until
+
+SERVED = {"jobs", "documents"}
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+
+
+# --- the options' rules (unit) -----------------------------------------------------------------
+
+@pytest.mark.unit
+def test_countdown_and_eta_put_a_run_off_and_expires_sets_its_deadline():
+    assert celery_call_options(countdown=10, served_queues=SERVED, now=NOW).due_at == NOW + timedelta(seconds=10)
+    eta = NOW + timedelta(hours=1)
+    assert celery_call_options(eta=eta, served_queues=SERVED, now=NOW).due_at == eta
+    assert celery_call_options(eta=eta.replace(tzinfo=None), served_queues=SERVED, now=NOW).due_at == eta  # naive: UTC
+    assert celery_call_options(eta=NOW - timedelta(seconds=1), served_queues=SERVED, now=NOW).due_at is None
+    assert celery_call_options(expires=0.5, served_queues=SERVED, now=NOW).expires_at == NOW + timedelta(seconds=0.5)
+    with pytest.raises(TypeError, match="countdown= or eta="):
+        celery_call_options(countdown=1, eta=eta, served_queues=SERVED, now=NOW)
+    with pytest.raises(TypeError, match="expires must be seconds or a datetime"):
+        celery_call_options(expires="soon", served_queues=SERVED, now=NOW)
+
+
+@pytest.mark.unit
+def test_queue_routing_key_task_id_and_headers_are_honoured_or_refused_by_name():
+    assert celery_call_options(queue="documents", served_queues=SERVED).queue == "documents"
+    assert celery_call_options(routing_key="documents", served_queues=SERVED).queue == "documents"
+    with pytest.raises(ValueError, match="served queues are documents, jobs"):
+        celery_call_options(queue="nowhere", served_queues=SERVED)
+    with pytest.raises(TypeError, match="routing_key='jobs' does not lead to queue='documents'"):
+        celery_call_options(queue="documents", routing_key="jobs", served_queues=SERVED)
+    run_id = uuid.uuid4()
+    assert celery_call_options(task_id=str(run_id), served_queues=SERVED).run_id == run_id
+    with pytest.raises(ValueError, match="task_id='my-own-id-123' is not a UUID"):
+        celery_call_options(task_id="my-own-id-123", served_queues=SERVED)
+    assert celery_call_options(headers={RUN_OWNER_HEADER: "alice"}, served_queues=SERVED).owner_name == "alice"
+    with pytest.raises(TypeError, match="headers tenant mean nothing"):
+        celery_call_options(headers={"tenant": "x"}, served_queues=SERVED)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_every_option_not_honoured_raises_naming_it(name):
+    with pytest.raises(TypeError, match=f"^{name}= is not supported on a tracked task: "):
+        celery_call_options(served_queues=SERVED, **{name: "given"})
+    celery_call_options(served_queues=SERVED, **{name: None})  # Celery passes some of them empty
+
+
+@pytest.mark.unit
+def test_an_unknown_option_raises_and_celerys_own_bookkeeping_is_accepted():
+    with pytest.raises(TypeError, match="^countdwn= is not an option a tracked task takes"):
+        celery_call_options(countdwn=10, served_queues=SERVED)
+    call = celery_call_options(ignore_result=True, served_queues=SERVED,
+                               **{name: "x" for name in CANVAS_BOOKKEEPING})
+    assert call.due_at is None and call.queue is None
+
+
+# --- on a real worker --------------------------------------------------------------------------
+
+def _ping():
+    from jobs.tasks import ping
+
+    return ping
+
+
+def test_a_countdown_run_waits_in_the_database_survives_the_brokers_loss_and_is_never_early(broker, beats):
+    beat = beats("beat-due", **broker.env)
+    wait_until(lambda: "beat lock acquired" in beat.log_text(), timeout=30, message="beat to lead")
+    result = _ping().apply_async(kwargs={"echo": "later"}, countdown=6)
+    run = JobRun.objects.get(id=result.id)
+    assert run.status == RunStatus.QUEUED and run.due_at is not None and run.dispatched_at is None
+    assert result.state == "PENDING"
+    due = run.due_at  # the claim clears it
+    broker.messages_drop(queue="jobs")  # a flush, a restart empty: nothing of it was in the broker to lose
+    assert result.get(timeout=30) == {"echo": "later", "worker": run_worker_host()}
+    run.refresh_from_db()
+    assert run.started_at >= due - timedelta(seconds=0.2), (run.started_at, due)
+    assert run.started_at <= due + timedelta(seconds=3)  # published by beat within its second
+
+
+def run_worker_host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_not_started_by_its_expiry_ends_revoked_as_expired_and_never_runs(celery_worker, beats, effects):
+    from tests.support.tasks import effect
+
+    beats("beat-expiry")
+    result = effect.apply_async(kwargs={"key": "expired-run"}, countdown=3, expires=1)
+    wait_until(lambda: JobRun.objects.get(id=result.id).status == RunStatus.REVOKED, timeout=20,
+               message="the run to expire")
+    run = JobRun.objects.get(id=result.id)
+    assert run.error.startswith("expired") and run.started_at is None
+    assert result.state == "REVOKED" and "expired" in str(result.result)
+    time.sleep(4)
+    assert effects("expired-run") == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queue_and_task_id_are_honoured_and_the_same_task_id_makes_one_run(celery_worker):
+    task_id = str(uuid.uuid4())
+    first = _ping().apply_async(kwargs={"echo": "once"}, task_id=task_id, queue="documents")
+    again = _ping().apply_async(kwargs={"echo": "once"}, task_id=task_id, queue="documents")
+    assert first.id == again.id == task_id and JobRun.objects.filter(id=task_id).count() == 1
+    assert first.get(timeout=30)["echo"] == "once"
+    assert JobRun.objects.get(id=task_id).queue == "documents"
+    with pytest.raises(ValueError, match="served by no worker"):
+        _ping().apply_async(kwargs={"echo": "x"}, queue="gpu")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_of_tracked_runs_gives_their_results_in_order_and_other_canvas_is_refused_at_the_call(celery_worker):
+    from celery import chain, chord, group
+
+    ping = _ping()
+    before = JobRun.objects.count()
+    result = group(ping.s(echo=str(i)) for i in range(5)).apply_async()
+    assert [r["echo"] for r in result.get(timeout=30)] == ["0", "1", "2", "3", "4"]
+    assert result.completed_count() == 5 and result.ready() and result.successful()
+    assert [r["echo"] for r in result.join(timeout=5)] == ["0", "1", "2", "3", "4"]
+    assert JobRun.objects.count() == before + 5  # each member a tracked run
+    for build, named in ((lambda: chain(ping.s(echo="a"), ping.si(echo="b")).apply_async(), "chain"),
+                         (lambda: chord([ping.s(echo="a")], ping.s()).apply_async(), "chord"),
+                         (lambda: ping.map([{"echo": "a"}]), "map"), (lambda: ping.chunks([()], 1), "chunks")):
+        with pytest.raises(TypeError, match=named):
+            build()
+    assert JobRun.objects.count() == before + 5  # nothing recorded by a refused call
+
+
+def test_a_task_sent_by_name_is_a_tracked_run_owned_as_its_header_says(broker, user):
+    from project.celery import app
+
+    sent = app.send_task("jobs.ping", kwargs={"echo": "by name"}, headers={RUN_OWNER_HEADER: user.username})
+    assert sent.get(timeout=30)["echo"] == "by name"
+    run = JobRun.objects.get(id=sent.id)
+    assert run.owner_id == user.id and run.args == {"echo": "by name"} and run.triggered_by == "system"
+    # Params the kind refuses: recorded, and failed with why, never dropped.
+    refused = app.send_task("jobs.ping", kwargs={"echo": "x" * 500})
+    wait_until(lambda: JobRun.objects.filter(id=refused.id, status=RunStatus.FAILURE).exists(), timeout=30,
+               message="the refused call to be recorded as failed")
+    assert JobRun.objects.get(id=refused.id).error.startswith("refused: ")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_celery_command_calls_a_tracked_task_and_prints_its_result(celery_worker):
+    def celery(*args):
+        done = subprocess.run([sys.executable, "-m", "celery", "-A", "project", *args], capture_output=True, text=True,
+                              cwd=BASE_DIR, env=child_env(), timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    run_id = celery("call", "jobs.ping", "--kwargs", '{"echo": "from the cli"}')
+    wait_until(lambda: JobRun.objects.filter(id=run_id, status=RunStatus.SUCCESS).exists(), timeout=30,
+               message="the called task to finish")
+    assert "from the cli" in celery("result", run_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_direct_call_and_apply_run_the_body_here_as_recorded_runs(celery_worker):
+    ping = _ping()
+    before = set(JobRun.objects.values_list("id", flat=True))
+    assert ping(echo="here")["echo"] == "here"
+    assert ping.apply(kwargs={"echo": "applied"}).get()["echo"] == "applied"
+    made = JobRun.objects.exclude(id__in=before)
+    assert sorted(r.args["echo"] for r in made) == ["applied", "here"]
+    assert all(r.status == RunStatus.SUCCESS and r.triggered_by == "shell" for r in made)
+    with pytest.raises(TypeError, match="by name"):
+        ping("positional")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_results_carry_celerys_extended_fields(celery_worker):
+    result = _ping().apply_async(kwargs={"echo": "extended"})
+    result.get(timeout=30)
+    fresh = _ping().AsyncResult(result.id)
+    assert (fresh.name, fresh.args, fresh.kwargs, fresh.queue, fresh.retries) == (
+        "jobs.ping", [], {"echo": "extended"}, "jobs", 0)
+    assert fresh.worker and fresh.date_done is not None
+
+
+def _running_effect(key: str):
+    from tests.support.tasks import effect
+
+    result = effect.apply_async(kwargs={"key": key, "seconds": 2.5})
+    wait_until(lambda: JobRun.objects.get(id=result.id).status == RunStatus.PROGRESS, timeout=30,
+               message="the run to start")
+    return result
+
+
+@pytest.mark.parametrize("handle", ["AsyncResult.revoke", "app.control.revoke", "celery control revoke"])
+def test_revoke_from_any_handle_is_the_durable_cancel(broker, effects, handle):
+    from project.celery import app
+
+    result = _running_effect(f"revoked-{handle}")
+    asked = time.monotonic()
+    if handle == "AsyncResult.revoke":
+        app.AsyncResult(result.id).revoke()
+    elif handle == "app.control.revoke":
+        app.control.revoke(result.id)
+    else:
+        subprocess.run([sys.executable, "-m", "celery", "-A", "project", "control", "revoke", result.id],
+                       capture_output=True, cwd=BASE_DIR, env=child_env(**broker.env), timeout=60, check=True)
+        asked = time.monotonic()
+    wait_until(lambda: JobRun.objects.get(id=result.id).cancel_requested, timeout=5, interval=0.05,
+               message="the cancel to be recorded")
+    assert time.monotonic() - asked < 1.5
+    wait_until(lambda: JobRun.objects.get(id=result.id).status == RunStatus.REVOKED, timeout=10,
+               message="the run to end revoked")
+    time.sleep(3)
+    assert effects(f"revoked-{handle}") == {}  # stopped at its next report, nothing written
+    app.AsyncResult(result.id).revoke()  # an ended run: nothing happens, as in Celery
+    assert JobRun.objects.get(id=result.id).status == RunStatus.REVOKED

@@ -88,6 +88,7 @@ bench: install
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/research.py
+	$(PY) bench/canvas.py
 	$(PY) bench/cleanup.py
 	$(PY) bench/scale.py
 

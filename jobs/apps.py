@@ -14,6 +14,7 @@ class JobsConfig(AppConfig):
         from jobs import tasks  # noqa: F401
         from jobs.health import health_checks_register
         from jobs.services import (
+            canvas,  # noqa: F401  (a chain's next run, a chord's body, answer run_ended)
             fan_out,  # noqa: F401  (what waited for an ended run answers run_ended)
             presence,  # noqa: F401  (a worker records its heartbeats)
         )

@@ -7,6 +7,7 @@ option does on a tracked run.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -23,8 +24,6 @@ CANVAS_BOOKKEEPING = frozenset({"producer", "add_to_parent", "group_id", "group_
 REFUSED = {
     "link": "callbacks are not run for tracked tasks: call the next task from the body, or use a job",
     "link_error": "error callbacks are not run for tracked tasks: a kind's on_final_failure hook is",
-    "chain": "chain() is not supported on tracked tasks yet: call the next task from the body",
-    "chord": "chord() is not supported on tracked tasks yet: use a fan-out (ctx.fan_out) in the body",
     "priority": "a run's priority is the platform's (resumed work first, then in order): it cannot be set",
     "shadow": "a tracked run is listed under its kind; another name would hide it",
     "time_limit": "a kind's limits are set where it is declared (tracked_task)",
@@ -39,6 +38,11 @@ REFUSED = {
 }
 # Accepted and without effect, said in the docs.
 WITHOUT_EFFECT = frozenset({"ignore_result"})
+# The keyword a mutable signature in a chain or a chord's body receives its predecessor's result
+# under (tracked tasks take their args by name; Celery would prepend it to the positional ones).
+PREVIOUS_RESULT = "previous"
+# A chained signature's own options: its frozen id, its queue, and Celery's bookkeeping.
+LINK_OPTIONS = CANVAS_BOOKKEEPING | {"task_id", "queue", "chord_size"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,43 @@ class CeleryCall:
     expires_at: datetime | None = None
     queue: str | None = None
     owner_name: str | None = None
+    # What follows the run: {"chain": [link, …]} in order, or {"chord": {"group_id", "index", "body": link}}.
+    continuation: dict | None = None
+
+
+def canvas_link(signature, *, takes_previous: Callable[[str], bool | None]) -> dict:
+    """A chain's next signature, or a chord's body, as the run that will follow keeps it: its kind,
+    frozen id, args and queue. TypeError for anything a tracked run cannot follow with."""
+    name = signature.get("task")
+    takes = takes_previous(name)
+    if takes is None:
+        raise TypeError(f"{name} is not a tracked task: a chain or chord of tracked tasks is made of tracked tasks")
+    if signature.get("args"):
+        raise TypeError(f"{name} takes its run's arguments by name: use {name.rsplit('.', 1)[-1]}.s(key=value, …)")
+    immutable = bool(signature.get("immutable"))
+    if not immutable and not takes:
+        raise TypeError(f"{name}.s() would receive the previous result as {PREVIOUS_RESULT}=, which {name} does "
+                        f"not take: use .si() to ignore it")
+    options = dict(signature.get("options") or {})
+    refused = sorted(name for name, value in options.items() if name not in LINK_OPTIONS and value is not None)
+    if refused:
+        raise TypeError(f"{', '.join(refused)}= on a chained or chord-body signature is not supported")
+    return {"kind": name, "task_id": str(options.get("task_id") or uuid.uuid4()), "kwargs": dict(signature.get("kwargs") or {}),
+            "immutable": immutable, "queue": options.get("queue")}
+
+
+def _continuation(*, chain, chord, group_id, group_index, takes_previous) -> dict | None:
+    if chain and chord:
+        raise TypeError("a chain inside a chord (or a chord inside a chain) is not supported on tracked tasks")
+    if chain:
+        # Celery passes the links still to run last first (its worker pops the next off the end).
+        return {"chain": [canvas_link(link, takes_previous=takes_previous) for link in reversed(list(chain))]}
+    if chord:
+        if group_id is None or group_index is None:
+            raise TypeError("chord= is given by chord() to its header's members, not by hand")
+        return {"chord": {"group_id": str(group_id), "index": int(group_index),
+                          "body": canvas_link(chord, takes_previous=takes_previous)}}
+    return None
 
 
 def _when(value, *, name: str, now: datetime) -> datetime:
@@ -62,7 +103,7 @@ def _when(value, *, name: str, now: datetime) -> datetime:
 
 
 def celery_call_options(*, task_id=None, served_queues: set[str], now: datetime | None = None,
-                        **options) -> CeleryCall:
+                        takes_previous: Callable[[str], bool | None] = lambda name: None, **options) -> CeleryCall:
     """The run's `CeleryCall` from `apply_async`'s options; TypeError naming the first option that
     is refused or unknown, ValueError naming one whose value cannot be."""
     now = now or datetime.now(timezone.utc)
@@ -72,7 +113,7 @@ def celery_call_options(*, task_id=None, served_queues: set[str], now: datetime 
                 continue  # not asked for: Celery passes some of these empty
             raise TypeError(f"{name}= is not supported on a tracked task: {REFUSED[name]}")
         if name not in CANVAS_BOOKKEEPING | WITHOUT_EFFECT | {"countdown", "eta", "expires", "queue", "routing_key",
-                                                              "headers"}:
+                                                              "headers", "chain", "chord"}:
             raise TypeError(f"{name}= is not an option a tracked task takes (see docs/celery.md)")
 
     run_id = None
@@ -109,5 +150,7 @@ def celery_call_options(*, task_id=None, served_queues: set[str], now: datetime 
     if unknown:
         raise TypeError(f"headers {', '.join(unknown)} mean nothing to a tracked task; it takes "
                         f"{RUN_OWNER_HEADER!r} (the username the run belongs to)")
+    continuation = _continuation(chain=options.get("chain"), chord=options.get("chord"), group_id=options.get("group_id"),
+                                 group_index=options.get("group_index"), takes_previous=takes_previous)
     return CeleryCall(run_id=run_id, due_at=due_at, expires_at=expires_at, queue=queue,
-                      owner_name=headers.get(RUN_OWNER_HEADER))
+                      owner_name=headers.get(RUN_OWNER_HEADER), continuation=continuation)

@@ -48,8 +48,9 @@ writes them, and staleness and due-ness are judged against it in the statement t
 heartbeats. The times in an attempt log's entries are the writer's, shown only.
 
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
-parent or of a fair-share kind: what waited for that run (a parent's next children or final step,
-an owner's next turn) is published in answer, by services.fan_out and services.runs respectively.
+parent, of a fair-share kind, or with a chain or chord to hand on: what waited for that run (a
+parent's next children or final step, an owner's next turn, a chain's next link or a chord's body)
+is published in answer, by services.fan_out, services.runs and services.canvas respectively.
 """
 
 from __future__ import annotations
@@ -105,10 +106,9 @@ def _exception_payload(kind: str, message: str, module: str = "celery.exceptions
     return json.dumps({"exc_type": kind, "exc_message": [message], "exc_module": module})
 
 
-# Appended to a transition whose `changed` CTE returns (id, kind, status, started_at, parent_id,
-# owner_id): the TaskResult row follows in the same statement, which returns (status, parent_id,
-# owner_id, kind) of the run it ended.
-_ENDED_COLUMNS = "id, kind, status, started_at, parent_id, owner_id, args, queue, attempts"
+# Appended to a transition whose `changed` CTE returns _ENDED_COLUMNS: the TaskResult row follows
+# in the same statement, which returns (status, parent_id, owner_id, kind, continuing) of the run it ended.
+_ENDED_COLUMNS = "id, kind, status, started_at, parent_id, owner_id, args, queue, attempts, continuation"
 _TASK_RESULT_UPSERT = """, stored AS (
 INSERT INTO django_celery_results_taskresult
        (task_id, task_name, task_args, task_kwargs, status, worker, content_type, content_encoding,
@@ -128,7 +128,8 @@ SELECT changed.id::text, changed.kind, '[]', changed.args::text, changed.status,
        django_celery_results_taskresult.worker), date_started = EXCLUDED.date_started
 RETURNING status
 )
-SELECT stored.status, changed.parent_id, changed.owner_id, changed.kind FROM stored CROSS JOIN changed
+SELECT stored.status, changed.parent_id, changed.owner_id, changed.kind, changed.continuation IS NOT NULL
+  FROM stored CROSS JOIN changed
 """
 
 
@@ -152,15 +153,16 @@ def _execute(sql: str, params: dict | list) -> list[tuple]:
 
 
 def _announce_end(run_id, rows: list[tuple]) -> None:
-    """After commit, announce that a run with a parent, or of a fair-share kind, ended (run_ended)."""
+    """After commit, announce that a run with a parent, of a fair-share kind, or with a chain or
+    chord to hand on, ended (run_ended)."""
     if not rows:
         return
-    status, parent_id, owner_id, kind = rows[0]
+    status, parent_id, owner_id, kind, continuing = rows[0]
     spec = kind_find(kind)
-    if parent_id is None and not (spec and spec.fair_share):
+    if parent_id is None and not (spec and spec.fair_share) and not continuing:
         return
     transaction.on_commit(lambda: run_ended.send(sender=JobRun, run_id=str(run_id), parent_id=parent_id,
-                                                 owner_id=owner_id, kind=kind, status=status))
+                                                 owner_id=owner_id, kind=kind, status=status, continuing=continuing))
 
 
 def run_call_hook(name: str, run: JobRun) -> None:
@@ -188,16 +190,19 @@ _ACCEPT_DB_TIMES = ("dispatched_at",)
 
 
 @cache
-def _accept_sql(*, published: bool) -> str:
+def _accept_sql(*, published: bool, if_absent: bool = False) -> str:
     db_times = _ACCEPT_DB_TIMES if published else ()
-    return "INSERT INTO jobs_jobrun ({}) VALUES ({})".format(
+    return "INSERT INTO jobs_jobrun ({}) VALUES ({}){}".format(
         ", ".join(connection.ops.quote_name(field.column) for field in _ACCEPT_COLUMNS),
-        ", ".join("statement_timestamp()" if field.attname in db_times else "%s" for field in _ACCEPT_COLUMNS))
+        ", ".join("statement_timestamp()" if field.attname in db_times else "%s" for field in _ACCEPT_COLUMNS),
+        " ON CONFLICT (id) DO NOTHING RETURNING id" if if_absent else "")
 
 
-def run_accept(**fields: Any) -> JobRun:
+def run_accept(*, if_absent: bool = False, **fields: Any) -> JobRun | None:
     """A new run, QUEUED. Marked dispatched optimistically (one write fewer); cleared if publishing fails.
-    A run with a `due_at` is not published now: beat publishes it when it is due.
+    A run with a `due_at` is not published now: beat publishes it when it is due. `if_absent`: the
+    run's id is given, and a run with that id already recorded makes this return None (a chain's
+    next link or a chord's body, handed on by whichever comes first).
 
     One INSERT written once, with the model's defaults: `objects.create` compiles the same
     statement anew for every run, which was a third of the enqueue's time in Python
@@ -206,10 +211,18 @@ def run_accept(**fields: Any) -> JobRun:
     published = fields.get("due_at") is None
     run = JobRun(status=RunStatus.QUEUED, dispatched_at=timezone.now() if published else None, **fields)
     db_times = _ACCEPT_DB_TIMES if published else ()
-    _execute(_accept_sql(published=published), [field.get_db_prep_save(getattr(run, field.attname), connection)
-                                                for field in _ACCEPT_COLUMNS if field.attname not in db_times])
+    rows = _execute(_accept_sql(published=published, if_absent=if_absent),
+                    [field.get_db_prep_save(getattr(run, field.attname), connection)
+                     for field in _ACCEPT_COLUMNS if field.attname not in db_times])
+    if if_absent and not rows:
+        return None
     run._state.adding, run._state.db = False, connection.alias
     return run
+
+
+def runs_handed_on(*, run_ids: list) -> None:
+    """Bookkeeping (no status change): what followed these runs in a chain or chord is recorded."""
+    JobRun.objects.filter(id__in=run_ids).update(continuation=None)
 
 
 def run_dispatched(*, run_id: str, sent: bool) -> None:

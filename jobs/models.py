@@ -142,6 +142,9 @@ class JobRun(models.Model):
     due_at = models.DateTimeField(null=True, blank=True,
                                   help_text="When the run's next attempt may start (a RETRY's, or a first one put off by "
                                             "Celery's `countdown` / `eta`); earlier messages do nothing.")
+    continuation = models.JSONField(
+        null=True, blank=True, help_text="What follows this run in a Celery chain or chord (jobs.services.canvas): "
+                                         "the next links of its chain, or its chord's body; cleared once handed on.")
     expires_at = models.DateTimeField(null=True, blank=True,
                                       help_text="A run not started by then ends REVOKED as expired and never runs "
                                                 "(Celery's `expires`).")
@@ -190,6 +193,8 @@ class JobRun(models.Model):
                          condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
             models.Index(fields=["created_at"], name="run_awaiting_children",
                          condition=models.Q(awaiting_children=True)),
+            # Chain and chord members not yet handed on: the watchdog's backstop reads only these.
+            models.Index(fields=["created_at"], name="run_continuing", condition=models.Q(continuation__isnull=False)),
             # Waiting runs put off to a due time, or that expire: beat reads them every second.
             models.Index(fields=["due_at"], name="run_waiting_due",
                          condition=models.Q(status=RunStatus.QUEUED, due_at__isnull=False)),

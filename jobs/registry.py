@@ -120,6 +120,11 @@ class JobKind:
     def soft_limit(self) -> int:
         return self.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT
 
+    def takes_param(self, name: str) -> bool:
+        """Whether the kind's params may hold `name` (named in its schema, or any name allowed)."""
+        schema = self.params_schema or {}
+        return name in (schema.get("properties") or {}) or schema.get("additionalProperties", True) is not False
+
     def validate_params(self, params: Any) -> dict:
         """`params` if they fit the kind's schema and its params_check; else a JobsError naming every
         problem, each on its param (`params.<name>`), in words rather than the schema's."""

@@ -53,12 +53,16 @@ class RunResult(AsyncResult):
     def revoke(self, connection=None, terminate=False, signal=None, wait=False, timeout=None):
         from jobs.errors import JobsError
         from jobs.models import JobRun
+        from jobs.services.canvas import runs_following
         from jobs.services.steering import run_cancel
 
         run = JobRun.objects.filter(id=self.id).first()
-        if run is None or run.is_finished:
-            return
-        try:
-            run_cancel(run=run)
-        except JobsError:
-            pass  # it ended meanwhile
+        if run is None:  # a chain's later link or a chord's body, not recorded yet: what it waits on
+            targets = runs_following(task_id=str(self.id))
+        else:
+            targets = [] if run.is_finished else [run]
+        for target in targets:
+            try:
+                run_cancel(run=target)
+            except JobsError:
+                pass  # it ended meanwhile

@@ -23,7 +23,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from core.warm_up import warm_ups_run
 from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
-from jobs.calls import RUN_OWNER_HEADER, celery_call_options
+from jobs.calls import PREVIOUS_RESULT, RUN_OWNER_HEADER, celery_call_options
 from jobs.errors import LeaseLost, RunCancelled
 from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
 from jobs.registry import JobKind, kind_find, kind_register, kinds_all
@@ -381,6 +381,12 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: WorkerRunContext, exc: B
     raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc, priority=publish_priority(resume=True))
 
 
+def _takes_previous(kind: str) -> bool | None:
+    """Whether `kind` takes a predecessor's result (a mutable signature in a chain); None: no such kind."""
+    spec = kind_find(kind)
+    return None if spec is None else spec.takes_param(PREVIOUS_RESULT)
+
+
 def run_record_unannounced(*, task: Task, spec: JobKind, params: dict) -> str:
     """The run of a call that did not go through `apply_async`: a message published by name
     (`app.send_task`, `celery call`, Flower's "apply"), or the body called in this process (`task(…)`,
@@ -441,7 +447,8 @@ class TrackedTask(Task):
             raise TypeError(f"{self.name} takes its run's arguments by name: .delay(key=value, …)")
         from jobs.services.runs import run_enqueue_from_celery
 
-        call = celery_call_options(task_id=task_id, served_queues=set(settings.CELERY_TASK_QUEUES), **options)
+        call = celery_call_options(task_id=task_id, served_queues=set(settings.CELERY_TASK_QUEUES),
+                                   takes_previous=_takes_previous, **options)
         run = run_enqueue_from_celery(kind=self.name, params=self.spec.validate_params(dict(kwargs or {})), call=call,
                                       triggered_by=TriggeredBy.SHELL)
         return self.AsyncResult(str(run.id))

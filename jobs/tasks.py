@@ -19,11 +19,14 @@ MAINTENANCE_RETRY = RetryPolicy(retries=2, backoff=2.0, backoff_max=30)
 WATCHDOG_TASK = "jobs.watchdog"
 
 
-@tracked_task(kind="jobs.ping", queue=Queue.JOBS, description="Answers pong from the worker that ran it.",
-              params_schema={"type": "object", "properties": {"echo": {"type": "string", "maxLength": 200}},
-                             "additionalProperties": False})
-def ping(ctx, echo: str = "pong"):
-    return {"echo": echo, "worker": socket.gethostname()}
+@tracked_task(kind="jobs.ping", queue=Queue.JOBS, description="Answers pong from the worker that ran it; in a chain, "
+              "echoes the result before it.",
+              params_schema={"type": "object", "properties": {
+                  "echo": {"type": "string", "maxLength": 200},
+                  "previous": {"description": "The result of the run before it in a chain (jobs.calls)."}},
+                  "additionalProperties": False})
+def ping(ctx, echo: str = "pong", previous=None):
+    return {"echo": echo if previous is None else previous, "worker": socket.gethostname()}
 
 
 @tracked_task(kind="jobs.test_celery", queue=Queue.JOBS, description="Says Celery is configured and working, from the "

@@ -16,6 +16,7 @@ from core.clock import database_now
 from jobs import broker, lifecycle
 from jobs.models import FINISHED_STATUSES, JobRun, RunStatus
 from jobs.registry import kind_find
+from jobs.services.canvas import runs_hand_on_pending
 from jobs.services.counts import run_counts_refresh
 from jobs.services.fan_out import runs_dispatch_waiting_children, runs_resume_parents
 from jobs.services.runs import DISPATCH_BATCH_SIZE, not_put_off, run_dispatch, runs_in_flight
@@ -110,7 +111,7 @@ def runs_reap_stale() -> dict[str, int]:
 def watchdog() -> dict[str, int]:
     """One pass of recovery, every WATCHDOG_INTERVAL_SECONDS from beat: runs whose worker died,
     cancels a body ignored past the grace, messages that never reached (or vanished from) the broker,
-    parents whose last child's end was not announced.
+    parents whose last child's end was not announced, chains and chords not handed on.
 
     Not recorded as runs: a pass that finds nothing is most passes, and would bury real work in
     the runs list. What it does is logged with its timing."""
@@ -119,9 +120,11 @@ def watchdog() -> dict[str, int]:
     terminated = runs_enforce_cancel()
     dispatched = runs_dispatch_pending()
     resumed = runs_resume_parents()
+    handed_on = runs_hand_on_pending()
     run_tallies_fold()  # after recovery: a slow fold never delays a takeover
     run_counts_refresh()  # every RUN_COUNTS_EVERY_SECONDS at most
-    outcome = {**reaped, "terminated": terminated, "published": dispatched["published"], "resumed": resumed}
+    outcome = {**reaped, "terminated": terminated, "published": dispatched["published"], "resumed": resumed,
+               "handed_on": handed_on}
     if any(outcome.values()):
         logger.info("watchdog pass", extra={**outcome, "seconds": round(time.monotonic() - started, 3)})
     return outcome

@@ -49,6 +49,7 @@ def run_enqueue(
     run_id: uuid.UUID | None = None,
     due_at: datetime | None = None,
     expires_at: datetime | None = None,
+    continuation: dict | None = None,
 ) -> JobRun:
     """Record a run (QUEUED) and publish it once the surrounding transaction commits; outside
     one, the run's INSERT is its own transaction (one round trip) and it is published at once.
@@ -63,7 +64,8 @@ def run_enqueue(
     fields = dict(kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by,
                   job=job, parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts,
                   time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "", started_by=started_by,
-                  due_at=due_at, expires_at=expires_at, **({"id": run_id} if run_id is not None else {}))
+                  due_at=due_at, expires_at=expires_at, continuation=continuation,
+                  **({"id": run_id} if run_id is not None else {}))
     owner_shared = bool(spec.fair_share and owner is not None)
     parent_shared = bool(spec.parent_share and parent is not None)
     # A share's count and hold stand or fall with the run; any other run is one INSERT, its own transaction.
@@ -102,8 +104,12 @@ def run_enqueue_from_celery(*, kind: str, params: dict, call: CeleryCall, trigge
                 raise JobsError(f"task_id {call.run_id} already names a run of {existing.kind}", field="task_id",
                                 code=ErrorCode.CONFLICT)
             return existing
+    continuation = call.continuation
+    if continuation and "chord" in continuation:
+        continuation = {"chord": {**continuation["chord"], "size": chord_size(group_id=continuation["chord"]["group_id"])}}
     fields = dict(kind=kind, args=params, owner=_owner_named(call.owner_name), triggered_by=triggered_by,
-                  queue=call.queue, run_id=call.run_id, due_at=call.due_at, expires_at=call.expires_at)
+                  queue=call.queue, run_id=call.run_id, due_at=call.due_at, expires_at=call.expires_at,
+                  continuation=continuation)
     if call.run_id is None:
         return run_enqueue(**fields)
     try:
@@ -111,6 +117,17 @@ def run_enqueue_from_celery(*, kind: str, params: dict, call: CeleryCall, trigge
             return run_enqueue(**fields)
     except IntegrityError:  # the same task_id, an instant earlier, from another caller
         return run_enqueue_from_celery(kind=kind, params=params, call=call, triggered_by=triggered_by)
+
+
+def chord_size(*, group_id: str) -> int:
+    """How many runs a chord's header has: Celery's chord() records it (django-celery-results'
+    ChordCounter) before it applies the header, whose members are recorded one by one."""
+    from django_celery_results.models import ChordCounter
+
+    counter = ChordCounter.objects.filter(group_id=group_id).first()
+    if counter is None:
+        raise JobsError(f"chord {group_id} has no recorded size: chord= is given by chord() alone", field="chord")
+    return counter.count
 
 
 def run_record_received(*, kind: str, run_id: str | None, params: dict, owner_name: str | None, in_process: bool,

@@ -132,9 +132,10 @@ def run_retry(*, run: JobRun, triggered_by: str, owner=None) -> tuple[JobRun, bo
             raise JobsError(f"Only FAILURE, REVOKED or partial runs can be retried; run {run.id} is {locked.status}.",
                             code=ErrorCode.CONFLICT)
         # The retry is the failed run's owner's, whoever asks for it (staff retrying a user's run).
+        # A chain member's retry carries on its chain once it succeeds.
         new_run = run_enqueue(kind=locked.kind, args=locked.args, owner=locked.owner or owner,
                               triggered_by=triggered_by, job=locked.job, parent=locked.parent, retry_of=locked,
-                              queue=locked.queue, started_by=owner)
+                              queue=locked.queue, started_by=owner, continuation=locked.continuation)
     return new_run, True
 
 

@@ -126,8 +126,8 @@ def test_queue_and_task_id_are_honoured_and_the_same_task_id_makes_one_run(celer
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_group_of_tracked_runs_gives_their_results_in_order_and_other_canvas_is_refused_at_the_call(celery_worker):
-    from celery import chain, chord, group
+def test_a_group_of_tracked_runs_gives_their_results_in_order(celery_worker):
+    from celery import group
 
     ping = _ping()
     before = JobRun.objects.count()
@@ -136,12 +136,132 @@ def test_a_group_of_tracked_runs_gives_their_results_in_order_and_other_canvas_i
     assert result.completed_count() == 5 and result.ready() and result.successful()
     assert [r["echo"] for r in result.join(timeout=5)] == ["0", "1", "2", "3", "4"]
     assert JobRun.objects.count() == before + 5  # each member a tracked run
-    for build, named in ((lambda: chain(ping.s(echo="a"), ping.si(echo="b")).apply_async(), "chain"),
-                         (lambda: chord([ping.s(echo="a")], ping.s()).apply_async(), "chord"),
-                         (lambda: ping.map([{"echo": "a"}]), "map"), (lambda: ping.chunks([()], 1), "chunks")):
-        with pytest.raises(TypeError, match=named):
+    for build in (lambda: ping.map([{"echo": "a"}]), lambda: ping.chunks([()], 1)):
+        with pytest.raises(TypeError, match="by position"):
             build()
     assert JobRun.objects.count() == before + 5  # nothing recorded by a refused call
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chain_runs_in_order_passing_each_result_and_a_failure_stops_it_until_retried(celery_worker, effects):
+    from celery import chain
+
+    from jobs.services.steering import run_retry
+    from tests.support.tasks import effect, flaky
+
+    ping = _ping()
+    result = chain(ping.si(echo="a"), ping.s()).apply_async()
+    assert result.get(timeout=30)["echo"] == {"echo": "a", "worker": run_worker_host()}
+    first, second = JobRun.objects.get(id=result.parent.id), JobRun.objects.get(id=result.id)
+    assert second.started_at >= first.finished_at and second.args["previous"] == first.result
+
+    stopped = chain(flaky.si(key="chain-fails", permanent=True), effect.si(key="after-the-failure")).apply_async()
+    with pytest.raises(Exception, match="bad input"):
+        stopped.get(timeout=30)
+    time.sleep(1)
+    assert not JobRun.objects.filter(id=stopped.id).exists() and effects("after-the-failure") == {}
+    # Retried (as the admin's, the API's or retry_failed's retry does), the failed link carries the chain on.
+    failed = JobRun.objects.get(id=stopped.parent.id)
+    JobRun.objects.filter(id=failed.id).update(args={"key": "chain-fails"})  # its input mended
+    run_retry(run=failed, triggered_by="shell")
+    wait_until(lambda: JobRun.objects.filter(id=stopped.id, status=RunStatus.SUCCESS).exists(), timeout=30,
+               message="the rest of the chain after the retry")
+    assert effects("after-the-failure") == {"after-the-failure": ""}
+    from jobs.tasks import test_celery
+
+    with pytest.raises(TypeError, match="does not take"):  # a kind that takes no previous result, at the call
+        chain(ping.si(echo="a"), test_celery.s()).apply_async()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chord_runs_its_body_once_with_every_header_result_and_fails_as_celerys_does(celery_worker, effects):
+    from celery import chord
+    from celery.exceptions import ChordError
+
+    from tests.support.tasks import effect, flaky
+
+    ping = _ping()
+    result = chord([ping.si(echo=str(i)) for i in range(4)], ping.s()).apply_async()
+    assert [r["echo"] for r in result.get(timeout=30)["echo"]] == ["0", "1", "2", "3"]
+    body = JobRun.objects.get(id=result.id)
+    assert body.attempts == 1 and not JobRun.objects.filter(continuation__isnull=False).exists()
+
+    failing = chord([effect.si(key="header-ok"), flaky.si(key="header-bad", permanent=True)],
+                    effect.si(key="body-never")).apply_async()
+    with pytest.raises(ChordError, match="bad input"):
+        type(result)(failing.id).get(timeout=30)  # read afresh, as another process would
+    assert JobRun.objects.get(id=failing.id).status == RunStatus.FAILURE and effects("body-never") == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chords_last_two_header_runs_ending_at_once_on_two_workers_start_its_body_once(celery_worker, effects):
+    """No beat runs here: the body is recorded by whichever of the two ends it sees last, never by
+    the watchdog's backstop, and never by both."""
+    from celery import chord
+
+    from tests.support import worker as worker_support
+    from tests.support.tasks import effect
+
+    second = worker_support.worker("chord-second", 2).start()
+    try:
+        worker_support.wait_for_worker("chord-second", timeout=90)
+        for attempt in range(5):
+            header = [effect.si(key=f"chord-{attempt}-header-{i}", seconds=0.3) for i in range(4)]
+            result = chord(header, effect.si(key=f"chord-{attempt}-body")).apply_async()
+            assert result.get(timeout=30) == {"key": f"chord-{attempt}-body"}
+            members = JobRun.objects.filter(kind="tests.effect", args__key__startswith=f"chord-{attempt}-header")
+            ends = sorted(members.values_list("finished_at", flat=True))
+            body = JobRun.objects.get(id=result.id)
+            assert body.attempts == 1 and effects(f"chord-{attempt}-body") == {f"chord-{attempt}-body": ""}
+            assert body.started_at - ends[-1] < timedelta(seconds=2), (ends, body.started_at)  # not the backstop
+    finally:
+        second.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_hands_on_a_chord_whose_last_member_ended_with_nobody_to_hand_it_on(celery_worker):
+    """A worker killed between a header run's commit and the hand-on just after it: the backstop does it."""
+    from jobs.calls import canvas_link
+    from jobs.runner import _takes_previous
+    from jobs.services.canvas import HAND_ON_GRACE_SECONDS
+    from jobs.services.maintenance import watchdog
+    from tests.factories import JobRunFactory
+
+    ping = _ping()
+    body_id, member_id, group_id = str(uuid.uuid4()), uuid.uuid4(), str(uuid.uuid4())
+    link = canvas_link(ping.si(echo="body").set(task_id=body_id), takes_previous=_takes_previous)
+    JobRunFactory(id=member_id, kind="jobs.ping", status="SUCCESS", result={"echo": "x"},
+                  continuation={"chord": {"group_id": group_id, "index": 0, "size": 1, "body": link}})
+    JobRun.objects.filter(id=member_id).update(finished_at=JobRun.objects.get(id=member_id).finished_at
+                                               - timedelta(seconds=HAND_ON_GRACE_SECONDS + 1))
+    assert watchdog()["handed_on"] == 1
+    assert ping.AsyncResult(body_id).get(timeout=30)["echo"] == "body"
+    assert watchdog()["handed_on"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revoking_a_chain_or_a_chord_by_its_result_cancels_what_it_waits_on(celery_worker, effects):
+    from celery import chain, chord
+
+    from tests.support.tasks import effect
+
+    running = chain(effect.si(key="chain-head", seconds=2.5), effect.si(key="chain-tail")).apply_async()
+    wait_until(lambda: JobRun.objects.filter(id=running.parent.id, status=RunStatus.PROGRESS).exists(), timeout=30,
+               message="the chain's first run to start")
+    running.revoke()  # the tail's result: it has no run yet
+    wait_until(lambda: JobRun.objects.get(id=running.parent.id).status == RunStatus.REVOKED, timeout=10,
+               message="the chain's running link to be cancelled")
+    header = [effect.si(key=f"chord-head-{i}", seconds=2.5) for i in range(2)]
+    waiting = chord(header, effect.si(key="chord-tail")).apply_async()
+    waiting.revoke()
+    members = JobRun.objects.filter(args__key__startswith="chord-head-")
+    wait_until(lambda: sorted(members.values_list("status", flat=True)) == [RunStatus.REVOKED] * 2, timeout=10,
+               message="the chord's header runs to be cancelled")
+    time.sleep(3)
+    assert effects("chain-") == {} and effects("chord-") == {}
+    assert not JobRun.objects.filter(id=running.id).exists()  # the chain stopped where it was cancelled
+    body = JobRun.objects.get(id=waiting.id)  # the chord failed, as Celery's does when a header run is revoked
+    assert body.status == RunStatus.FAILURE and body.error.startswith("ChordError") and body.started_at is None
 
 
 def test_a_task_sent_by_name_is_a_tracked_run_owned_as_its_header_says(broker, user):

@@ -77,11 +77,12 @@ class RunFilter(filters.FilterSet):
 
     class Meta:
         model = JobRun
-        fields = ["status", "kind", "queue", "dead", "triggered_by", "job", "parent"]
+        fields = ["status", "kind", "queue", "dead", "triggered_by", "job", "parent", "canvas_id"]
 
 
 @described(
-    list="List your runs, newest first, filtered by status, kind, queue, job, parent or time.",
+    list="List your runs, newest first, filtered by status, kind, queue, job, parent, Celery group / chain / "
+         "chord (canvas_id) or time.",
     retrieve="Show one run: status, progress with ETA, attempts, error and result.",
 )
 class RunViewSet(OwnerScopedMixin, viewsets.ReadOnlyModelViewSet):

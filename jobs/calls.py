@@ -56,6 +56,8 @@ class CeleryCall:
     owner_name: str | None = None
     # What follows the run: {"chain": [link, …]} in order, or {"chord": {"group_id", "index", "body": link}}.
     continuation: dict | None = None
+    # The group, chain or chord the run is a member of: Celery's root id (a group's own id when alone).
+    canvas_id: uuid.UUID | None = None
 
 
 def canvas_link(signature, *, takes_previous: Callable[[str], bool | None]) -> dict:
@@ -153,4 +155,17 @@ def celery_call_options(*, task_id=None, served_queues: set[str], now: datetime 
     continuation = _continuation(chain=options.get("chain"), chord=options.get("chord"), group_id=options.get("group_id"),
                                  group_index=options.get("group_index"), takes_previous=takes_previous)
     return CeleryCall(run_id=run_id, due_at=due_at, expires_at=expires_at, queue=queue,
-                      owner_name=headers.get(RUN_OWNER_HEADER), continuation=continuation)
+                      owner_name=headers.get(RUN_OWNER_HEADER), continuation=continuation,
+                      canvas_id=_canvas_of(options, run_id=run_id, continuing=bool(continuation)))
+
+
+def _canvas_of(options: dict, *, run_id: uuid.UUID | None, continuing: bool) -> uuid.UUID | None:
+    """The group, chain or chord a call makes its run a member of: Celery's root id, or the group's."""
+    for value in (options.get("root_id"), options.get("group_id")):
+        try:
+            canvas = uuid.UUID(str(value)) if value else None
+        except ValueError:
+            continue  # not an id Celery made
+        if canvas is not None and (canvas != run_id or continuing):  # a task alone is its own root: no canvas
+            return canvas
+    return None

@@ -142,6 +142,9 @@ class JobRun(models.Model):
     due_at = models.DateTimeField(null=True, blank=True,
                                   help_text="When the run's next attempt may start (a RETRY's, or a first one put off by "
                                             "Celery's `countdown` / `eta`); earlier messages do nothing.")
+    canvas_id = models.UUIDField(
+        null=True, blank=True, help_text="The Celery group, chain or chord the run is a member of (Celery's root id): "
+                                         "its members share it, in the order they were recorded.")
     continuation = models.JSONField(
         null=True, blank=True, help_text="What follows this run in a Celery chain or chord (jobs.services.canvas): "
                                          "the next links of its chain, or its chord's body; cleared once handed on.")
@@ -193,6 +196,7 @@ class JobRun(models.Model):
                          condition=models.Q(status__in=[s.value for s in RUNNING_STATUSES])),
             models.Index(fields=["created_at"], name="run_awaiting_children",
                          condition=models.Q(awaiting_children=True)),
+            models.Index(fields=["canvas_id", "created_at"], name="run_canvas", condition=models.Q(canvas_id__isnull=False)),
             # Chain and chord members not yet handed on: the watchdog's backstop reads only these.
             models.Index(fields=["created_at"], name="run_continuing", condition=models.Q(continuation__isnull=False)),
             # Waiting runs put off to a due time, or that expire: beat reads them every second.

@@ -23,10 +23,42 @@ if not apps.ready:
     # no Django before they need the result backend; the backend reads Django's models.
     django.setup()
 
+from celery.backends.base import get_current_task  # noqa: E402
+from celery.utils.saferepr import saferepr  # noqa: E402
 from django_celery_results.backends.database import DatabaseBackend  # noqa: E402
 
 
 class RunBackend(DatabaseBackend):
+    """Also a plain Celery task's results carry Celery's extended fields as Celery defines them:
+    django-celery-results keeps the reprs of its args (`.kwargs` came back as the text
+    "{'x': 2}") and no name, queue or retries. The values themselves are kept instead, unless the
+    caller gave reprs of its own (`argsrepr=`, `kwargsrepr=`: what it chose to show, perhaps to
+    hide a secret), which are kept as they are."""
+
+    def _get_extended_properties(self, request, traceback):
+        properties = super()._get_extended_properties(request, traceback)
+        if request is None or not self.app.conf.find_value_for_key("extended", "result"):
+            return properties
+        for shown, value, key in (("argsrepr", "args", "task_args"), ("kwargsrepr", "kwargs", "task_kwargs")):
+            values = getattr(request, value, None)
+            given = getattr(request, shown, None)
+            maxsize = getattr(self.app.amqp, f"{shown}_maxsize")
+            if values is not None and (given is None or given == saferepr(values, maxsize)):
+                try:
+                    properties[key] = self.encode_content(list(values) if value == "args" else dict(values))[2]
+                except Exception:  # not encodable as the result serializer: the repr stays
+                    pass
+        return properties
+
+    def _get_meta_from_request(self, request=None):
+        meta = dict(super()._get_meta_from_request(request) or {})
+        request = request or getattr(get_current_task(), "request", None)
+        if request is not None and self.app.conf.find_value_for_key("extended", "result"):
+            meta.setdefault("name", getattr(request, "task", None))
+            meta.setdefault("queue", (getattr(request, "delivery_info", None) or {}).get("routing_key"))
+            meta.setdefault("retries", getattr(request, "retries", 0))
+        return meta
+
     def _get_task_meta_for(self, task_id):
         meta = super()._get_task_meta_for(task_id)
         if meta.get("status") in states.READY_STATES:

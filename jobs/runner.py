@@ -381,6 +381,16 @@ def _database_outage(*, task: Task, spec: JobKind, ctx: WorkerRunContext, exc: B
     raise task.retry(kwargs={"run_id": ctx.id}, countdown=countdown, exc=exc, priority=publish_priority(resume=True))
 
 
+def _params_by_position(*, spec: JobKind, args: tuple, params: dict, run_id) -> dict:
+    """One dict given by position is the run's args: how Celery's map, starmap and chunks call a task
+    with each item (`ping.map([{"echo": "a"}, …])`, `ping.chunks([({"echo": "a"},), …], 10)`).
+    Anything else by position is refused: a run's args have names."""
+    if len(args) == 1 and isinstance(args[0], dict) and not params and run_id is None:
+        return dict(args[0])
+    raise TypeError(f"{spec.kind} takes its run's arguments by name: {spec.kind}(key=value, …), or one dict of them "
+                    "(map, starmap and chunks items)")
+
+
 def _takes_previous(kind: str) -> bool | None:
     """Whether `kind` takes a predecessor's result (a mutable signature in a chain); None: no such kind."""
     spec = kind_find(kind)
@@ -453,12 +463,6 @@ class TrackedTask(Task):
                                       triggered_by=TriggeredBy.SHELL)
         return self.AsyncResult(str(run.id))
 
-    def _by_position(self, *args, **kwargs):
-        raise TypeError(f"{self.name} takes its run's arguments by name, and map, starmap and chunks pass them by "
-                        f"position: use group({self.name.rsplit('.', 1)[-1]}.s(**params) for params in …)")
-
-    map = starmap = chunks = _by_position
-
     def AsyncResult(self, task_id, **kwargs):  # noqa: N802  (Celery's name)
         from jobs.results import RunResult
 
@@ -490,7 +494,7 @@ def tracked_task(**options: Any):
                            soft_time_limit=spec.soft_limit, time_limit=spec.hard_limit)
         def task(self, *args, run_id: str | None = None, claimed_by: str = "", **params):
             if args:
-                raise TypeError(f"{spec.kind} takes its run's arguments by name: {spec.kind}(key=value, …)")
+                params = _params_by_position(spec=spec, args=args, params=params, run_id=run_id)
             if run_id is None:  # a message we did not publish, or a call in this process
                 run_id = run_record_unannounced(task=self, spec=spec, params=params)
             return run_execute(task=self, spec=spec, run_id=run_id, claimed_by=claimed_by)

@@ -51,6 +51,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "kind", "status", "queue", "attempts", "max_attempts", "progress", "elapsed_seconds",
             "eta_seconds", "created_at", "started_at", "finished_at", "due_at", "expires_at", "error", "result", "dead",
+            "canvas_id",
             "cancel_requested", "retry_of", "parent", "job", "correlation_id", "triggered_by", "args",
             "attempt_log", "stalled", "awaiting_children", "children", "worker", "lease", "started_by",
         ]

@@ -5,6 +5,7 @@ and django-celery-results' task results, retryable as runs."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from django.apps import apps
 from django.contrib import admin, messages
@@ -187,14 +188,15 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         ("Input and outcome", {"fields": ("args_links", "result_pretty", "error", "task_result")}),
         ("Attempts", {"fields": ("attempts_display", "attempts_table", "traceback_pre", "cancel_state",
                                  "time_limit", "lease", "steps_kept")}),
-        ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "retry_runs_links")}),
+        ("Related", {"fields": ("parent_link", "retry_of_link", "children_runs", "canvas_runs", "retry_runs_links")}),
     )
     readonly_fields = ("id", "kind", "live", "queue", "owner", "triggered_by", "started_by", "job_link", "correlation_id",
                        "worker",
                        "created_at_s", "dispatched_at_s", "started_at_s", "heartbeat_at_s", "due_at_s",
                        "expires_at_s", "finished_at_s", "duration", "args_links", "result_pretty", "error", "task_result",
                        "attempts_display", "attempts_table", "traceback_pre", "cancel_state", "time_limit",
-                       "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "retry_runs_links")
+                       "lease", "steps_kept", "parent_link", "retry_of_link", "children_runs", "canvas_runs",
+                       "retry_runs_links")
 
     @property
     def media(self):
@@ -396,15 +398,25 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
     def children_runs(self, run):
         """The run tree below this run: each child with what it works on and its live status."""
         children = list(run.children.order_by("created_at").with_retries().with_stalled()[:CHILDREN_SHOWN])
-        if not children:
+        return self._runs_table(children, counts=selectors.run_children_counts(parent_id=run.pk)) if children else "—"
+
+    @admin.display(description="Celery group, chain or chord")
+    def canvas_runs(self, run):
+        """The runs of the group, chain or chord this run is a member of, in the order they were recorded."""
+        if run.canvas_id is None:
             return "—"
-        counts = selectors.run_children_counts(parent_id=run.pk)
+        members = JobRun.objects.filter(canvas_id=run.canvas_id).order_by("created_at")
+        shown = list(members.with_retries().with_stalled()[:CHILDREN_SHOWN])
+        counts = dict(Counter(members.values_list("status", flat=True)[:CHILDREN_SHOWN + 1]))
+        return self._runs_table(shown, counts=counts)
+
+    def _runs_table(self, runs: list[JobRun], *, counts: dict[str, int]) -> str:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        rows = [(link(reverse("admin:jobs_jobrun_change", args=[child.pk]), child.short_id), child.kind,
-                 self.args_links(child), run_field(child, "attempts", _attempts_text(child)), run_live_cell(child))
-                for child in children]
+        rows = [(link(reverse("admin:jobs_jobrun_change", args=[member.pk]), member.short_id), member.kind,
+                 self.args_links(member), run_field(member, "attempts", _attempts_text(member)), run_live_cell(member))
+                for member in runs]
         return render_to_string("admin/jobs/jobrun/children.html", {
-            "summary": summary, "rows": rows, "shown": len(children), "more": sum(counts.values()) > len(children)})
+            "summary": summary, "rows": rows, "shown": len(runs), "more": sum(counts.values()) > len(runs)})
 
     @admin.display(description="retries")
     def retry_runs_links(self, run):

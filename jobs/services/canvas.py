@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 HAND_ON_GRACE_SECONDS = 2.0
 
 
-def _link_accept(*, link: dict, previous, owner_id, triggered_by: str, continuation: dict | None) -> JobRun | None:
+def _link_accept(*, link: dict, previous, owner_id, triggered_by: str, continuation: dict | None,
+                 canvas_id) -> JobRun | None:
     """The run of a chain's next link or a chord's body, under its frozen id; None if recorded already.
     Params its kind refuses (a previous result it cannot take) record it failed at once, saying why."""
     spec = kind_get(link["kind"])
@@ -56,7 +57,7 @@ def _link_accept(*, link: dict, previous, owner_id, triggered_by: str, continuat
     run = lifecycle.run_accept(
         if_absent=True, id=uuid.UUID(link["task_id"]), kind=spec.kind, queue=link.get("queue") or spec.queue,
         args=args, owner_id=owner_id, triggered_by=triggered_by, max_attempts=spec.retry.max_attempts,
-        time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "",
+        time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "", canvas_id=canvas_id,
         continuation=continuation if problem is None else None)
     if run is not None and problem is not None:
         lifecycle.run_fail(run_id=str(run.id), error=f"refused: {problem}", attempt=None, event="refused")
@@ -85,7 +86,8 @@ def _chain_next(run: JobRun) -> JobRun | None:
     following, *rest = run.continuation["chain"]
     with transaction.atomic():
         recorded = _link_accept(link=following, previous=run.result, owner_id=run.owner_id,
-                                triggered_by=run.triggered_by, continuation={"chain": rest} if rest else None)
+                                triggered_by=run.triggered_by, continuation={"chain": rest} if rest else None,
+                                canvas_id=run.canvas_id or run.id)
         lifecycle.runs_handed_on(run_ids=[run.id])
     return recorded
 
@@ -105,7 +107,8 @@ def _chord_body(*, group_id: str) -> JobRun | None:
         header = [latest[index] for index in sorted(latest)]
         failed = next((member for member in header if member.status != RunStatus.SUCCESS), None)
         body = _link_accept(link=chord["body"], previous=[member.result for member in header],
-                            owner_id=members[0].owner_id, triggered_by=members[0].triggered_by, continuation=None)
+                            owner_id=members[0].owner_id, triggered_by=members[0].triggered_by, continuation=None,
+                            canvas_id=members[0].canvas_id)
         if body is not None and failed is not None:
             error = f"Dependency {failed.id} raised {failed.error or failed.status}"
             lifecycle.run_fail(run_id=str(body.id), error=f"ChordError: {error}", attempt=None, event="chord failed",

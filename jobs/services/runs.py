@@ -50,6 +50,7 @@ def run_enqueue(
     due_at: datetime | None = None,
     expires_at: datetime | None = None,
     continuation: dict | None = None,
+    canvas_id: uuid.UUID | None = None,
 ) -> JobRun:
     """Record a run (QUEUED) and publish it once the surrounding transaction commits; outside
     one, the run's INSERT is its own transaction (one round trip) and it is published at once.
@@ -64,7 +65,7 @@ def run_enqueue(
     fields = dict(kind=kind, queue=queue or spec.queue, args=args or {}, owner=owner, triggered_by=triggered_by,
                   job=job, parent=parent, retry_of=retry_of, max_attempts=spec.retry.max_attempts,
                   time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "", started_by=started_by,
-                  due_at=due_at, expires_at=expires_at, continuation=continuation,
+                  due_at=due_at, expires_at=expires_at, continuation=continuation, canvas_id=canvas_id,
                   **({"id": run_id} if run_id is not None else {}))
     owner_shared = bool(spec.fair_share and owner is not None)
     parent_shared = bool(spec.parent_share and parent is not None)
@@ -109,7 +110,7 @@ def run_enqueue_from_celery(*, kind: str, params: dict, call: CeleryCall, trigge
         continuation = {"chord": {**continuation["chord"], "size": chord_size(group_id=continuation["chord"]["group_id"])}}
     fields = dict(kind=kind, args=params, owner=_owner_named(call.owner_name), triggered_by=triggered_by,
                   queue=call.queue, run_id=call.run_id, due_at=call.due_at, expires_at=call.expires_at,
-                  continuation=continuation)
+                  continuation=continuation, canvas_id=call.canvas_id)
     if call.run_id is None:
         return run_enqueue(**fields)
     try:

@@ -136,10 +136,39 @@ def test_a_group_of_tracked_runs_gives_their_results_in_order(celery_worker):
     assert result.completed_count() == 5 and result.ready() and result.successful()
     assert [r["echo"] for r in result.join(timeout=5)] == ["0", "1", "2", "3", "4"]
     assert JobRun.objects.count() == before + 5  # each member a tracked run
-    for build in (lambda: ping.map([{"echo": "a"}]), lambda: ping.chunks([()], 1)):
-        with pytest.raises(TypeError, match="by position"):
-            build()
-    assert JobRun.objects.count() == before + 5  # nothing recorded by a refused call
+    assert set(JobRun.objects.filter(canvas_id=result.id).values_list("args__echo", flat=True)) == {
+        "0", "1", "2", "3", "4"}  # one canvas: the group's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_map_starmap_and_chunks_record_a_tracked_run_per_item(celery_worker):
+    """Celery's map, starmap and chunks call the task once per item in the worker that runs them;
+    a tracked task takes an item that is one dict as its args, and each call is a recorded run."""
+    ping = _ping()
+    before = set(JobRun.objects.values_list("id", flat=True))
+    assert [r["echo"] for r in ping.map([{"echo": "m1"}, {"echo": "m2"}]).delay().get(timeout=30)] == ["m1", "m2"]
+    assert [r["echo"] for r in ping.starmap([({"echo": "s1"},)]).delay().get(timeout=30)] == ["s1"]
+    chunked = ping.chunks([({"echo": f"c{i}"},) for i in range(4)], 2).group().apply_async().get(timeout=30)
+    assert [[r["echo"] for r in chunk] for chunk in chunked] == [["c0", "c1"], ["c2", "c3"]]
+    made = JobRun.objects.exclude(id__in=before)
+    assert sorted(r.args["echo"] for r in made) == ["c0", "c1", "c2", "c3", "m1", "m2", "s1"]
+    assert all(r.status == RunStatus.SUCCESS for r in made)
+    with pytest.raises(TypeError, match="by name"):
+        ping("positional", "values")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plain_celery_tasks_results_carry_the_extended_fields_too(celery_worker):
+    from project.celery import app
+
+    result = app.send_task("tests.plain_add", kwargs={"x": 2, "y": 3})
+    assert result.get(timeout=30) == 5
+    fresh = app.AsyncResult(result.id)
+    assert (fresh.name, fresh.kwargs, fresh.queue) == ("tests.plain_add", {"x": 2, "y": 3}, "jobs")
+    assert fresh.worker and fresh.date_done is not None
+    # What a caller chose to show instead (a secret hidden) is kept as it chose.
+    hidden = app.send_task("tests.plain_add", kwargs={"x": 7, "y": 1}, kwargsrepr="{'x': '***', 'y': 1}")
+    assert hidden.get(timeout=30) == 8 and app.AsyncResult(hidden.id).kwargs == "{'x': '***', 'y': 1}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -174,7 +203,8 @@ def test_a_chain_runs_in_order_passing_each_result_and_a_failure_stops_it_until_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_chord_runs_its_body_once_with_every_header_result_and_fails_as_celerys_does(celery_worker, effects):
+def test_a_chord_runs_its_body_once_with_every_header_result_and_fails_as_celerys_does(celery_worker, effects,
+                                                                                       admin_client):
     from celery import chord
     from celery.exceptions import ChordError
 
@@ -185,6 +215,12 @@ def test_a_chord_runs_its_body_once_with_every_header_result_and_fails_as_celery
     assert [r["echo"] for r in result.get(timeout=30)["echo"]] == ["0", "1", "2", "3"]
     body = JobRun.objects.get(id=result.id)
     assert body.attempts == 1 and not JobRun.objects.filter(continuation__isnull=False).exists()
+    # Its members, header and body, are one canvas: listed together in the API and on each run's page.
+    members = admin_client.get("/api/runs/", {"canvas_id": str(body.canvas_id)}).json()["results"]
+    assert len(members) == 5 and {m["id"] for m in members} >= {str(body.id), *(r.id for r in result.parent.results)}
+    page = admin_client.get(f"/admin/jobs/jobrun/{body.id}/change/").content.decode()
+    assert "Celery group, chain or chord" in page and all(JobRun.objects.get(id=r.id).short_id in page
+                                                         for r in result.parent.results)
 
     failing = chord([effect.si(key="header-ok"), flaky.si(key="header-bad", permanent=True)],
                     effect.si(key="body-never")).apply_async()
@@ -302,7 +338,7 @@ def test_a_direct_call_and_apply_run_the_body_here_as_recorded_runs(celery_worke
     assert sorted(r.args["echo"] for r in made) == ["applied", "here"]
     assert all(r.status == RunStatus.SUCCESS and r.triggered_by == "shell" for r in made)
     with pytest.raises(TypeError, match="by name"):
-        ping("positional")
+        ping("positional")  # by position only as one dict (map's items)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from celery import shared_task
 from django.db import connection
 
 from core.errors import PermanentError, TransientError
@@ -160,3 +161,9 @@ def child(ctx, key: str, index: int, seconds: float = 0.0, fail: bool = False):
         raise PermanentError(f"child {index} cannot do it")
     effect_record(f"child:{key}:{index}")
     return {"index": index}
+
+
+@shared_task(name="tests.plain_add", queue=Queue.JOBS, ignore_result=False)
+def plain_add(x: int, y: int) -> int:
+    """A plain Celery task beside the tracked kinds: its result is django-celery-results' own."""
+    return x + y

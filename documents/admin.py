@@ -38,6 +38,7 @@ def reprocess(modeladmin, request, queryset):
 
 @admin.register(Document)
 class DocumentAdmin(SteersRunsAdmin, admin.ModelAdmin):
+    steered_model = Document  # reprocessing another's document takes the permission to change documents
     paginator = BoundedCountPaginator
     show_full_result_count = False
     # Why a document failed is in its row: an operator looking for failures reads it without a click.

@@ -123,8 +123,13 @@ class SteersRunsAdmin:
     declared `@admin.action(permissions=["steer"])`, and this says who may: whoever may change runs
     (jobs.change_jobrun: an operator, core.permissions), or, for one object, its owner."""
 
+    # Whose permission to change lets staff steer other users' objects here: runs' by default; an
+    # admin whose action changes its own objects (reprocessing a document) names their model, as
+    # the API asks the same permission for the same action.
+    steered_model = JobRun
+
     def has_steer_permission(self, request, obj=None) -> bool:
-        if may_act_on_others(request.user, JobRun, "change"):
+        if may_act_on_others(request.user, self.steered_model, "change"):
             return True
         return obj is not None and owner_id_of(obj) == request.user.id
 

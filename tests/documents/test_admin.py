@@ -21,3 +21,25 @@ def test_document_list_and_reprocess_action(client):
     JobRun.objects.filter(id=run.id).update(status="FAILURE", finished_at=timezone.now())
     client.post("/admin/documents/document/", {"action": "reprocess", "_selected_action": [document.id]})
     assert Document.objects.get(id=document.id).run_id != run.id
+
+
+def test_reprocessing_anothers_document_takes_the_permission_to_change_documents_as_in_the_api(client):
+    """The admin asks what the API asks (core.permissions): documents' change permission, not runs'."""
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import DocumentFactory, StaffFactory
+
+    document = DocumentFactory(status="failed")
+
+    def staff_with(*codenames):
+        user = StaffFactory()
+        user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+        return user
+
+    for user, allowed in ((staff_with("view_document", "change_jobrun"), False),
+                          (staff_with("view_document", "change_document"), True)):
+        client.force_login(user)
+        before = Document.objects.get(id=document.id).run_id
+        client.post("/admin/documents/document/", {"action": "reprocess", "_selected_action": [document.id]})
+        assert (Document.objects.get(id=document.id).run_id != before) is allowed, user.get_all_permissions()
+

@@ -363,7 +363,7 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
 
     @admin.display(description="steps kept for the next attempt")
     def steps_kept(self, run):
-        return format_html('{}<div class="help">{}</div>', ", ".join(sorted(run.checkpoints)) or "—", STEPS_KEPT_HELP)
+        return format_html('{}<div class="run-text">{}</div>', ", ".join(sorted(run.checkpoints)) or "—", STEPS_KEPT_HELP)
 
     @admin.display(description="traceback")
     def traceback_pre(self, run):

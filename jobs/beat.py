@@ -64,23 +64,21 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         if not self._hold_lock():
             return STANDBY_POLL_SECONDS
         interval = super().tick(*args, **kwargs)
+        self._publish_due()
         # Wake in time to renew the lock well before it expires, and to publish what falls due.
-        return min(interval, settings.BEAT_LOCK_TTL_SECONDS / 3, self._publish_due())
+        return min(interval, settings.BEAT_LOCK_TTL_SECONDS / 3, DUE_POLL_SECONDS)
 
-    def _publish_due(self) -> float:
+    def _publish_due(self) -> None:
         """Runs put off by `countdown` / `eta` are published here when due, not parked in the broker
         (where Redis would deliver them again after its visibility timeout, early, and a flush or
-        restart would lose them). Seconds until beat should look again."""
+        restart would lose them)."""
         from jobs.services.runs import runs_publish_due
 
         try:
-            next_due = runs_publish_due()
+            runs_publish_due()
         except DatabaseError as exc:
             logger.warning("due runs not published; the database is unreachable", extra={"cause": str(exc)})
             close_old_connections()
-            return DUE_POLL_SECONDS
-        # A run accepted meanwhile may be due sooner than the next one known now: look every second.
-        return DUE_POLL_SECONDS if next_due is None else min(max(next_due, 0.05), DUE_POLL_SECONDS)
 
     def close(self):
         if self._leader:

@@ -406,9 +406,9 @@ def run_record_unannounced(*, task: Task, spec: JobKind, params: dict) -> str:
     from jobs.services.runs import run_record_received
 
     request = task.request
-    headers = {**(getattr(request, "headers", None) or {}), **{
-        name: getattr(request, name) for name in (RUN_OWNER_HEADER,) if getattr(request, name, None)}}
-    return run_record_received(kind=spec.kind, run_id=request.id, params=params, owner_name=headers.get(RUN_OWNER_HEADER),
+    # Celery puts a message's own headers on its request, as attributes.
+    owner_name = getattr(request, RUN_OWNER_HEADER, None)
+    return run_record_received(kind=spec.kind, run_id=request.id, params=params, owner_name=owner_name,
                                in_process=bool(request.called_directly or request.is_eager), queue=_queue_of(request))
 
 

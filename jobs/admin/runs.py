@@ -137,15 +137,23 @@ class LogEntryInline(admin.TabularInline):
         return False
 
 
-def _object_named(url_name: str, pk) -> str:
-    """What an argument's id names, as its admin page titles it ("notes.txt (3f2a…)"), or the id alone
-    when the object is gone."""
-    app_label, model_name = url_name.removeprefix("admin:").removesuffix("_change").split("_", 1)
-    try:
-        found = apps.get_model(app_label, model_name).objects.filter(pk=pk).first()
-    except (ValueError, TypeError, ValidationError):  # not an id of that model at all
-        found = None
-    return f"{found} ({pk})" if found is not None else str(pk)
+def _objects_named(runs) -> dict[tuple[str, str], str]:
+    """What the runs' arguments name, as their admin pages title them ("notes.txt (3f2a…)"), keyed by
+    (argument, id): one query per kind of object, however many runs a table shows."""
+    wanted: dict[str, set] = {}
+    for run in runs:
+        for key, value in (run.args or {}).items():
+            if key in ARG_LINKS and value is not None:
+                wanted.setdefault(key, set()).add(str(value))
+    names = {}
+    for key, ids in wanted.items():
+        app_label, model_name = ARG_LINKS[key].removeprefix("admin:").removesuffix("_change").split("_", 1)
+        try:
+            found = apps.get_model(app_label, model_name).objects.in_bulk(ids)
+        except (ValueError, TypeError, ValidationError):  # an id that is not one of that model's
+            found = {}
+        names.update({(key, str(pk)): f"{obj} ({pk})" for pk, obj in found.items()})
+    return names
 
 
 def _attempts_text(run: JobRun) -> str:
@@ -345,11 +353,12 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
         return link(reverse("admin:jobs_job_change", args=[run.job_id]), run.job)
 
     @admin.display(description="args")
-    def args_links(self, run):
+    def args_links(self, run, names: dict[tuple[str, str], str] | None = None):
+        names = _objects_named([run]) if names is None else names
         rows = []
         for key, value in (run.args or {}).items():
             try:
-                shown = link(reverse(ARG_LINKS[key], args=[value]), _object_named(ARG_LINKS[key], value))
+                shown = link(reverse(ARG_LINKS[key], args=[value]), names.get((key, str(value)), str(value)))
             except (KeyError, NoReverseMatch):
                 shown = json.dumps(value)
             rows.append((key, shown))
@@ -412,8 +421,9 @@ class JobRunAdmin(SteersRunsAdmin, admin.ModelAdmin):
 
     def _runs_table(self, runs: list[JobRun], *, counts: dict[str, int]) -> str:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        names = _objects_named(runs)
         rows = [(link(reverse("admin:jobs_jobrun_change", args=[member.pk]), member.short_id), member.kind,
-                 self.args_links(member), run_field(member, "attempts", _attempts_text(member)), run_live_cell(member))
+                 self.args_links(member, names), run_field(member, "attempts", _attempts_text(member)), run_live_cell(member))
                 for member in runs]
         return render_to_string("admin/jobs/jobrun/children.html", {
             "summary": summary, "rows": rows, "shown": len(runs), "more": sum(counts.values()) > len(runs)})

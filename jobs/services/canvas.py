@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
+from django_celery_results.models import ChordCounter
 
 from core.logging import correlation_id_get
 from jobs import lifecycle
@@ -115,6 +116,8 @@ def _chord_body(*, group_id: str) -> JobRun | None:
                                exc=ChordError(error))
             body.status = RunStatus.FAILURE
         lifecycle.runs_handed_on(run_ids=[member.id for member in members])
+        # Celery's chord() counted its header here (jobs.services.runs.chord_size); done with.
+        ChordCounter.objects.filter(group_id=group_id).delete()
     logger.info("chord body recorded", extra={"group_id": group_id, "runs": len(header),
                                               "failed": str(failed.id) if failed else None})
     return body

@@ -10,15 +10,14 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.dispatch import receiver
-from django.utils import timezone
 
 from core.errors import ErrorCode
 from core.logging import correlation_id_get
-from core.queues import Queue
 from jobs import broker, lifecycle
 from jobs.calls import RUN_OWNER_HEADER, CeleryCall
 from jobs.errors import JobsError
@@ -138,8 +137,6 @@ def run_record_received(*, kind: str, run_id: str | None, params: dict, owner_na
     kind refuses (or an owner nobody is) still record the run, which then fails at once, saying why:
     the caller's work is never dropped without a trace."""
     run_id = str(run_id or uuid.uuid4())
-    if JobRun.objects.filter(id=run_id).exists():
-        return run_id  # a redelivery of a message already recorded: the claim decides
     spec = kind_get(kind)
     problem = None
     try:
@@ -150,16 +147,14 @@ def run_record_received(*, kind: str, run_id: str | None, params: dict, owner_na
             raise  # the caller is here to be told, as apply_async tells it
         owner, problem = None, exc.message
     triggered_by = TriggeredBy.SHELL if in_process else TriggeredBy.SYSTEM
-    try:
-        with transaction.atomic():
-            # Not published: this message (or this call) is the run's.
-            lifecycle.run_accept(kind=kind, queue=queue if queue in {str(q) for q in Queue} else spec.queue,
-                                 args=params if problem is None else {}, owner=owner, triggered_by=triggered_by,
-                                 max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit,
-                                 correlation_id=correlation_id_get() or "", id=uuid.UUID(run_id))
-    except IntegrityError:
-        return run_id  # recorded meanwhile by a redelivery of the same message
-    if problem is not None:
+    # Not published: this message (or this call) is the run's. A redelivery of a message already
+    # recorded records nothing; the claim decides.
+    recorded = lifecycle.run_accept(
+        if_absent=True, kind=kind, queue=queue if queue in settings.CELERY_TASK_QUEUES else spec.queue,
+        args=params if problem is None else {}, owner=owner, triggered_by=triggered_by,
+        max_attempts=spec.retry.max_attempts, time_limit=spec.hard_limit, correlation_id=correlation_id_get() or "",
+        id=uuid.UUID(run_id))
+    if recorded is not None and problem is not None:
         lifecycle.run_fail(run_id=run_id, error=f"refused: {problem}", attempt=None, event="refused")
     return run_id
 
@@ -199,16 +194,17 @@ def not_put_off() -> Q:
     return Q(due_at__isnull=True) | Q(due_at__lte=Now())
 
 
-def runs_publish_due() -> float | None:
+def runs_publish_due() -> int:
     """Publish the runs put off to a due time that has come (Celery's `countdown` / `eta`), and end
-    those not started by their `expires_at`. Called by beat every second, and by the watchdog.
-    Returns the seconds until the next run falls due, if one does within the next minute."""
+    those not started by their `expires_at`. Beat calls it every second (jobs.beat), so a run is
+    published at most a second late; the watchdog publishes any it left (runs_dispatch_pending).
+    Returns how many it published."""
     for run_id in JobRun.objects.filter(status=RunStatus.QUEUED, started_at__isnull=True, expires_at__lte=Now()) \
             .values_list("id", flat=True)[:DISPATCH_BATCH_SIZE]:
         lifecycle.run_expire(run_id=str(run_id))
-    due = list(JobRun.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True, cancel_requested=False,
-                                     due_at__lte=Now()).order_by("due_at")[:DISPATCH_BATCH_SIZE])
-    for run in due:
+    published = 0
+    for run in JobRun.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True, cancel_requested=False,
+                                     due_at__lte=Now()).order_by("due_at")[:DISPATCH_BATCH_SIZE]:
         spec = kind_find(run.kind)
         if spec and spec.fair_share and run.owner_id is not None \
                 and runs_in_flight(kind=run.kind, owner_id=run.owner_id) >= spec.fair_share:
@@ -216,13 +212,8 @@ def runs_publish_due() -> float | None:
         lifecycle.run_dispatched(run_id=run.id, sent=True)
         if not run_dispatch(run=run):
             break  # the broker is away: the watchdog publishes them once it is back
-    if len(due) == DISPATCH_BATCH_SIZE:
-        return 0.0
-    next_due = (JobRun.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True, cancel_requested=False,
-                                      due_at__isnull=False).order_by("due_at").values_list("due_at", flat=True).first())
-    if next_due is None:
-        return None
-    return max((next_due - timezone.now()).total_seconds(), 0.0)
+        published += 1
+    return published
 
 
 def task_kwargs_repr(run: JobRun) -> str:

@@ -17,4 +17,4 @@ COPY . .
 RUN useradd --create-home app && chown -R app /app
 USER app
 ENV HOST=0.0.0.0
-CMD ["gunicorn", "project.wsgi:application", "--config", "python:project.gunicorn_conf"]
+CMD ["gunicorn", "project.asgi:application", "--config", "python:project.gunicorn_conf"]

@@ -5,7 +5,10 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self):
-        from chat import tasks  # noqa: F401
+        from chat import (
+            streams,  # noqa: F401  (a reply's stream_url)
+            tasks,  # noqa: F401
+        )
         from core.health import CheckFailed, HealthCheck, health_check_register
         from integrations.http import ServiceMisconfigured
         from integrations.llm import ai_server_health, llm_configured

@@ -14,6 +14,8 @@ class Role(models.TextChoices):
 class MessageStatus(models.TextChoices):
     COMPLETE = "complete"
     FAILED = "failed"
+    # Stopped by its user while it was being written: the text so far.
+    STOPPED = "stopped"
 
 
 class ChatSession(models.Model):
@@ -42,6 +44,11 @@ class Message(models.Model):
     citations = models.JSONField(default=list, blank=True)
     run = models.ForeignKey("jobs.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                             help_text="For a user message: the run writing its reply. For a reply: the run that wrote it.")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True,
+                                                help_text="A reply: the prompt's tokens as the LLM server reported "
+                                                          "them (null: it reported none).")
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True,
+                                                    help_text="A reply: its tokens as the LLM server reported them.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
 from chat.models import ChatSession, Message, ProfileSummary
-from jobs.public import RunOutputSerializer
+from chat.services import MESSAGE_MAX_CHARS
+from chat.streams import reply_stream_path
+from jobs.public import RunOutputSerializer, run_events_path
 
 
 class SessionOutputSerializer(serializers.ModelSerializer):
@@ -17,11 +19,12 @@ class SessionInputSerializer(serializers.Serializer):
 class MessageOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
-        fields = ["id", "session", "role", "content", "status", "reply_to", "citations", "created_at"]
+        fields = ["id", "session", "role", "content", "status", "reply_to", "citations", "prompt_tokens",
+                  "completion_tokens", "created_at"]
 
 
 class MessageInputSerializer(serializers.Serializer):
-    content = serializers.CharField(max_length=8000, allow_blank=False, trim_whitespace=True)
+    content = serializers.CharField(max_length=MESSAGE_MAX_CHARS, allow_blank=False, trim_whitespace=True)
 
 
 class MessageFilterSerializer(serializers.Serializer):
@@ -36,6 +39,16 @@ class PostedMessageSerializer(serializers.Serializer):
     run = RunOutputSerializer()
     task_id = serializers.UUIDField(source="run.id")
     status = serializers.CharField(source="run.celery_state")
+    stream_url = serializers.SerializerMethodField(
+        help_text="Server-Sent Events of the reply as it is written: where it stands, its text as `delta`s, then "
+                  "`done`, `error` or `stopped` (docs/api.md, Live events).")
+    events_url = serializers.SerializerMethodField(help_text="Server-Sent Events of the reply's run.")
+
+    def get_stream_url(self, posted: dict) -> str:
+        return reply_stream_path(posted["message"].pk)
+
+    def get_events_url(self, posted: dict) -> str:
+        return run_events_path(posted["run"].pk)
 
 
 class ProfileOutputSerializer(serializers.ModelSerializer):

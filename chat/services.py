@@ -14,8 +14,8 @@ from chat.errors import ChatError
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
 from core.context import ContextNote, context_notes
 from documents.selectors import SearchHit, chunks_search
-from integrations.llm import llm_complete, llm_configured
-from jobs.public import JobRun, RunContext, TriggeredBy, run_enqueue, run_retry
+from integrations.llm import ChatStream, llm_complete, llm_configured, llm_stream
+from jobs.public import JobRun, RunContext, TriggeredBy, run_enqueue, run_retry, run_stream, run_usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,20 @@ def _notes_numbered(notes: list[ContextNote], *, after: int) -> list[str]:
     return [f"[{number}] {note.title}:\n{note.text.strip()}" for number, note in enumerate(notes, start=after + 1)]
 
 
+class _ReplyStopped(Exception):
+    """The reply's run was cancelled while the LLM wrote it: the text so far is kept, as stopped."""
+
+    def __init__(self, content: str, citations: list):
+        super().__init__("stopped")
+        self.content, self.citations = content, citations
+
+
 def message_reply(*, message_id: int, ctx: RunContext) -> dict:
-    """Write the assistant's reply to one user message. Safe to run again: it replaces, never adds.
-    The reply is saved only if the run was not cancelled meanwhile (in one transaction with its success).
+    """Write the assistant's reply to one user message, streamed to its followers as the LLM writes
+    it (ctx.stream: a `reset` when an attempt starts the text, then `delta`s). Safe to run again: it
+    replaces, never adds. The reply is saved only if the run was not cancelled meanwhile (in one
+    transaction with its success); a cancel while the LLM writes stops it at once and keeps the text
+    so far, as a reply `stopped`.
 
     The answer is a step: kept the moment the LLM gives it, so an attempt that fails after that (a
     database outage, a killed worker before the final write) is finished by the next one without
@@ -104,15 +115,50 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
     existing = Message.objects.filter(reply_to=message, role=Role.ASSISTANT, status=MessageStatus.COMPLETE).first()
     if existing:
         return {"reply_id": existing.id, "already_replied": True}
-    answer = ctx.step("answer", lambda: _reply_compose(message=message, ctx=ctx))
-    content, citations = answer["content"], answer["citations"]
+    answered_before = "answer" in ctx.checkpoints
+    try:
+        answer = ctx.step("answer", lambda: _reply_compose(message=message, ctx=ctx))
+    except _ReplyStopped as stopped:
+        content, citations = stopped.content, stopped.citations
+        return ctx.stop(lambda: _reply_keep(message=message, content=content, status=MessageStatus.STOPPED,
+                                            citations=citations, ctx=ctx))
+    if answered_before:  # an earlier attempt's answer, reused: its followers get it whole
+        ctx.stream("reset", {"attempt": ctx.attempt})
+        ctx.stream("delta", {"delta": answer["content"]})
 
     def save() -> dict:
-        reply = _reply_save(message=message, content=content, status=MessageStatus.COMPLETE,
-                            citations=citations, run_id=ctx.id)
-        return {"reply_id": reply.id, "citations": len(citations)}
+        result = _reply_keep(message=message, content=answer["content"], status=MessageStatus.COMPLETE,
+                             citations=answer["citations"], ctx=ctx, prompt_tokens=answer.get("prompt_tokens"),
+                             completion_tokens=answer.get("completion_tokens"))
+        run_usage_record(run_id=ctx.id, prompt_tokens=answer.get("prompt_tokens"),
+                         completion_tokens=answer.get("completion_tokens"))
+        return result
 
     return ctx.commit(save)
+
+
+def _reply_keep(*, message: Message, content: str, status: str, citations: list, ctx: RunContext,
+                prompt_tokens: int | None = None, completion_tokens: int | None = None) -> dict:
+    reply = _reply_save(message=message, content=content, status=status, citations=citations, run_id=ctx.id,
+                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    _reply_announce(reply)
+    result = {"reply_id": reply.id, "citations": len(citations),
+              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
+    return {**result, "stopped": True} if status == MessageStatus.STOPPED else result
+
+
+def reply_event(reply: Message) -> dict:
+    """The saved reply as its stream's terminal event carries it (chat.streams)."""
+    return {"id": reply.id, "session": reply.session_id, "role": reply.role, "content": reply.content,
+            "status": reply.status, "reply_to": reply.reply_to_id, "citations": reply.citations,
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "created_at": reply.created_at.isoformat()}
+
+
+def _reply_announce(reply: Message) -> None:
+    """Once the reply is committed, its stream's followers get it (before the run's end is told)."""
+    event = reply_event(reply)
+    transaction.on_commit(lambda: run_stream(run_id=reply.run_id, event="reply", data=event))
 
 
 def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
@@ -131,20 +177,34 @@ def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
             messages.append({"role": "system", "content": f"Notes on this question, citable the same way:\n\n"
                                                           f"{numbered}"})
         messages += _history(message) + [{"role": "user", "content": message.content}]
+        citations = _citations(hits) + [note.citation for note in notes]
         started = time.monotonic()
-        content = llm_complete(messages=messages)
-        ctx.log(f"The LLM server answered in {time.monotonic() - started:.2f} s ({len(content)} characters).")
-    else:
-        content = _passages_reply(hits, notes)
-        ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
+        stream = ChatStream(messages=messages)
+        ctx.stream("reset", {"attempt": ctx.attempt})
+        with ctx.watching_cancel(stream.stop):
+            completion = llm_stream(stream=stream, on_delta=lambda piece: ctx.stream("delta", {"delta": piece}))
+        if completion.stopped:
+            ctx.log(f"Stopped while the LLM server wrote, after {len(completion.content)} characters.")
+            raise _ReplyStopped(completion.content, citations)
+        ctx.log(f"The LLM server answered in {time.monotonic() - started:.2f} s ({len(completion.content)} characters"
+                + (f", {completion.prompt_tokens} + {completion.completion_tokens} tokens)."
+                   if completion.prompt_tokens is not None else "; it reported no token counts)."))
+        return {"content": completion.content, "citations": citations, "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens}
+    content = _passages_reply(hits, notes)
+    ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
+    ctx.stream("reset", {"attempt": ctx.attempt})
+    ctx.stream("delta", {"delta": content})
     return {"content": content, "citations": _citations(hits) + [note.citation for note in notes]}
 
 
-def _reply_save(*, message: Message, content: str, status: str, citations: list, run_id) -> Message:
+def _reply_save(*, message: Message, content: str, status: str, citations: list, run_id,
+                prompt_tokens: int | None = None, completion_tokens: int | None = None) -> Message:
     reply, _ = Message.objects.update_or_create(
         reply_to=message, role=Role.ASSISTANT,
         defaults={"session_id": message.session_id, "content": content, "status": status,
-                  "citations": citations, "run_id": run_id},
+                  "citations": citations, "run_id": run_id, "prompt_tokens": prompt_tokens,
+                  "completion_tokens": completion_tokens},
     )
     return reply
 
@@ -153,8 +213,8 @@ def message_reply_failed(*, run: JobRun, message_id: int, **_) -> None:
     """After the last attempt: exactly one apology, marked failed (replaced if the run is retried later)."""
     message = Message.objects.filter(id=message_id).first()
     if message is not None:
-        _reply_save(message=message, content=settings.AI_APOLOGY_TEXT, status=MessageStatus.FAILED,
-                    citations=[], run_id=run.id)
+        _reply_announce(_reply_save(message=message, content=settings.AI_APOLOGY_TEXT, status=MessageStatus.FAILED,
+                                    citations=[], run_id=run.id))
 
 
 def reply_retry(*, message: Message, triggered_by: str = TriggeredBy.ADMIN) -> JobRun:

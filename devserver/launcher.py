@@ -59,7 +59,7 @@ def main() -> int:
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     port = env.get("PORT", "8000")
-    web = Program("web", [str(bindir / "gunicorn"), "project.wsgi:application", "--config",
+    web = Program("web", [str(bindir / "gunicorn"), "project.asgi:application", "--config",
                           "python:project.gunicorn_conf"])
     supervisor = Supervisor([web, *worker_programs()], env=worker_env(env), cwd=BASE_DIR)
     try:

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 import time
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import httpx
 from django.conf import settings
@@ -43,14 +47,18 @@ def _client() -> httpx.Client:
                        settings.AI_TIMEOUT, settings.AI_CONNECT_TIMEOUT)
 
 
+def _client_options() -> dict:
+    auth = httpx.BasicAuth(settings.AI_USERNAME, settings.AI_PASSWORD) if settings.AI_USERNAME else None
+    headers = {"Authorization": f"Bearer {settings.AI_API_KEY}"} if settings.AI_API_KEY else {}
+    return {"base_url": settings.AI_SERVER_URL, "auth": auth, "headers": headers,
+            "timeout": httpx.Timeout(settings.AI_TIMEOUT, connect=settings.AI_CONNECT_TIMEOUT)}
+
+
 @lru_cache(maxsize=4)
 def _client_for(url: str, api_key: str, username: str, password: str, timeout: float,
                 connect_timeout: float) -> httpx.Client:
     """One client per configuration and process: kept-alive connections, one TLS context."""
-    auth = httpx.BasicAuth(username, password) if username else None
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=url, auth=auth, headers=headers,
-                        timeout=httpx.Timeout(timeout, connect=connect_timeout))
+    return httpx.Client(**_client_options())
 
 
 
@@ -117,12 +125,153 @@ def chat_complete(*, messages: list[dict[str, str]]) -> str:
     if response.status_code == 429 or response.status_code >= 500:
         cache.delete(HEALTH_CACHE_KEY)
     response_check(response, service="AI server")
-    try:
-        content = json.loads(bytes(body))["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise TransientError("AI server answered with an unexpected body")
+    content = _completion_content(bytes(body))
     logger.info("completion received", extra={"seconds": round(time.monotonic() - started, 3),
                                               "chars": len(content or "")})
+    return content or ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A streamed completion: its text, the tokens the server reported (None where it reported
+    none: a server without `stream_options`, or a stream stopped before its end), and whether it
+    was stopped before the server finished."""
+
+    content: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    stopped: bool = False
+
+
+class ChatStream:
+    """One completion streamed as the server writes it (`"stream": true`, OpenAI's chunks), with
+    the usage the server reports at its end (`stream_options.include_usage`). `stop()`, from any
+    thread, ends it at once and closes the connection, so the server stops writing (and billing).
+
+    The same limits and sorting of failures as `chat_complete`: AI_TIMEOUT in all; a stream that
+    breaks off, or a chunk that is not JSON, is a TransientError (the run is retried, and the
+    reply's followers are told to discard the text so far)."""
+
+    def __init__(self, *, messages: list[dict[str, str]]):
+        self.messages = messages
+        self._text = ""
+        self._stopped = threading.Event()
+        self._sockets: list[socket.socket] = []
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for sock in list(self._sockets):
+            try:
+                # Wakes the read blocked in `run` (closing alone would not), whether the server is
+                # still holding its answer or writing it; the server sees the connection close.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _connected(self, event: str, info: dict) -> None:
+        """httpcore's trace: the socket of each connection this stream opens."""
+        if event.endswith("connect_tcp.complete") or event.endswith("connect_unix_socket.complete"):
+            sock = getattr(info.get("return_value"), "get_extra_info", lambda _: None)("socket")
+            if sock is not None:
+                self._sockets.append(sock)
+                if self._stopped.is_set():
+                    self.stop()
+
+    def run(self, *, on_delta: Callable[[str], None]) -> Completion:
+        started = time.monotonic()
+        try:
+            # A client of its own (no kept-alive connection shared with other calls): stopping
+            # shuts this stream's socket, and no one else's. A connection per reply costs a handshake
+            # against replies of seconds.
+            with httpx.Client(**_client_options()) as client:
+                completion = self._request(client, on_delta=on_delta, started=started, usage=True)
+        except (httpx.TimeoutException, httpx.TransportError, httpx.StreamError, RuntimeError, OSError) as exc:
+            if self._stopped.is_set():
+                return Completion(content=self._text, stopped=True)
+            cache.delete(HEALTH_CACHE_KEY)
+            if isinstance(exc, httpx.TimeoutException):
+                raise TransientError(f"AI server timed out after {time.monotonic() - started:.1f} s "
+                                     f"({type(exc).__name__})")
+            raise TransientError(f"AI server unreachable: {type(exc).__name__}")
+        logger.info("completion streamed", extra={"seconds": round(time.monotonic() - started, 3),
+                                                  "chars": len(completion.content), "stopped": completion.stopped})
+        return completion
+
+    def _request(self, client: httpx.Client, *, on_delta: Callable[[str], None], started: float,
+                 usage: bool) -> Completion:
+        self._text = ""
+        deadline = started + settings.AI_TIMEOUT
+        body = {"model": settings.AI_MODEL, "messages": self.messages, "stream": True}
+        if usage:
+            body["stream_options"] = {"include_usage": True}
+        if self._stopped.is_set():
+            return Completion(content="", stopped=True)
+        with client.stream("POST", "/v1/chat/completions", json=body, extensions={"trace": self._connected}) as response:
+            if response.status_code >= 400:
+                error = response.read()[:ERROR_BODY_MAX_BYTES]
+                if usage and response.status_code == 400 and b"stream_options" in error:
+                    # An older server that knows streaming but not its usage report: ask without it.
+                    return self._request(client, on_delta=on_delta, started=started, usage=False)
+                misconfiguration_check(response, body=error, service="AI server", key_setting="AI_API_KEY",
+                                       model_setting="AI_MODEL")
+                if response.status_code == 429 or response.status_code >= 500:
+                    cache.delete(HEALTH_CACHE_KEY)
+                response_check(response, service="AI server")
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # A server that ignores `stream` answers the whole completion at once.
+                content = _completion_content(response.read())
+                on_delta(content)
+                self._text = content
+                return Completion(content=content)
+            prompt_tokens = completion_tokens = None
+            for line in response.iter_lines():
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the answer took longer than AI_TIMEOUT")
+                if not line.startswith("data:"):
+                    continue  # comments, `event:` lines, the blank line between events
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                chunk = _chunk(payload)
+                if reported := chunk.get("usage"):
+                    prompt_tokens, completion_tokens = _tokens(reported, "prompt_tokens"), _tokens(
+                        reported, "completion_tokens")
+                for choice in chunk.get("choices") or []:
+                    piece = ((choice or {}).get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                    if isinstance(piece, str) and piece:
+                        self._text += piece
+                        on_delta(piece)
+            else:
+                if self._stopped.is_set():
+                    return Completion(content=self._text, stopped=True)
+                if not self._text:
+                    raise TransientError("AI server ended its stream without an answer")
+            return Completion(content=self._text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                              stopped=self._stopped.is_set())
+
+
+def _chunk(payload: str) -> dict:
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        raise TransientError("AI server streamed a chunk that is not JSON")
+    if not isinstance(chunk, dict):
+        raise TransientError("AI server streamed an unexpected chunk")
+    if "error" in chunk:  # an error after the 200 (an upstream failing mid-answer), worded by us
+        raise TransientError("AI server reported an error in the middle of its answer")
+    return chunk
+
+
+def _tokens(usage, name: str) -> int | None:
+    value = usage.get(name) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _completion_content(body: bytes) -> str:
+    try:
+        content = json.loads(body)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise TransientError("AI server answered with an unexpected body")
     return content or ""
 
 
@@ -137,3 +286,9 @@ def llm_complete(*, messages: list[dict[str, str]]) -> str:
     completion is paid for, so the run is retried later without calling it."""
     ai_server_health()
     return chat_complete(messages=messages)
+
+
+def llm_stream(*, stream: ChatStream, on_delta: Callable[[str], None]) -> Completion:
+    """The health gate, then one streamed completion (ChatStream)."""
+    ai_server_health()
+    return stream.run(on_delta=on_delta)

@@ -11,7 +11,10 @@ class JobsConfig(AppConfig):
 
         from django.conf import settings
 
-        from jobs import tasks  # noqa: F401
+        from jobs import (
+            streams,  # noqa: F401  (a run's events_url)
+            tasks,  # noqa: F401
+        )
         from jobs.health import health_checks_register
         from jobs.services import (
             canvas,  # noqa: F401  (a chain's next run, a chord's body, answer run_ended)

@@ -8,6 +8,7 @@ against this protocol (tests/jobs/test_context.py), so the two cannot drift apar
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -31,6 +32,19 @@ class RunContext(Protocol):
 
     def log(self, message: str, *, level: str = "info") -> None:
         """A line of what the body did, shown with the run in the admin and the API."""
+
+    def stream(self, event: str, data: dict) -> None:
+        """Push an event to the run's followers as it happens (a reply's `delta` of text, `reset`),
+        kept a while for those who join late; nothing is written to the database, and nothing waits
+        on Redis (jobs.live)."""
+
+    def watching_cancel(self, on_cancel: Callable[[], None]) -> AbstractContextManager[None]:
+        """While inside, `on_cancel` is called (from another thread) within about
+        CANCEL_WATCH_SECONDS of a cancel: a body blocked in a read (an LLM's stream) closes it."""
+
+    def stop(self, write: Callable[[], T]) -> T:
+        """The body stopped on a cancel and keeps what it did so far: `write`, and the run ends
+        REVOKED, in one transaction, while this attempt holds the run (else LeaseLost)."""
 
     def step(self, name: str, compute: Callable[[], T]) -> T:
         """The result of a step not to be paid twice (an LLM's answer): kept when `compute`

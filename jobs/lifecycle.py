@@ -47,6 +47,9 @@ writes them, and staleness and due-ness are judged against it in the statement t
 (jobs.models.stale_sql), so a worker whose clock is minutes off keeps its run for as long as it
 heartbeats. The times in an attempt log's entries are the writer's, shown only.
 
+Every transition tells the run's followers once its transaction commits (jobs.live: a `status`
+event; progress and log lines are events too).
+
 A transition that ends a run sends `run_ended` once its transaction commits, for runs with a
 parent, of a fair-share kind, or with a chain or chord to hand on: what waited for that run (a
 parent's next children or final step, an owner's next turn, a chain's next link or a chord's body)
@@ -71,6 +74,7 @@ from django.utils import timezone
 
 from jobs.constants import PROGRESS_MESSAGE_MAX_LENGTH, PROGRESS_STEP_MAX_LENGTH, RELEASE_REASON_MAX_CHARS, WORKER_MAX_LENGTH
 from jobs.errors import LeaseLost, RunCancelled
+from jobs.live import run_event_publish
 from jobs.models import (
     RUNNING_STATUSES,
     UNFINISHED_STATUSES,
@@ -152,12 +156,18 @@ def _execute(sql: str, params: dict | list) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
+def _tell(run_id, event_type: str = "status", **data) -> None:
+    """After commit (at once outside a transaction), tell the run's followers (jobs.live)."""
+    transaction.on_commit(lambda: run_event_publish(run_id=run_id, event_type=event_type, data=data))
+
+
 def _announce_end(run_id, rows: list[tuple]) -> None:
-    """After commit, announce that a run with a parent, of a fair-share kind, or with a chain or
-    chord to hand on, ended (run_ended)."""
+    """After commit, tell the run's followers how it ended, and announce that a run with a parent,
+    of a fair-share kind, or with a chain or chord to hand on, ended (run_ended)."""
     if not rows:
         return
     status, parent_id, owner_id, kind, continuing = rows[0]
+    _tell(run_id, status=status)
     spec = kind_find(kind)
     if parent_id is None and not (spec and spec.fair_share) and not continuing:
         return
@@ -280,6 +290,7 @@ def run_claim(*, run_id: str, worker: str = "", in_doubt: str = "") -> Claim | N
     if not rows:
         return None
     args, attempts, max_attempts, correlation_id, lease, checkpoints, started_at = rows[0]
+    _tell(run_id, status=RunStatus.STARTED.value, attempt=attempts, max_attempts=max_attempts)
     args, checkpoints = _json(args), _json(checkpoints)
     return Claim(args=args if isinstance(args, dict) else {}, attempt=attempts, max_attempts=max_attempts,
                  correlation_id=correlation_id, lease=lease,
@@ -314,7 +325,22 @@ def run_progress(*, run_id: str, lease: int, current: int, total: int | None, st
     rows = _execute(_PROGRESS_SQL, {"id": run_id, "lease": lease, "current": current, "total": total,
                                     "step": step[:PROGRESS_STEP_MAX_LENGTH],
                                     "message": message[:PROGRESS_MESSAGE_MAX_LENGTH], "eta": eta})
-    return _go_on(run_id, rows)
+    go_on = _go_on(run_id, rows)
+    _tell(run_id, "progress", **progress_event(current=current, total=total, step=step[:PROGRESS_STEP_MAX_LENGTH],
+                                               message=message[:PROGRESS_MESSAGE_MAX_LENGTH], eta=eta))
+    return go_on
+
+
+def progress_event(*, current: int, total: int | None, step: str, message: str, eta: float | None) -> dict:
+    """A `progress` event's data, as every stream shows it (and JobRun.percent computes it)."""
+    percent = round(min(100.0, 100.0 * current / total), 1) if total else None
+    return {"current": current, "total": total, "percent": percent, "step": step, "message": message,
+            "eta_seconds": eta}
+
+
+def run_cancel_requested(*, run_id: str) -> bool:
+    """Whether a cancel of the run was requested (a read: what a body watching for one asks)."""
+    return JobRun.objects.filter(id=run_id, cancel_requested=True).exists()
 
 
 def run_heartbeat(*, run_id: str, lease: int) -> bool:
@@ -335,13 +361,16 @@ RETURNING cancel_requested
 _LOG_SQL = f"""
 INSERT INTO jobs_jobrunlogentry (run_id, attempt, level, message, created_at)
 SELECT id, attempts, %(level)s, %(message)s, statement_timestamp() FROM jobs_jobrun WHERE {HELD_SQL}
-RETURNING false
+RETURNING false, id, created_at
 """
 
 
 def run_log(*, run_id: str, lease: int, level: str, message: str) -> None:
     """A line of what the body did, kept only while the attempt holds the run (else LeaseLost)."""
-    _go_on(run_id, _execute(_LOG_SQL, {"id": run_id, "lease": lease, "level": level, "message": message}))
+    rows = _execute(_LOG_SQL, {"id": run_id, "lease": lease, "level": level, "message": message})
+    _go_on(run_id, rows)
+    _, entry_id, created_at = rows[0]
+    _tell(run_id, "log", id=entry_id, level=level, message=message, at=created_at.isoformat())
 
 
 def run_checkpoint(*, run_id: str, lease: int, values: dict[str, Any], current: int | None = None) -> bool:
@@ -365,7 +394,12 @@ def run_await_children(*, run_id: str, lease: int, total: int, step: str, messag
         status=RunStatus.PROGRESS, awaiting_children=True, worker="", heartbeat_at=Now(),
         progress_current=0, progress_total=total, progress_step=step[:PROGRESS_STEP_MAX_LENGTH],
         progress_message=message[:PROGRESS_MESSAGE_MAX_LENGTH],
-        eta_seconds=None))
+        eta_seconds=None)) and _told(run_id, status=RunStatus.PROGRESS.value, awaiting_children=total)
+
+
+def _told(run_id, **data) -> bool:
+    _tell(run_id, **data)
+    return True
 
 
 def run_roll_up(*, run_id: str, current: int, total: int, eta: float | None) -> None:
@@ -394,7 +428,8 @@ def run_children_done(*, run_id: str) -> bool:
     """QUEUED again for its final step once no child is unfinished; the handing over is not counted
     as an attempt. One conditional statement: when children end at the same moment, or an end is
     announced twice, exactly one caller gets True and publishes the parent."""
-    return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id}))
+    return bool(_execute(_CHILDREN_DONE_SQL, {"id": run_id})) and _told(run_id, status=RunStatus.QUEUED.value,
+                                                                      reason="its children are done")
 
 
 def run_lock_for_commit(*, run_id: str, lease: int) -> None:
@@ -465,7 +500,10 @@ def run_retry_later(*, run_id: str, lease: int, attempt: int, error: str, delay:
         **_task_params(run_id=run_id, now=now, traceback=traceback, worker=worker,
                        result=_exception_payload("Retry", error, "celery.exceptions")),
     })
-    return bool(rows)
+    # The time is this process's, shown only: the due time that counts is the database's.
+    return bool(rows) and _told(run_id, status=RunStatus.RETRY.value, attempt=attempt, error=error,
+                                retry_in_seconds=round(delay, 3),
+                                retry_at=(now + timedelta(seconds=delay)).isoformat())
 
 
 _FAIL_SQL = f"""
@@ -542,6 +580,7 @@ def run_request_cancel(*, run_id: str) -> str | None:
             run_revoke(run_id=run_id, reason="cancelled before it started" if not awaiting
                        else "cancelled while its children ran")
             return RunStatus.REVOKED
+        _tell(run_id, status=status, cancel_requested=True)
     return status
 
 
@@ -633,6 +672,7 @@ def run_release(*, run_id: str, reason: str, lease: int | None = None, held_by: 
         JobRun.objects.filter(id=run_id).update(
             status=RunStatus.QUEUED, attempts=max(run.attempts - 1, 0), dispatched_at=Now(),
             error="" if yielded else f"released: {reason}"[:RELEASE_REASON_MAX_CHARS], worker="", eta_seconds=None)
+        _tell(run_id, status=RunStatus.QUEUED.value, reason=reason)
     logger.info("run yielded its worker" if yielded else "run released for redelivery",
                 extra={"run_id": str(run_id), "kind": run.kind, "reason": reason})
     return RunStatus.QUEUED
@@ -673,7 +713,7 @@ def _reap(run: JobRun) -> str | None:
             f"attempt_log = attempt_log || %(entry)s::jsonb "
             f"WHERE id = %(id)s AND status IN {RUNNING_SQL} AND heartbeat_at = %(heartbeat)s RETURNING id",
             {"error": error, "entry": entry, "id": run.id, "heartbeat": run.heartbeat_at})
-        return RunStatus.QUEUED if changed else None
+        return RunStatus.QUEUED if changed and _told(run.id, status=RunStatus.QUEUED.value, reason=error) else None
     failed = run_fail(run_id=str(run.id), error=error, attempt=run.attempts, event="worker lost",
                       only_if_heartbeat=run.heartbeat_at)
     return RunStatus.FAILURE if failed else None

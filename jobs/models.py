@@ -142,6 +142,11 @@ class JobRun(models.Model):
     due_at = models.DateTimeField(null=True, blank=True,
                                   help_text="When the run's next attempt may start (a RETRY's, or a first one put off by "
                                             "Celery's `countdown` / `eta`); earlier messages do nothing.")
+    prompt_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens of the prompts the LLM server reported for this run's answer (null: "
+                                         "it reported none, or the run used no LLM).")
+    completion_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens of the answer the LLM server reported (null: it reported none).")
     canvas_id = models.UUIDField(
         null=True, blank=True, help_text="The Celery group, chain or chord the run is a member of (Celery's root id): "
                                          "its members share it, in the order they were recorded.")
@@ -330,6 +335,26 @@ class RunCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.status}: {self.runs}"
+
+
+class TokenUsage(models.Model):
+    """The LLM tokens each user's runs used, as the servers reported them (jobs.services.usage):
+    kept apart from the runs so that the sums only grow, past the cleanup of old runs."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="+", help_text="Empty: runs of no user (scheduled jobs).")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reported = models.BigIntegerField(default=0, help_text="Answers whose server reported their tokens.")
+    unreported = models.BigIntegerField(default=0, help_text="Answers whose server reported none (not counted above).")
+
+    class Meta:
+        verbose_name_plural = "token usage"
+        constraints = [models.UniqueConstraint(fields=["owner"], name="token_usage_owner",
+                                               nulls_distinct=False)]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id or 'system'}: {self.prompt_tokens} + {self.completion_tokens}"
 
 
 class JobRunLogEntry(models.Model):

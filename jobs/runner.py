@@ -11,8 +11,9 @@ import socket
 import threading
 import time
 import traceback as traceback_module
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from celery import Task, signals
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
@@ -25,6 +26,7 @@ from jobs import lifecycle
 from jobs.broker import celery_app, publish_priority, queues_consumed
 from jobs.calls import PREVIOUS_RESULT, RUN_OWNER_HEADER, celery_call_options
 from jobs.errors import LeaseLost, RunCancelled
+from jobs.live import run_event_publish
 from jobs.models import JobRun, LogLevel, RunStatus, TriggeredBy
 from jobs.registry import JobKind, kind_find, kind_register, kinds_all
 
@@ -45,6 +47,9 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 DATABASE_RETRY_MAX_SECONDS = 10.0
 # How often a worker waiting out a database outage mid-attempt tries to reconnect.
 DATABASE_POLL_SECONDS = 1.0
+# How often a body inside ctx.watching_cancel looks for a cancel: a stopped reply must end within a
+# second, and one primary-key read four times a second per streaming reply costs the database nothing.
+CANCEL_WATCH_SECONDS = 0.25
 
 
 def worker_name() -> str:
@@ -159,6 +164,45 @@ class WorkerRunContext:
             # A line is not worth an attempt: it stays in the worker's log, and the body's next
             # write meets the outage (a step's result then waits in `unsaved`).
             logger.warning("run log line not stored: database unreachable", extra={"run_id": self.id})
+
+    def stream(self, event: str, data: dict) -> None:
+        """Push an event to the run's followers (jobs.live), kept a while for late joiners."""
+        run_event_publish(run_id=self.id, event_type=event, data=data, kept=True)
+
+    @contextmanager
+    def watching_cancel(self, on_cancel: Callable[[], None]) -> Iterator[None]:
+        """Call `on_cancel` (from a watching thread) within CANCEL_WATCH_SECONDS of a cancel of the
+        run while inside; a database that does not answer only delays the call."""
+        done = threading.Event()
+
+        def watch() -> None:
+            try:
+                while not done.wait(CANCEL_WATCH_SECONDS):
+                    try:
+                        if lifecycle.run_cancel_requested(run_id=self.id):
+                            on_cancel()
+                            return
+                    except DATABASE_DOWN:
+                        close_old_connections()
+            finally:
+                connection.close()  # this thread's own connection
+
+        watcher = threading.Thread(target=watch, daemon=True, name="run-cancel-watch")
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def stop(self, write: Callable[[], T]) -> T:
+        """Keep what the body did before it stopped on a cancel (`write`), and end the run REVOKED,
+        in one transaction, only while this attempt holds it (else LeaseLost, nothing kept)."""
+        with transaction.atomic():
+            result = write()
+            if not lifecycle.run_revoke(run_id=self.id, reason="stopped while running", lease=self.lease):
+                raise LeaseLost(self.id)
+            self.outcome = RunStatus.REVOKED
+        return result
 
     def step(self, name: str, compute: Callable[[], T]) -> T:
         """The result of a step that must not be paid twice (an LLM's answer): kept the moment

@@ -5,6 +5,7 @@ from core.permissions import history_of
 from jobs.constants import JOB_NAME_MAX_LENGTH, KIND_MAX_LENGTH
 from jobs.models import Job, JobRun, JobRunLogEntry, RunStatus
 from jobs.selectors import job_output, run_children_counts
+from jobs.streams import run_events_path
 
 
 def run_progress(run: JobRun) -> dict:
@@ -45,6 +46,9 @@ class RunOutputSerializer(serializers.ModelSerializer):
     children = serializers.SerializerMethodField(
         help_text="Counts of the run's child runs by status (a fan-out); null when it has none. "
                   "List them with /api/runs/?parent=<id>.")
+    events_url = serializers.SerializerMethodField(
+        help_text="Server-Sent Events of the run's status, progress and log lines as they change, ending with its "
+                  "final status (docs/api.md, Live events).")
 
     class Meta:
         model = JobRun
@@ -54,6 +58,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "canvas_id",
             "cancel_requested", "retry_of", "parent", "job", "correlation_id", "triggered_by", "args",
             "attempt_log", "stalled", "awaiting_children", "children", "worker", "lease", "started_by",
+            "prompt_tokens", "completion_tokens", "events_url",
         ]
 
     @extend_schema_field(RunProgressSerializer)
@@ -65,6 +70,9 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
     def get_error(self, run: JobRun) -> str | None:
         return run.error or None
+
+    def get_events_url(self, run: JobRun) -> str:
+        return run_events_path(run.pk)
 
     @extend_schema_field(ChildrenCountsSerializer(allow_null=True))
     def get_children(self, run: JobRun) -> dict | None:
@@ -193,15 +201,18 @@ class TaskStatusSerializer(serializers.Serializer):
     result = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     message = serializers.CharField()
+    events_url = serializers.CharField(allow_null=True, help_text="Server-Sent Events of the run (null for an "
+                                                                  "unknown task).")
 
     @staticmethod
     def of(run: JobRun | None, *, task_id: str) -> dict:
         if run is None:
             return {"task_id": task_id, "status": "UNKNOWN", "progress": None, "current": None, "total": None,
                     "description": None, "elapsed_time": None, "estimated_remaining": None, "result": None,
-                    "error": None, "message": UNKNOWN_TASK_MESSAGE}
+                    "error": None, "message": UNKNOWN_TASK_MESSAGE, "events_url": None}
         description = ": ".join(part for part in (run.step_shown, run.progress_message) if part) or None
         return {"task_id": str(run.id), "status": run.celery_state, "progress": run.percent,
+                "events_url": run_events_path(run.pk),
                 "current": run.progress_current, "total": run.progress_total, "description": description,
                 "elapsed_time": run.elapsed_seconds, "estimated_remaining": None if run.is_finished else run.eta_seconds,
                 "result": run.result if run.status == RunStatus.SUCCESS else None, "error": run.error or None,

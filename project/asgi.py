@@ -1,6 +1,24 @@
+"""The web process's application (gunicorn's uvicorn worker, project/gunicorn_conf.py): Server-Sent
+Events served on the event loop (core.streams), every other request by Django's WSGI app in a
+pool of WEB_THREADS request threads (a2wsgi), as gunicorn's gthread worker would."""
+
 import os
 
-from django.core.asgi import get_asgi_application
+from a2wsgi import WSGIMiddleware
+from django.core.wsgi import get_wsgi_application
+
+from core.configuration import environment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-application = get_asgi_application()
+
+# The number of request threads is the same setting gunicorn's gthread worker read.
+REQUEST_THREADS = int(environment().get("WEB_THREADS", "4"))
+
+_django = WSGIMiddleware(get_wsgi_application(), workers=REQUEST_THREADS)
+
+from core.streams import streams_beside  # noqa: E402  (after Django is set up: it reads settings)
+
+application = streams_beside(_django)
+# What gunicorn's post_worker_init warms up, thread by thread.
+application.request_threads = _django.executor
+application.request_thread_count = REQUEST_THREADS

@@ -392,6 +392,20 @@ RESEARCH_MAX_CHILDREN_IN_FLIGHT = env.int("RESEARCH_MAX_CHILDREN_IN_FLIGHT", def
 # The most documents one digest may read (its max_documents is bounded by this).
 RESEARCH_MAX_DOCUMENTS = env.int("RESEARCH_MAX_DOCUMENTS", default=100)
 
+# --- Live events (core.streams, jobs.live) ---------------------------------------------
+# How long a streamed reply's text stays in Redis after its last word, for clients that come back.
+RUN_EVENTS_KEEP_SECONDS = env.int("RUN_EVENTS_KEEP_SECONDS", default=3600)
+# A comment this often keeps an idle stream open through proxies (most close idle ones after 60 s).
+STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
+# Open streams per user, across web processes (429 with Retry-After beyond).
+STREAM_MAX_PER_USER = env.int("STREAM_MAX_PER_USER", default=20)
+# Events waiting for one stream's client, and how long one write may wait for it: a client that does
+# not read is dropped (and comes back with Last-Event-ID), never buffered without bound.
+STREAM_BUFFER_EVENTS = env.int("STREAM_BUFFER_EVENTS", default=1000)
+STREAM_SEND_TIMEOUT_SECONDS = env.float("STREAM_SEND_TIMEOUT_SECONDS", default=10.0)
+# How long opening a stream may wait for the database before answering 503.
+STREAM_OPEN_SECONDS = env.float("STREAM_OPEN_SECONDS", default=0.8)
+
 # --- LLM server ----------------------------------------------------------------------
 AI_SERVER_URL = env.str("AI_SERVER_URL", default="").rstrip("/")
 # Every OpenAI-compatible server lists its models; a 404 here means "no health endpoint", and an

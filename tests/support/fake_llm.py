@@ -1,6 +1,10 @@
 """A small OpenAI-compatible server on loopback that can answer, fail, be slow or trickle, on a script.
 
-Like OpenAI itself it serves `/v1/models` and no `/health`. With `proxy_key` set it checks the key
+Like OpenAI itself it serves `/v1/models` and no `/health`, and streams a completion asked with
+`"stream": true` as OpenAI does: `data: {chunk}` lines, a role chunk first, the text in pieces with a
+pause between them, `finish_reason` on the last, then (with `stream_options.include_usage`) a chunk
+of usage with no choices, and `data: [DONE]`. It notes when each piece left, and when a client hung
+up on it mid-answer. With `proxy_key` set it checks the key
 as LiteLLM's proxy does: a wrong key gets 400 with an `auth_error`, no key a 500 saying so."""
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ class Step:
     error_body: dict | None = None
     # Answer only once every party of this barrier has asked: requests that end at the same moment.
     together: threading.Barrier | None = None
+    # Streaming (a request with "stream": true): the pieces of the text (default: word by word), the
+    # pause before each, whether usage is reported when asked, and a connection dropped after
+    # `cut_after` pieces (a server or proxy failing mid-answer). `stream=False`: an older server
+    # that ignores the flag and answers the whole completion.
+    pieces: list[str] | None = None
+    piece_delay: float = 0.0
+    usage: bool = True
+    stream: bool = True
+    cut_after: int | None = None
+    # Refuse `stream_options` with a 400, as servers that predate it do.
+    refuses_stream_options: bool = False
+
+    def text_pieces(self) -> list[str]:
+        if self.pieces is not None:
+            return self.pieces
+        words = self.content.split(" ")
+        return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
 
 
 class FakeLLM:
@@ -45,6 +66,10 @@ class FakeLLM:
         self.embedding_requests: list[dict] = []
         self.embedding_script: list[Step] = []
         self.dimensions = 384
+        # Streamed answers: when each piece left (time.monotonic(), its text), and the answers whose
+        # client hung up before the end.
+        self.pieces_sent: list[tuple[float, str]] = []
+        self.hung_up = 0
         self._lock = threading.Lock()
         fake = self
 
@@ -115,6 +140,13 @@ class FakeLLM:
                         said += f"; you sent Authorization: {self.headers.get('Authorization', '')}"
                     self.send_json(step.status, step.error_body or {"error": {"message": said}}, step.headers)
                     return
+                if body.get("stream") and step.stream:
+                    if step.refuses_stream_options and "stream_options" in body:
+                        self.send_json(400, {"error": {"message": "Unrecognized request argument supplied: "
+                                                                  "stream_options", "type": "invalid_request_error"}})
+                        return
+                    self._stream(body, step)
+                    return
                 answer = {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
                           "choices": [{"index": 0, "finish_reason": "stop",
                                        "message": {"role": "assistant", "content": step.content}}]}
@@ -122,6 +154,45 @@ class FakeLLM:
                     self._trickle(answer, step.trickle)
                     return
                 self.send_json(200, answer)
+
+            def _stream(self, body: dict, step: Step):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                pieces = step.text_pieces()
+
+                def chunk(delta: dict, finish: str | None = None, **extra) -> bytes:
+                    payload = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": int(time.time()),
+                               "model": body.get("model"),
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+                    return f"data: {json.dumps(payload)}\n\n".encode()
+
+                try:
+                    self.wfile.write(chunk({"role": "assistant", "content": ""}))
+                    self.wfile.flush()
+                    for number, piece in enumerate(pieces):
+                        if step.cut_after is not None and number >= step.cut_after:
+                            self.wfile.flush()
+                            self.connection.shutdown(2)  # the answer breaks off mid-way
+                            return
+                        time.sleep(step.piece_delay)
+                        last = number == len(pieces) - 1
+                        self.wfile.write(chunk({"content": piece}, "stop" if last else None))
+                        self.wfile.flush()
+                        with fake._lock:
+                            fake.pieces_sent.append((time.monotonic(), piece))
+                    if step.usage and (body.get("stream_options") or {}).get("include_usage"):
+                        usage = {"prompt_tokens": 11 * len(body.get("messages", [])), "completion_tokens": len(pieces),
+                                 "total_tokens": 11 * len(body.get("messages", [])) + len(pieces)}
+                        payload = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [],
+                                   "model": body.get("model"), "usage": usage}
+                        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with fake._lock:
+                        fake.hung_up += 1
 
             def _trickle(self, body: dict, seconds_per_byte: float):
                 payload = json.dumps(body).encode()
@@ -158,6 +229,7 @@ class FakeLLM:
             self.refuse_containing, self.proxy_key = None, None
             self.requests, self.health_requests, self.auth_headers = [], 0, []
             self.embedding_requests, self.embedding_script, self.dimensions = [], [], 384
+            self.pieces_sent, self.hung_up = [], 0
 
     def stop(self):
         self.server.shutdown()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from django.db import transaction
 
@@ -43,6 +44,9 @@ class FakeRunContext:
     yielded: str | None = None
     # The progress each checkpoint said it stands for.
     kept_progress: list[int] = field(default_factory=list)
+    # What the body streamed (ctx.stream), and the callback of a body watching for a cancel now.
+    streamed: list[tuple[str, dict]] = field(default_factory=list)
+    on_cancel: Callable[[], None] | None = None
 
     def progress(self, current: int, total: int | None = None, *, step: str = "", message: str = "") -> None:
         self.reports.append((current, total, step))
@@ -51,6 +55,23 @@ class FakeRunContext:
 
     def log(self, message: str, *, level: str = "info") -> None:
         self.lines.append(message)
+
+    def stream(self, event: str, data: dict) -> None:
+        self.streamed.append((event, data))
+
+    @contextmanager
+    def watching_cancel(self, on_cancel: Callable[[], None]) -> Iterator[None]:
+        self.on_cancel = on_cancel
+        try:
+            yield
+        finally:
+            self.on_cancel = None
+
+    def stop(self, write: Callable[[], Any]) -> Any:
+        with transaction.atomic():
+            self.result = write()
+        self.outcome = "REVOKED"
+        return self.result
 
     def step(self, name: str, compute: Callable[[], Any]) -> Any:
         if name not in self.checkpoints:

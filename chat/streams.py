@@ -93,7 +93,7 @@ class ReplyFeed:
     def _whole(self, run: JobRun, *, after_whole: bool = False) -> list[Event]:
         """A reply that has ended, from the database: its text in one `delta`, then its end."""
         events = []
-        if self.text_shown:
+        if self.text_shown and not after_whole:
             events.append(Event("reset", {"reason": "the reply is given again, whole"}, id=WHOLE_REPLY_ID))
         reply = self._saved_reply()
         self.reply = reply

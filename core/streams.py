@@ -503,7 +503,7 @@ async def _follow(scope, receive, send, feed: Feed, last_event_id: str | None, *
         try:
             await _pass_on(feed, follower, stream, disconnected, user_id=user_id, token=token)
         except _Stalled:
-            _count_drop()
+            await _in_thread(_count_drop)
             logger.info("stream dropped: its client does not read", extra={"channel": feed.channel})
         finally:
             disconnected.cancel()

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from documents.models import Document
 from documents.retrieval import SearchMode
 from documents.selectors import SEARCH_MAX_K
-from jobs.public import RunOutputSerializer, RunProgressSerializer, run_progress, task_message
+from jobs.public import RunOutputSerializer, RunProgressSerializer, run_events_path, run_progress, task_message
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
@@ -24,9 +24,14 @@ class AcceptedDocumentSerializer(DocumentOutputSerializer):
 
     task_id = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
     message = serializers.SerializerMethodField()
+    events_url = serializers.SerializerMethodField(
+        help_text="Server-Sent Events of the ingestion: status, progress and log lines (docs/api.md, Live events).")
 
     class Meta(DocumentOutputSerializer.Meta):
-        fields = [*DocumentOutputSerializer.Meta.fields, "task_id", "message"]
+        fields = [*DocumentOutputSerializer.Meta.fields, "task_id", "message", "events_url"]
+
+    def get_events_url(self, document) -> str | None:
+        return run_events_path(document.run_id) if document.run_id else None
 
     def get_message(self, document) -> str:
         return task_message(document.run) if document.run is not None else "Document stored."

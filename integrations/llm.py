@@ -224,6 +224,7 @@ class ChatStream:
                 self._text = content
                 return Completion(content=content)
             prompt_tokens = completion_tokens = None
+            finished = False
             for line in response.iter_lines():
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("the answer took longer than AI_TIMEOUT")
@@ -237,15 +238,20 @@ class ChatStream:
                     prompt_tokens, completion_tokens = _tokens(reported, "prompt_tokens"), _tokens(
                         reported, "completion_tokens")
                 for choice in chunk.get("choices") or []:
-                    piece = ((choice or {}).get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                    if not isinstance(choice, dict):
+                        continue
+                    finished = finished or bool(choice.get("finish_reason"))
+                    piece = (choice.get("delta") or {}).get("content")
                     if isinstance(piece, str) and piece:
                         self._text += piece
                         on_delta(piece)
             else:
+                # The connection ended without `[DONE]`: an answer that says it finished (some servers
+                # send no `[DONE]`) is whole; any other broke off, and is asked for again.
                 if self._stopped.is_set():
                     return Completion(content=self._text, stopped=True)
-                if not self._text:
-                    raise TransientError("AI server ended its stream without an answer")
+                if not finished:
+                    raise TransientError("AI server's stream broke off before the answer ended")
             return Completion(content=self._text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                               stopped=self._stopped.is_set())
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.streams import streams_dropped_count
 from jobs import selectors
 from jobs.models import FINISHED_STATUSES, UNFINISHED_STATUSES, JobRun
 from jobs.registry import kinds_all
@@ -61,6 +62,20 @@ class RunsCollector:
             for status in UNFINISHED_STATUSES:
                 runs.add_metric([kind, status.value], current.get((kind, status.value), 0))
         yield runs
+
+        tokens = selectors.token_usage()
+        llm_tokens = CounterMetricFamily("llm_tokens", "LLM tokens the servers reported, by type (prompt, completion).",
+                                         labels=["type"])
+        llm_tokens.add_metric(["prompt"], tokens["prompt_tokens"])
+        llm_tokens.add_metric(["completion"], tokens["completion_tokens"])
+        yield llm_tokens
+        yield CounterMetricFamily("llm_answers_without_token_counts",
+                                  "LLM answers whose server reported no token counts (not in llm_tokens).",
+                                  value=tokens["answers_without_counts"])
+        dropped = streams_dropped_count()
+        if dropped is not None:  # unknown while Redis does not answer: no sample, not 0
+            yield CounterMetricFamily("streams_dropped", "Event streams dropped because their client stopped reading.",
+                                      value=dropped)
 
         yield GaugeMetricFamily("jobs_dead_letters", "Dead runs not yet retried.",
                                 value=JobRun.objects.dead_letters().count())

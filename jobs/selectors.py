@@ -13,7 +13,16 @@ from core.counts import count_bounded
 from core.permissions import sees_everyones
 from jobs import broker
 from jobs.constants import WORKER_PRESENCE_SECONDS
-from jobs.models import FINISHED_STATUSES, UNFINISHED_STATUSES, Job, JobRun, RunCount, RunStatus, WorkerPresence
+from jobs.models import (
+    FINISHED_STATUSES,
+    UNFINISHED_STATUSES,
+    Job,
+    JobRun,
+    RunCount,
+    RunStatus,
+    TokenUsage,
+    WorkerPresence,
+)
 from jobs.registry import kind_find, queues_all
 
 # The admin shows 8 characters of an id; 4 are the least that still narrow a search usefully.
@@ -79,6 +88,18 @@ def worker_clock_offsets() -> dict[str, float | None]:
     return dict(_presence_recent().values_list("name", "clock_offset_seconds"))
 
 
+def token_usage(*, user=None) -> dict:
+    """LLM tokens as the servers reported them: the user's own, everyone's for staff who see every
+    run, and everyone's with no user (the metrics)."""
+    usage = TokenUsage.objects.all()
+    if user is not None and not sees_everyones(user, JobRun):
+        usage = usage.filter(owner=user)
+    sums = usage.aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), reported=Sum("reported"),
+                           unreported=Sum("unreported"))
+    return {"prompt_tokens": sums["prompt"] or 0, "completion_tokens": sums["completion"] or 0,
+            "answers_with_counts": sums["reported"] or 0, "answers_without_counts": sums["unreported"] or 0}
+
+
 def run_stats(*, user) -> dict:
     """Counts over the runs the user may see. Staff also get the broker's queue depths and the
     workers' names; a user gets their own waiting runs per queue and how many workers answer."""
@@ -97,6 +118,7 @@ def run_stats(*, user) -> dict:
         "queue_depths": queue_depths() if sees_everyones(user, JobRun) else _own_waiting_by_queue(runs),
         "workers_online": len(workers),
         "workers": workers if sees_everyones(user, JobRun) else [],
+        "tokens": token_usage(user=user),
         "last_hour": {
             "finished": finished,
             "failed": last_hour["failed"] or 0,

@@ -150,6 +150,14 @@ class LastHourSerializer(serializers.Serializer):
     failure_rate = serializers.FloatField()
 
 
+class TokenUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    answers_with_counts = serializers.IntegerField(help_text="LLM answers whose server reported their tokens.")
+    answers_without_counts = serializers.IntegerField(
+        help_text="LLM answers whose server reported no tokens: not counted above (never estimated).")
+
+
 class RunStatsSerializer(serializers.Serializer):
     by_status = serializers.DictField(child=serializers.IntegerField())
     by_kind = serializers.DictField(child=serializers.IntegerField())
@@ -157,6 +165,7 @@ class RunStatsSerializer(serializers.Serializer):
     queue_depths = serializers.DictField(child=serializers.IntegerField())
     workers_online = serializers.IntegerField()
     workers = serializers.ListField(child=serializers.CharField(), help_text="Worker names (staff only).")
+    tokens = TokenUsageSerializer(help_text="LLM tokens of your runs (everyone's, for staff who see every run).")
     last_hour = LastHourSerializer()
 
 

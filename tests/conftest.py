@@ -57,7 +57,7 @@ _flush_by_delete_and_retried_after_a_deadlock()
 LAYERS = ("unit", "integration", "worker")
 # Every fixture that starts a worker builds on celery_worker_process, or is `broker` (which starts a
 # worker on RabbitMQ); beats start beat processes.
-WORKER_FIXTURES = {"celery_worker_process", "broker", "beats"}
+WORKER_FIXTURES = {"celery_worker_process", "broker", "beats", "streaming_stack"}
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
@@ -65,7 +65,7 @@ DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 # first: `make test` gives each pytest-xdist process a file at a time in collection order, and a
 # long file left for last keeps one process busy while the other has nothing to do.
 LONGEST_FIRST = (
-    "tests/core/test_outages.py", "tests/jobs/test_runner.py", "tests/documents/test_services.py",
+    "tests/core/test_outages.py", "tests/chat/test_streams.py", "tests/jobs/test_runner.py", "tests/documents/test_services.py",
     "tests/core/test_schema.py", "tests/chat/test_reply.py", "tests/devserver/test_launcher.py",
     "tests/devserver/test_embedded.py", "tests/research/test_services.py", "tests/documents/test_hostile.py",
 )
@@ -179,6 +179,26 @@ def fake_llm():
     server = FakeLLM()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def streaming_stack(tmp_path_factory):
+    """`make run` on servers of its own with the fake LLM server (tests/support/streaming.py), one per
+    test process: the stream tests of every app use it, through HTTP as clients do."""
+    import time
+
+    from tests.support.fake_llm import FakeLLM
+    from tests.support.streaming import StreamingStack
+
+    llm = FakeLLM()
+    marker = str(time.time_ns())
+    stack = StreamingStack(tmp_path_factory.mktemp("streaming"), llm, STREAMING_TEST_MARK=marker)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop(f"STREAMING_TEST_MARK={marker}")
+        llm.stop()
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ class ReplyFeed:
     def __init__(self, message: Message):
         self.message_id = message.pk
         self.run_id = message.run_id
-        self.channel = run_events_key(message.run_id)
+        self.channels = [run_events_key(message.run_id)]
         self.ended = False
         self.cursor: str | None = None
         self.text_shown = False
@@ -159,7 +159,7 @@ class ReplyFeed:
             self.reply = data
         return []
 
-    def on_message(self, payload: bytes) -> list[Event] | None:
+    def on_message(self, channel: str, payload: bytes) -> list[Event] | None:
         entry_id, event_type, data = message_decode(payload)
         if entry_id:
             return self._entry(entry_id, event_type, data)
@@ -192,7 +192,7 @@ class ReplyFeed:
 
 
 @stream_route(r"/api/chat/messages/(?P<message_id>[0-9]{1,18})/stream/", last_event_id=r"[0-9]{1,15}-[0-9]{1,10}|end")
-def reply_stream_open(*, user, message_id: str) -> ReplyFeed:
+def reply_stream_open(*, user, query: dict, message_id: str) -> ReplyFeed:
     message = (Message.objects.filter(id=int(message_id), role=Role.USER, run__isnull=False,
                                       session__in=session_visible_to(user=user)).first())
     if message is None:

@@ -94,7 +94,8 @@ class Feed(Protocol):
     which checks the user may see it. `opening` and `catch_up` run in a thread too (they read the
     database and Redis); `on_message` runs on the event loop and must not block."""
 
-    channel: str
+    # The Redis channels it follows (a run's, or several runs' for a page of them).
+    channels: list[str]
     # The feed has given its last event: the stream closes.
     ended: bool
 
@@ -102,9 +103,9 @@ class Feed(Protocol):
         """Events of what happened so far (after `last_event_id` when given); StreamRefused if that
         id is not one of this stream's."""
 
-    def on_message(self, payload: bytes) -> list[Event] | None:
-        """Events of one message on the channel; None when the feed must read the database to go
-        on (the work ended: `catch_up` gives the last events)."""
+    def on_message(self, channel: str, payload: bytes) -> list[Event] | None:
+        """Events of one message on one of its channels; None when the feed must read the database
+        to go on (the work ended: `catch_up` gives the last events)."""
 
     def catch_up(self) -> list[Event]:
         """Events of what changed since the feed last looked, read from the database (Redis is away,
@@ -128,8 +129,9 @@ _routes: list[_Route] = []
 
 
 def stream_route(pattern: str, *, last_event_id: str) -> Callable[[Opener], Opener]:
-    """Register `opener(user=, **path_params) -> Feed` for paths matching `pattern`; a Last-Event-ID
-    not matching `last_event_id` is refused (400) before anything is read."""
+    """Register `opener(user=, query=, **path_params) -> Feed` for paths matching `pattern` (`query`:
+    the query string's parameters, each name's last value); a Last-Event-ID not matching
+    `last_event_id` is refused (400) before anything is read."""
 
     def register(opener: Opener) -> Opener:
         _routes.append(_Route(re.compile(pattern), opener, re.compile(last_event_id)))
@@ -149,7 +151,7 @@ def _route_for(path: str) -> tuple[_Route, dict] | None:
 
 @dataclass(eq=False)
 class _Follower:
-    channel: str
+    channels: list[str]
     queue: asyncio.Queue
     overflowed: bool = False
     redis_lost: asyncio.Event = field(default_factory=asyncio.Event)
@@ -172,9 +174,9 @@ class _Hub:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def follow(self, channel: str) -> _Follower:
+    async def follow(self, channels: list[str]) -> _Follower:
         self.start()
-        follower = _Follower(channel, asyncio.Queue(maxsize=settings.STREAM_BUFFER_EVENTS))
+        follower = _Follower(channels, asyncio.Queue(maxsize=settings.STREAM_BUFFER_EVENTS))
         if not self.connected:  # (re)connecting: worth a moment, as any Redis call of a request
             try:
                 await asyncio.wait_for(self._up.wait(), settings.REDIS_TIMEOUT_SECONDS * 2)
@@ -183,27 +185,31 @@ class _Hub:
         if not self.connected:
             follower.redis_lost.set()
             return follower
-        first = channel not in self.followers
-        self.followers.setdefault(channel, set()).add(follower)
-        if first:
+        new = [channel for channel in channels if channel not in self.followers]
+        for channel in channels:
+            self.followers.setdefault(channel, set()).add(follower)
+        if new:
             try:
-                await asyncio.wait_for(self.pubsub.subscribe(channel), settings.REDIS_TIMEOUT_SECONDS * 2)
+                await asyncio.wait_for(self.pubsub.subscribe(*new), settings.REDIS_TIMEOUT_SECONDS * 2)
             except Exception:
                 follower.redis_lost.set()
         return follower
 
     async def leave(self, follower: _Follower) -> None:
-        followers = self.followers.get(follower.channel)
-        if followers is None:
-            return
-        followers.discard(follower)
-        if not followers:
-            del self.followers[follower.channel]
-            if self.connected:
-                try:
-                    await asyncio.wait_for(self.pubsub.unsubscribe(follower.channel), settings.REDIS_TIMEOUT_SECONDS * 2)
-                except Exception:
-                    pass  # the next reconnect subscribes only what is followed
+        gone = []
+        for channel in follower.channels:
+            followers = self.followers.get(channel)
+            if followers is None:
+                continue
+            followers.discard(follower)
+            if not followers:
+                del self.followers[channel]
+                gone.append(channel)
+        if gone and self.connected:
+            try:
+                await asyncio.wait_for(self.pubsub.unsubscribe(*gone), settings.REDIS_TIMEOUT_SECONDS * 2)
+            except Exception:
+                pass  # the next reconnect subscribes only what is followed
 
     async def _run(self) -> None:
         while True:
@@ -255,7 +261,7 @@ class _Hub:
             channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
             for follower in list(self.followers.get(channel, ())):
                 try:
-                    follower.queue.put_nowait(message["data"])
+                    follower.queue.put_nowait((channel, message["data"]))
                 except asyncio.QueueFull:
                     follower.overflowed = True
                     follower.redis_lost.set()  # wakes it: it ends as stalled
@@ -473,13 +479,16 @@ async def serve_stream(scope: dict, receive, send, route: _Route, params: dict) 
 
 
 def _open(scope: dict, route: _Route, params: dict):
+    from urllib.parse import parse_qs
+
     user = _user_from(scope)
-    return user, route.opener(user=user, **params)
+    query = {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+    return user, route.opener(user=user, query=query, **params)
 
 
 async def _follow(scope, receive, send, feed: Feed, last_event_id: str | None, *, user_id: int, token: str) -> None:
     hub = _hub()
-    follower = await hub.follow(feed.channel)
+    follower = await hub.follow(feed.channels)
     try:
         try:
             events = await _in_thread(lambda: feed.opening(last_event_id=last_event_id),
@@ -504,7 +513,7 @@ async def _follow(scope, receive, send, feed: Feed, last_event_id: str | None, *
             await _pass_on(feed, follower, stream, disconnected, user_id=user_id, token=token)
         except _Stalled:
             await _in_thread(_count_drop)
-            logger.info("stream dropped: its client does not read", extra={"channel": feed.channel})
+            logger.info("stream dropped: its client does not read", extra={"channels": feed.channels[:5]})
         finally:
             disconnected.cancel()
         if not stream.closed:
@@ -569,15 +578,14 @@ async def _pass_on(feed: Feed, follower: _Follower, stream: _Writer, disconnecte
         wait = max(0.0, next_keepalive - time.monotonic())
         if following_database:
             wait = min(wait, DATABASE_FOLLOW_SECONDS)
-            payload = None
             await asyncio.wait([disconnected], timeout=wait)
             events = await _database_events(feed)
         else:
-            payload = await _next(follower, disconnected, wait)
-            if payload is None:
+            message = await _next(follower, disconnected, wait)
+            if message is None:
                 events = []
             else:
-                events = feed.on_message(payload)
+                events = feed.on_message(*message)
                 if events is None:
                     events = await _database_events(feed)
         if disconnected.done():

@@ -14,7 +14,7 @@ from core.streams import Event, StreamRefused, not_found, stream_route
 from jobs.lifecycle import progress_event
 from jobs.live import message_decode, run_events_key
 from jobs.models import FINISHED_STATUSES, JobRun, JobRunLogEntry, RunStatus
-from jobs.selectors import run_visible_to
+from jobs.selectors import FULL_ID, run_visible_to
 
 RUN_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -42,7 +42,7 @@ def run_status_event(run: JobRun) -> dict:
 class RunEventsFeed:
     def __init__(self, run: JobRun):
         self.run_id = run.pk
-        self.channel = run_events_key(run.pk)
+        self.channels = [run_events_key(run.pk)]
         self.ended = False
         self.last_line = 0
         self.shown: dict[str, dict] = {}
@@ -80,7 +80,7 @@ class RunEventsFeed:
         self.shown[name] = data
         return [Event(name, data, id=str(self.last_line))]
 
-    def on_message(self, payload: bytes) -> list[Event] | None:
+    def on_message(self, channel: str, payload: bytes) -> list[Event] | None:
         _, event_type, data = message_decode(payload)
         if event_type == "log":
             line = data.get("id")
@@ -103,8 +103,67 @@ class RunEventsFeed:
 
 
 @stream_route(rf"/api/runs/(?P<run_id>{RUN_ID_PATTERN})/events/", last_event_id=r"\d{1,19}|end")
-def run_events_open(*, user, run_id: str) -> RunEventsFeed:
+def run_events_open(*, user, query: dict, run_id: str) -> RunEventsFeed:
     run = run_visible_to(user=user).filter(id=run_id).first()
     if run is None:
         raise not_found()
     return RunEventsFeed(run)
+
+
+# A page of runs (the admin's lists) follows them in one stream: a browser holds six connections
+# to a host, and one stream per row would take them all.
+PAGE_MAX_RUNS = 100
+
+
+class RunsPageFeed:
+    """`status` and `progress` events of several runs, each naming its `run`; the stream ends when
+    all of them have. No resume: a reconnect starts from their state now."""
+
+    def __init__(self, run_ids: list):
+        self.run_ids = {str(run_id) for run_id in run_ids}
+        self.by_channel = {run_events_key(run_id): run_id for run_id in self.run_ids}
+        self.channels = list(self.by_channel)
+        self.ended = not self.run_ids
+        self.open_runs = set(self.run_ids)
+        self.to_check: set[str] = set()
+
+    def opening(self, *, last_event_id: str | None) -> list[Event]:
+        return self._read(self.run_ids)
+
+    def _read(self, run_ids) -> list[Event]:
+        events = []
+        for run in JobRun.objects.filter(id__in=list(run_ids)):
+            run_id = str(run.pk)
+            events.append(Event("status", {"run": run_id, **run_status_event(run)}, id="0"))
+            if run.is_finished:
+                self.open_runs.discard(run_id)
+        self.ended = not self.open_runs
+        return events
+
+    def on_message(self, channel: str, payload: bytes) -> list[Event] | None:
+        run_id = self.by_channel.get(channel)
+        _, event_type, data = message_decode(payload)
+        if run_id is None or event_type not in ("status", "progress"):
+            return []
+        if event_type == "status" and data.get("status") in FINISHED_STATUSES:
+            self.to_check.add(run_id)
+            return None
+        return [Event(event_type, {"run": run_id, **data}, id="0")]
+
+    def catch_up(self) -> list[Event]:
+        checking, self.to_check = self.to_check or set(self.open_runs), set()
+        return self._read(checking & self.open_runs)
+
+    def redis_lost(self) -> list[Event]:
+        return [Event("notice", {"live": False, "message": "Live events are unavailable (Redis is not answering); "
+                                                           "following the runs in the database every second."},
+                      id="0")]
+
+
+@stream_route(r"/api/runs/events/", last_event_id=r"\d{1,19}|end")
+def runs_page_open(*, user, query: dict) -> RunsPageFeed:
+    ids = [value.strip().lower() for value in query.get("ids", "").split(",") if value.strip()]
+    if len(ids) > PAGE_MAX_RUNS or any(not FULL_ID.fullmatch(value) for value in ids):
+        raise StreamRefused(400, ErrorCode.INVALID, f"ids: up to {PAGE_MAX_RUNS} run ids, separated by commas.")
+    visible = run_visible_to(user=user).filter(id__in=ids).values_list("id", flat=True)
+    return RunsPageFeed(list(visible))

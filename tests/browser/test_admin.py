@@ -75,6 +75,11 @@ def test_progress_bar_moves_without_reload(logged_in, operator):
     assert "Counted down 16 steps." in entry.text and entry.find_element(By.CSS_SELECTOR, "td.field-attempt").text == "1"
     assert browser.execute_script("return window.notReloaded") is True
     browser.shot("progress-done")
+    # It followed the run's events (one stream), not a poll every second: the cells were rendered
+    # again only as the run changed.
+    assert browser.execute_script("return document.documentElement.getAttribute('data-live')") in ("stream", "done")
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any("/api/runs/events/?ids=" in url for url in fetched)
 
 
 def test_retry_a_dead_run_from_its_page(logged_in, operator):
@@ -461,3 +466,50 @@ def test_an_operator_sees_no_schedules_no_job_can_have_and_no_add_for_results(br
         assert absent not in page, absent
     browser.get(browser.base + "/admin/django_celery_results/taskresult/")
     assert not browser.find_elements(By.CSS_SELECTOR, ".object-tools a.addlink")
+
+
+FOLLOW_REPLY = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+const source = new EventSource(url);
+const seen = {names: [], text: ""};
+for (const name of ["status", "delta", "reset", "done", "error", "stopped"]) {
+  source.addEventListener(name, (event) => {
+    seen.names.push(name);
+    const data = JSON.parse(event.data);
+    if (name === "delta") seen.text += data.delta;
+    if (name === "reset") seen.text = "";
+    if (["done", "error", "stopped"].includes(name)) { source.close(); seen.end = data; done(seen); }
+  });
+}
+source.onerror = () => { if (!seen.end) { source.close(); seen.failed = source.readyState; done(seen); } };
+"""
+
+
+def test_chromiums_eventsource_follows_a_reply_and_a_run_with_the_admins_session(logged_in, operator):
+    from chat.models import ChatSession, Message
+    from chat.services import message_post
+
+    browser = logged_in
+    with transaction.atomic():
+        message = message_post(session=ChatSession.objects.create(owner=operator), content="What do my notes say?")
+    browser.set_script_timeout(60)
+    seen = browser.execute_async_script(FOLLOW_REPLY, f"/api/chat/messages/{message.id}/stream/")
+    assert "failed" not in seen, seen
+    assert seen["names"][-1] == "done" and "delta" in seen["names"]
+    saved = Message.objects.get(reply_to=message)
+    assert seen["text"] == saved.content == seen["end"]["message"]["content"]
+    # The run's own events, in the same browser: its log lines, then its final status.
+    events = browser.execute_async_script("""
+        const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+        const source = new EventSource(url); const names = [];
+        for (const name of ["status", "progress", "log"]) {
+          source.addEventListener(name, (event) => {
+            names.push(name);
+            if (name === "status" && ["SUCCESS", "FAILURE", "REVOKED"].includes(JSON.parse(event.data).status)) {
+              source.close(); done(names);
+            }
+          });
+        }
+        source.onerror = () => { source.close(); done(names.concat(["error"])); };
+    """, f"/api/runs/{message.run_id}/events/")
+    assert events[-1] == "status" and "log" in events and "error" not in events

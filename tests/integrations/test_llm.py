@@ -149,3 +149,95 @@ def test_the_embeddings_server_rejecting_its_key_names_embedding_api_key(fake):
     with override_settings(EMBEDDING_API_URL=fake.url, EMBEDDING_API_KEY="wrong"), \
             pytest.raises(ServiceMisconfigured, match="set EMBEDDING_API_KEY"):
         embeddings_fetch(["a text"])
+
+
+# --- streamed completions (ChatStream) ---------------------------------------------------------
+
+def _streamed(fake, **settings):
+    from integrations.llm import ChatStream
+
+    pieces = []
+    with override_settings(AI_SERVER_URL=fake.url, **settings):
+        completion = ChatStream(messages=MESSAGES).run(on_delta=pieces.append)
+    return completion, pieces
+
+
+def test_a_streamed_answer_arrives_piece_by_piece_with_the_usage_the_server_reports(fake):
+    fake.default = Step(content="one two three")
+    completion, pieces = _streamed(fake)
+    assert pieces == ["one ", "two ", "three"] and completion.content == "one two three"
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.stopped) == (11, 3, False)
+    sent = fake.requests[0]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_a_server_without_usage_reports_none_and_one_that_refuses_stream_options_is_asked_without(fake):
+    fake.default = Step(content="no counts", usage=False)
+    completion, _ = _streamed(fake)
+    assert (completion.content, completion.prompt_tokens, completion.completion_tokens) == ("no counts", None, None)
+    fake.reset()
+    fake.default = Step(content="older server", refuses_stream_options=True)
+    completion, pieces = _streamed(fake)
+    assert completion.content == "older server" and "".join(pieces) == "older server"
+    assert ["stream_options" in r for r in fake.requests] == [True, False]
+
+
+def test_a_server_that_ignores_stream_answers_whole_as_one_piece(fake):
+    fake.default = Step(content="all at once", stream=False)
+    completion, pieces = _streamed(fake)
+    assert pieces == ["all at once"] and completion.content == "all at once"
+
+
+@pytest.mark.parametrize("step", [Step(content="cut off early in the answer", cut_after=2), Step(status=503)])
+def test_a_stream_that_breaks_off_or_a_failing_server_is_transient(fake, step):
+    fake.default = step
+    with pytest.raises(TransientError):
+        _streamed(fake)
+
+
+def test_a_chunk_that_is_not_json_is_transient_and_not_copied(fake):
+    from integrations.llm import ChatStream
+
+    fake.default = Step(pieces=["fine "])
+    stream = ChatStream(messages=MESSAGES)
+    with override_settings(AI_SERVER_URL=fake.url):
+        original = fake.server.RequestHandlerClass._stream
+
+        def garbage(self, body, step):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"data: {not json sk-secret}\n\n")
+
+        fake.server.RequestHandlerClass._stream = garbage
+        try:
+            with pytest.raises(TransientError) as raised:
+                stream.run(on_delta=lambda piece: None)
+        finally:
+            fake.server.RequestHandlerClass._stream = original
+    assert "sk-secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("while_", ["holding the answer", "writing it"])
+def test_stop_ends_the_stream_at_once_and_the_server_sees_its_client_go(fake, while_):
+    import threading
+    import time
+
+    from integrations.llm import ChatStream
+
+    fake.default = (Step(delay=5, content="late") if while_ == "holding the answer"
+                    else Step(content="word " * 50, piece_delay=0.1))
+    stream = ChatStream(messages=MESSAGES)
+    pieces = []
+    threading.Timer(0.5, stream.stop).start()
+    started = time.monotonic()
+    with override_settings(AI_SERVER_URL=fake.url, AI_TIMEOUT=10):
+        completion = stream.run(on_delta=pieces.append)
+    assert completion.stopped and time.monotonic() - started < 1.5
+    assert completion.content == "".join(pieces)
+    if while_ == "writing it":
+        assert 0 < len(pieces) < 50
+        # The server's next write after the stop lands in a closed connection (TCP takes one write to
+        # tell), and it writes nothing more.
+        time.sleep(0.5)
+        assert fake.hung_up == 1 and len(fake.pieces_sent) <= len(pieces) + 1

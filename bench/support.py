@@ -111,17 +111,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_web(port: int, *, name: str) -> subprocess.Popen:
+def start_web(port: int, *, name: str, gthread: bool = False, env: dict | None = None) -> subprocess.Popen:
     """gunicorn as `make run` serves the API (its config), with DEBUG off and no throttle in the way,
     once it answers and each of its request threads has said it warmed up (the first process to
     answer would otherwise serve beside one still loading its model, sharing the CPU); its log in
-    .local/bench-<name>-web.log."""
+    .local/bench-<name>-web.log. `gthread`: the WSGI app under gunicorn's gthread worker, as the
+    service was served before its event streams (the baseline of bench/streams.py)."""
     import httpx
 
     from project.gunicorn_conf import threads, workers
 
     env = {**os.environ, "PORT": str(port), "DEBUG": "false", "THROTTLE_USER": "1000000/minute",
-           "THROTTLE_CHAT": "1000000/minute", "THROTTLE_UPLOADS": "1000000/minute"}
+           "THROTTLE_CHAT": "1000000/minute", "THROTTLE_UPLOADS": "1000000/minute", **(env or {})}
+    workers = int(env.get("WEB_CONCURRENCY", workers))
+    app = ["project.wsgi:application", "--worker-class", "gthread"] if gthread else ["project.asgi:application"]
     log_path = BASE_DIR / ".local" / f"bench-{name}-web.log"
     log_path.parent.mkdir(exist_ok=True)
     log = open(log_path, "ab")
@@ -133,7 +136,7 @@ def start_web(port: int, *, name: str) -> subprocess.Popen:
             # The search's warm-up is each thread's last (documents.apps).
             return lines.read().count(b'"warm_up": "search_thread_warm_up"')
 
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "project.wsgi:application", "--config",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), *app, "--config",
                              "python:project.gunicorn_conf"], cwd=BASE_DIR, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.template.loader import render_to_string
 
 from chat import services
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
+from chat.streams import reply_stream_path
 from core.pagination import BoundedCountPaginator
 from jobs.admin.widgets import SteersRunsAdmin, apply_each
 from jobs.public import TriggeredBy
@@ -70,10 +72,26 @@ class MessageAdmin(SteersRunsAdmin, admin.ModelAdmin):
     search_fields = ("content", "session__title")
     actions = (retry_reply,)
     list_select_related = ("session",)
+    readonly_fields = ("reply_live",)
+
+    class Media:
+        js = ("chat/reply_live.js",)
+        css = {"all": ("chat/admin.css",)}
 
     @admin.display(description="content")
     def short_content(self, message):
         return message.content[:80]
+
+    @admin.display(description="reply")
+    def reply_live(self, message):
+        """A user message's reply: as saved, or followed as it is written (chat/static/chat/reply_live.js)."""
+        if message.pk is None or message.role != Role.USER or message.run_id is None:
+            return "—"
+        reply = Message.objects.filter(reply_to=message, role=Role.ASSISTANT).first()
+        finished = reply is not None and message.run.is_finished
+        return render_to_string("admin/chat/reply_live.html", {
+            "stream_url": reply_stream_path(message.pk), "finished": int(finished),
+            "state": reply.status if finished else "waiting for the reply", "content": reply.content if reply else ""})
 
 
 @admin.register(ProfileSummary)

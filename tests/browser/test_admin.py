@@ -513,3 +513,14 @@ def test_chromiums_eventsource_follows_a_reply_and_a_run_with_the_admins_session
         source.onerror = () => { source.close(); done(names.concat(["error"])); };
     """, f"/api/runs/{message.run_id}/events/")
     assert events[-1] == "status" and "log" in events and "error" not in events
+
+    # The admin's page of a user message follows its reply as it is written, to the saved text.
+    with transaction.atomic():
+        second = message_post(session=message.session, content="And what else?")
+    browser.get(f"{browser.base}/admin/chat/message/{second.id}/change/")
+    box = ".reply-live"
+    wait(browser, 60).until(lambda b: b.find_element(By.CSS_SELECTOR, box).get_attribute("data-finished") == "1")
+    shown = browser.find_element(By.CSS_SELECTOR, f"{box} .reply-text").text
+    assert shown == Message.objects.get(reply_to=second).content.strip()
+    assert browser.find_element(By.CSS_SELECTOR, box).get_attribute("data-live") == "done"
+    browser.shot("reply-followed")

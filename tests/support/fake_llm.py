@@ -38,6 +38,8 @@ class Step:
     # that ignores the flag and answers the whole completion.
     pieces: list[str] | None = None
     piece_delay: float = 0.0
+    # The pause before the first piece instead (a model's time to first token); None: piece_delay.
+    first_delay: float | None = None
     usage: bool = True
     stream: bool = True
     cut_after: int | None = None
@@ -176,7 +178,8 @@ class FakeLLM:
                             self.wfile.flush()
                             self.connection.shutdown(2)  # the answer breaks off mid-way
                             return
-                        time.sleep(step.piece_delay)
+                        time.sleep(step.first_delay if number == 0 and step.first_delay is not None
+                                   else step.piece_delay)
                         last = number == len(pieces) - 1
                         self.wfile.write(chunk({"content": piece}, "stop" if last else None))
                         self.wfile.flush()

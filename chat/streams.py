@@ -20,10 +20,11 @@ from chat.models import Message, Role
 from chat.selectors import session_visible_to
 from chat.services import reply_event
 from core.errors import ErrorCode
-from core.streams import Event, StreamRefused, not_found, redis_for_streams, stream_route
+from core.streams import Event, StreamRefused, not_found, stream_route
 from jobs.public import (
     FINISHED_STATUSES,
     JobRun,
+    LiveEventsUnavailable,
     RunStatus,
     entry_id_order,
     message_decode,
@@ -119,18 +120,15 @@ class ReplyFeed:
 
     def _kept(self, *, after: str | None, check: bool) -> list[tuple[str, str, dict]] | None:
         """The reply's kept entries after `after`; None when Redis keeps none (or does not answer)."""
-        from redis import RedisError
-
-        client = redis_for_streams()
         try:
             if check:
-                held = run_stream_holds(client=client, run_id=self.run_id, entry_id=after)
+                held = run_stream_holds(run_id=self.run_id, entry_id=after)
                 if held is False or (held is None and not self._finished()):
                     raise StreamRefused(400, ErrorCode.INVALID, "Last-Event-ID is not an event of this reply's stream.")
                 if held is None:
                     return None
-            return run_stream_read(client=client, run_id=self.run_id, after=after)
-        except RedisError:
+            return run_stream_read(run_id=self.run_id, after=after)
+        except LiveEventsUnavailable:
             self.redis_away = True
             return None
 

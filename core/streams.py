@@ -40,6 +40,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from core.api_errors import UNAVAILABLE_RETRY_AFTER_SECONDS
 from core.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -438,9 +439,15 @@ def _last_event_id(scope: dict) -> str | None:
     return given[-1].strip() or None if given else None
 
 
+def _request_id_header() -> tuple[bytes, bytes]:
+    """As RequestIdMiddleware gives every other answer: what ties the access line to the logs."""
+    return b"x-request-id", uuid.uuid4().hex.encode()
+
+
 async def _refuse(send, refused: StreamRefused) -> None:
     body = json.dumps({"error": {"code": refused.code, "message": refused.message, "fields": {}}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               _request_id_header()]
     if refused.retry_after is not None:
         headers.append((b"retry-after", str(refused.retry_after).encode()))
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
@@ -452,14 +459,18 @@ async def serve_stream(scope: dict, receive, send, route: _Route, params: dict) 
     try:
         if scope["method"] != "GET":
             raise StreamRefused(405, ErrorCode.METHOD_NOT_ALLOWED, f"Method \"{scope['method']}\" not allowed.")
-        if last_event_id is not None and not route.last_event_id.fullmatch(last_event_id):
-            raise StreamRefused(400, ErrorCode.INVALID, "Last-Event-ID is not an id this stream gives: resume with "
-                                                        "the id of the last event received, or without one.")
         try:
             user, feed = await _in_thread(lambda: _open(scope, route, params), timeout=settings.STREAM_OPEN_SECONDS)
         except TimeoutError:
-            raise StreamRefused(503, ErrorCode.UNAVAILABLE, "The database is not answering; try again shortly.",
-                                retry_after=5)
+            raise _unavailable()
+        except StreamRefused:
+            raise
+        except Exception as exc:  # the database refused or went away: the API's 503, never a bare 500
+            logger.warning("stream not opened", extra={"cause": type(exc).__name__})
+            raise _unavailable()
+        if last_event_id is not None and not route.last_event_id.fullmatch(last_event_id):
+            raise StreamRefused(400, ErrorCode.INVALID, "Last-Event-ID is not an id this stream gives: resume with "
+                                                        "the id of the last event received, or without one.")
         if last_event_id == "end":  # the client saw the end: nothing more (204 stops EventSource)
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -476,6 +487,11 @@ async def serve_stream(scope: dict, receive, send, route: _Route, params: dict) 
         await _follow(scope, receive, send, feed, last_event_id, user_id=user.pk, token=token)
     finally:
         await _places.give_back(user.pk, token)
+
+
+def _unavailable() -> StreamRefused:
+    return StreamRefused(503, ErrorCode.UNAVAILABLE, "The database is not answering; try again shortly.",
+                         retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS)
 
 
 def _open(scope: dict, route: _Route, params: dict):
@@ -496,14 +512,14 @@ async def _follow(scope, receive, send, feed: Feed, last_event_id: str | None, *
         except StreamRefused as refused:
             await _refuse(send, refused)
             return
-        except TimeoutError:
-            await _refuse(send, StreamRefused(503, ErrorCode.UNAVAILABLE, "The database is not answering; try again "
-                                                                          "shortly.", retry_after=5))
+        except Exception as exc:
+            logger.warning("stream not opened", extra={"cause": type(exc).__name__})
+            await _refuse(send, _unavailable())
             return
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache, no-transform"),
             # nginx buffers answers unless told not to; a stream must leave at once.
-            (b"x-accel-buffering", b"no"),
+            (b"x-accel-buffering", b"no"), _request_id_header(),
         ]})
         stream = _Writer(send)
         await stream.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
+from core.streams import redis_for_streams
+
 logger = logging.getLogger(__name__)
 
 # Entries kept per run: a long reply is a few thousand deltas (fewer once coalesced), an ingestion a
@@ -211,19 +213,31 @@ def entry_id_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def run_stream_read(*, client: redis.Redis, run_id, after: str | None = None) -> list[tuple[str, str, dict]] | None:
+class LiveEventsUnavailable(Exception):
+    """Redis did not answer (within the request paths' REDIS_TIMEOUT_SECONDS): follow the database."""
+
+
+def run_stream_read(*, run_id, after: str | None = None) -> list[tuple[str, str, dict]] | None:
     """What the run's stream keeps, after the entry `after` (all when None), as (id, type, data);
-    None when Redis keeps nothing of it (never streamed, expired, or lost). Raises RedisError."""
+    None when Redis keeps nothing of it (never streamed, expired, or lost)."""
     key = run_events_key(run_id)
-    entries = client.xrange(key, min=f"({after}" if after else "-", max="+")
-    if not entries and not client.exists(key):
-        return None
+    try:
+        client = redis_for_streams()
+        entries = client.xrange(key, min=f"({after}" if after else "-", max="+")
+        if not entries and not client.exists(key):
+            return None
+    except redis.RedisError as exc:
+        raise LiveEventsUnavailable() from exc
     return [(_text(entry_id), *entry_decode(fields)) for entry_id, fields in entries]
 
 
-def run_stream_holds(*, client: redis.Redis, run_id, entry_id: str) -> bool | None:
+def run_stream_holds(*, run_id, entry_id: str) -> bool | None:
     """Whether `entry_id` is an entry of the run's stream; None when Redis keeps nothing of it."""
     key = run_events_key(run_id)
-    if client.xrange(key, min=entry_id, max=entry_id):
-        return True
-    return False if client.exists(key) else None
+    try:
+        client = redis_for_streams()
+        if client.xrange(key, min=entry_id, max=entry_id):
+            return True
+        return False if client.exists(key) else None
+    except redis.RedisError as exc:
+        raise LiveEventsUnavailable() from exc

@@ -7,6 +7,7 @@ from jobs.api import accepted_run, visible_jobs
 from jobs.constants import Queue
 from jobs.context import RunContext
 from jobs.live import (
+    LiveEventsUnavailable,
     entry_id_order,
     message_decode,
     run_event_publish,
@@ -38,7 +39,8 @@ def run_stream(*, run_id, event: str, data: dict) -> None:
 
 
 __all__ = [
-    "BLANK_PATTERN", "FINISHED_STATUSES", "AcceptedRunSerializer", "Job", "JobRun", "Queue", "RetryPolicy",
+    "BLANK_PATTERN", "FINISHED_STATUSES", "AcceptedRunSerializer", "Job", "JobRun", "LiveEventsUnavailable", "Queue",
+    "RetryPolicy",
     "RunContext", "RunOutputSerializer", "RunProgressSerializer", "RunStatus", "TriggeredBy", "accepted_run",
     "entry_id_order", "message_decode", "run_cancel", "run_enqueue", "run_events_key", "run_events_path",
     "run_progress", "run_retry", "run_status_event", "run_stream", "run_stream_holds", "run_stream_read",

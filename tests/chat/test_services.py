@@ -27,7 +27,10 @@ def test_without_an_llm_the_reply_is_the_matching_passages_with_their_citations(
     result = services.message_reply(message_id=message.id, ctx=ctx)
 
     reply = Message.objects.get(reply_to=message, role=Role.ASSISTANT)
-    assert result == {"reply_id": reply.id, "citations": len(reply.citations)}
+    assert result == {"reply_id": reply.id, "citations": len(reply.citations),
+                      "usage": {"prompt_tokens": None, "completion_tokens": None}}
+    # The passages went to the reply's followers as its text, whole.
+    assert ctx.streamed == [("reset", {"attempt": 1}), ("delta", {"delta": reply.content})]
     assert reply.status == MessageStatus.COMPLETE and reply.citations
     assert reply.citations[0]["document_id"] == str(document.id)
     assert "depth at every marker" in reply.content

@@ -199,8 +199,9 @@ def test_out_of_range_dates_are_a_400():
 
 # --- tasks, in Celery's words (the seeds' contract) ---------------------------------------------
 
+# The seeds' contract, and where to follow the task live instead of polling (`events_url`).
 TASK_FIELDS = {"task_id", "status", "progress", "current", "total", "description", "elapsed_time",
-               "estimated_remaining", "result", "error", "message"}
+               "estimated_remaining", "result", "error", "message", "events_url"}
 
 
 def _poll_task(api, task_id: str, *, timeout: float = 120) -> dict:

@@ -107,7 +107,9 @@ def test_only_the_broker_module_speaks_to_the_broker():
     speakers = {module for module, targets in OTHERS.items()
                 if any(t == client or t.startswith(client + ".") for t in targets for client in BROKER_CLIENTS)}
     # The cache is a Redis client of its own (Django's), tuned in one place; it sends no message.
-    assert speakers == {"jobs.broker", "core.cache"}
+    # Live events are Redis pub/sub and streams, published by jobs.live and followed by
+    # core.streams: no message to a worker goes through them.
+    assert speakers == {"jobs.broker", "core.cache", "jobs.live", "core.streams"}
 
 
 def test_the_apps_reach_the_job_platform_through_its_public_module_alone():

@@ -89,6 +89,7 @@ bench: install
 	$(PY) bench/retrieval.py
 	$(PY) bench/research.py
 	$(PY) bench/canvas.py
+	$(PY) bench/streams.py
 	$(PY) bench/cleanup.py
 	$(PY) bench/scale.py
 

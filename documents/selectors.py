@@ -87,6 +87,9 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None,
         raise DocumentsError(f"k must be between 1 and {SEARCH_MAX_K}.", field="k")
     if mode not in SearchMode.values:
         raise DocumentsError(f"mode must be one of {', '.join(SearchMode.values)}.", field="mode")
+    if not Document.objects.filter(owner_id=user.id, status=DocumentStatus.READY, chunk_count__gt=0).exists():
+        # Nothing to search: no model time for the query (a reply waits for it before it is asked).
+        return []
     n = candidates_for(k) if mode == SearchMode.HYBRID else k
     # The query's embedding (model time, the GIL released) is computed beside the keyword query
     # (database time): hybrid costs about what the slower of the two costs, not their sum.

@@ -9,7 +9,7 @@ workers = int(_environment.get("WEB_CONCURRENCY", "2"))
 # An event loop per worker holds the open streams (core.streams); every other request runs in one of
 # its WEB_THREADS request threads (project/asgi.py): a slow request (a search, a stats page) holds
 # one thread, not the whole process, so one user's slow calls do not queue everyone else's behind them.
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "project.web_worker.WebWorker"
 threads = int(_environment.get("WEB_THREADS", "4"))
 timeout = 60
 # The access lines are core.streams' (logger "web.access"), with each response's X-Request-ID (set

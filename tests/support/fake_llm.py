@@ -76,6 +76,9 @@ class FakeLLM:
         fake = self
 
         class Handler(JsonHandler):
+            # As real servers do: each streamed piece leaves at once, not held back for an ACK.
+            disable_nagle_algorithm = True
+
             def key_refused(self) -> bool:
                 """LiteLLM's proxy's answers to a key it does not know (400) and to none (500)."""
                 if fake.proxy_key is None:

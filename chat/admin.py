@@ -72,7 +72,10 @@ class MessageAdmin(SteersRunsAdmin, admin.ModelAdmin):
     search_fields = ("content", "session__title")
     actions = (retry_reply,)
     list_select_related = ("session",)
-    readonly_fields = ("reply_live",)
+    # The reply beside the question it answers, above the fold.
+    fields = ("session", "role", "content", "reply_live", "status", "reply_to", "citations", "prompt_tokens",
+              "completion_tokens", "run", "created_at")
+    readonly_fields = ("reply_live", "run", "prompt_tokens", "completion_tokens")
 
     class Media:
         js = ("chat/reply_live.js",)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from chat.errors import ChatError
 from chat.models import ChatSession, Message, MessageStatus, ProfileSummary, Role
 from core.context import ContextNote, context_notes
-from documents.selectors import SearchHit, chunks_search
+from documents.selectors import SearchHit, chunks_search, documents_searchable
 from integrations.llm import ChatStream, llm_complete, llm_configured, llm_stream
 from jobs.public import JobRun, RunContext, TriggeredBy, run_enqueue, run_retry, run_stream, run_usage_record
 
@@ -163,7 +163,8 @@ def _reply_announce(reply: Message) -> None:
 
 def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
     """The reply's text and citations: the user's passages and notes, then the LLM (or the passages)."""
-    hits = chunks_search(user=message.session.owner, query=message.content, k=CONTEXT_CHUNKS)
+    owner = message.session.owner
+    hits = chunks_search(user=owner, query=message.content, k=CONTEXT_CHUNKS) if documents_searchable(user=owner) else []
     notes = context_notes(user=message.session.owner, question=message.content)
     ctx.log(f"Found {len(hits)} passage(s) in the user's documents"
             + (f" and {len(notes)} note(s): {', '.join(n.title for n in notes)}." if notes else "."))

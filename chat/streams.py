@@ -61,6 +61,10 @@ def _state(data: dict) -> dict | None:
     return None
 
 
+def _standing(state: dict | None) -> tuple | None:
+    return None if state is None else (state.get("state"), state.get("attempt"))
+
+
 class ReplyFeed:
     def __init__(self, message: Message):
         self.message_id = message.pk
@@ -168,8 +172,10 @@ class ReplyFeed:
         return self._status(_state(data))
 
     def _status(self, state: dict | None) -> list[Event]:
-        """Where the reply stands, when that changed (a cancel is announced by every worker that hears it)."""
-        if state is None or state == self.state_shown:
+        """Where the reply stands, when that changed: a cancel is announced by every worker that hears
+        it, and a transition read from the run as the stream opens may be heard again on the channel
+        (with the time the worker computed, not the database's)."""
+        if state is None or _standing(state) == _standing(self.state_shown):
             return []
         self.state_shown = state
         return [Event("status", state, id=self.cursor or BEFORE_TEXT_ID)]

@@ -87,9 +87,6 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None,
         raise DocumentsError(f"k must be between 1 and {SEARCH_MAX_K}.", field="k")
     if mode not in SearchMode.values:
         raise DocumentsError(f"mode must be one of {', '.join(SearchMode.values)}.", field="mode")
-    if not Document.objects.filter(owner_id=user.id, status=DocumentStatus.READY, chunk_count__gt=0).exists():
-        # Nothing to search: no model time for the query (a reply waits for it before it is asked).
-        return []
     n = candidates_for(k) if mode == SearchMode.HYBRID else k
     # The query's embedding (model time, the GIL released) is computed beside the keyword query
     # (database time): hybrid costs about what the slower of the two costs, not their sum.
@@ -103,6 +100,12 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None,
     else:
         chosen = (vector_ranking or keyword_ranking)[:k]
     return _hits(owner_id=user.id, query=query, chosen=chosen, vector=vector_ranking, keyword=keyword_ranking)
+
+
+def documents_searchable(*, user) -> bool:
+    """Whether the user has a ready document with passages: where none is, a search has nothing to
+    find, and a reply need not wait for the question's embedding before it asks the LLM."""
+    return Document.objects.filter(owner_id=user.id, status=DocumentStatus.READY, chunk_count__gt=0).exists()
 
 
 def documents_relevant(*, user, query: str, limit: int, among: set[str] | None = None) -> list[str]:

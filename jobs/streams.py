@@ -128,13 +128,15 @@ class RunsPageFeed:
         self.to_check: set[str] = set()
 
     def opening(self, *, last_event_id: str | None) -> list[Event]:
-        return self._read(self.run_ids)
+        # The page was drawn a moment ago: only a run that ended since is news to it.
+        return self._read(self.run_ids, ended_only=True)
 
-    def _read(self, run_ids) -> list[Event]:
+    def _read(self, run_ids, *, ended_only: bool = False) -> list[Event]:
         events = []
         for run in JobRun.objects.filter(id__in=list(run_ids)):
             run_id = str(run.pk)
-            events.append(Event("status", {"run": run_id, **run_status_event(run)}, id="0"))
+            if run.is_finished or not ended_only:
+                events.append(Event("status", {"run": run_id, **run_status_event(run)}, id="0"))
             if run.is_finished:
                 self.open_runs.discard(run_id)
         self.ended = not self.open_runs

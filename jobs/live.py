@@ -43,8 +43,6 @@ RUN_EVENTS_MAX_ENTRIES = 20_000
 PUBLISH_QUEUE_MAX = 50_000
 # Entries sent in one pipeline at most: one round trip, bounded.
 PUBLISH_BATCH_MAX = 500
-# How long a process's leftover events may take to leave at exit.
-PUBLISH_FLUSH_SECONDS = 2.0
 
 
 def run_events_key(run_id) -> str:
@@ -162,9 +160,6 @@ class _Publisher:
             except Exception as exc:  # Redis away: these events are lost; the database has the run
                 self.dropped += len(batch)
                 self._warn("run events not published", cause=type(exc).__name__)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
 
     def _send(self, events: list[RunEvent]) -> None:
         pipe = self._redis().pipeline(transaction=False)
@@ -177,15 +172,6 @@ class _Publisher:
             else:
                 pipe.publish(key, f"\n{event.type}\n{data}")
         pipe.execute()
-
-    def flush(self, timeout: float = PUBLISH_FLUSH_SECONDS) -> bool:
-        """Wait until what was queued has left (tests, process exit); False if it did not in time."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
 
     def _warn(self, message: str, **extra) -> None:
         now = time.monotonic()
@@ -201,10 +187,6 @@ def run_event_publish(*, run_id, event_type: str, data: dict, kept: bool = False
     """Queue one event of a run for its followers; returns at once, never raises for Redis.
     `kept`: also kept in the run's stream, for followers who join or come back later."""
     _publisher.put(RunEvent(str(run_id), event_type, data, kept=kept))
-
-
-def run_events_flush(timeout: float = PUBLISH_FLUSH_SECONDS) -> bool:
-    return _publisher.flush(timeout)
 
 
 def entry_id_order(entry_id: str) -> tuple[int, int]:

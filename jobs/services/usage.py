@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from django.db import connection
 
-from jobs.models import JobRun
-
-# One statement: concurrent answers of one user add up, and a user's first answer makes the row.
+# One statement: the run's counts, and its owner's sums (concurrent answers of one user add up, and a
+# user's first answer makes the row).
 _ADD_SQL = """
+WITH run AS (
+    UPDATE jobs_jobrun SET prompt_tokens = %(prompt_tokens)s, completion_tokens = %(completion_tokens)s
+     WHERE id = %(run)s
+    RETURNING owner_id
+)
 INSERT INTO jobs_tokenusage (owner_id, prompt_tokens, completion_tokens, reported, unreported)
-VALUES (%(owner)s, %(prompt)s, %(completion)s, %(reported)s, %(unreported)s)
+SELECT owner_id, COALESCE(%(prompt_tokens)s, 0), COALESCE(%(completion_tokens)s, 0), %(reported)s, %(unreported)s
+  FROM run
 ON CONFLICT (owner_id) DO UPDATE
    SET prompt_tokens = jobs_tokenusage.prompt_tokens + EXCLUDED.prompt_tokens,
        completion_tokens = jobs_tokenusage.completion_tokens + EXCLUDED.completion_tokens,
@@ -22,9 +27,7 @@ def run_usage_record(*, run_id, prompt_tokens: int | None, completion_tokens: in
     """Inside the transaction of the run's final writes (so an answer counts once): the tokens the
     LLM server reported for it, on the run and added to its owner's sums. A server that reported
     none is counted as such, never guessed."""
-    owner_id = JobRun.objects.filter(id=run_id).values_list("owner_id", flat=True).first()
-    JobRun.objects.filter(id=run_id).update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     reported = prompt_tokens is not None or completion_tokens is not None
     with connection.cursor() as cursor:
-        cursor.execute(_ADD_SQL, {"owner": owner_id, "prompt": prompt_tokens or 0, "completion": completion_tokens or 0,
+        cursor.execute(_ADD_SQL, {"run": run_id, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                   "reported": int(reported), "unreported": int(not reported)})

@@ -24,7 +24,8 @@ run: install
 
 # tests/bootstrap.py starts the embedded servers it needs and stops them when pytest exits. The
 # suite runs in TEST_PROCESSES pytest-xdist processes, a test file at a time in each (a file's
-# module-wide stack or fake server stays in one process); TEST_PROCESSES=0 runs it in this one.
+# module-wide stack or fake server stays in one process; the stream tests' files, which share one
+# stack, go together: tests/conftest.py); TEST_PROCESSES=0 runs it in this one.
 TEST_PROCESSES ?= 2
 test: install
 	$(VENV)/bin/ruff check .

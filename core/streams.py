@@ -60,6 +60,8 @@ HUB_RECONNECT_SECONDS = 2.0
 # Threads that open streams and read the database for them (their own connections): bounded, so
 # a database that hangs holds these and never the request threads.
 STREAM_DB_THREADS = 8
+# How often a call waiting for a stream thread looks whether it has waited too long.
+THREAD_PATIENCE_CHECK_SECONDS = 0.05
 STREAMS_DROPPED_KEY = "streams:dropped"
 
 
@@ -359,7 +361,6 @@ class _Places:
 
 _places = _Places()
 _sync_client: redis.Redis | None = None
-_executor = ThreadPoolExecutor(max_workers=STREAM_DB_THREADS, thread_name_prefix="stream")
 
 
 def _sync_redis() -> redis.Redis:
@@ -385,19 +386,50 @@ def streams_dropped_count() -> int | None:
     return int(value or 0)
 
 
+class _StreamThreads:
+    """The threads that open streams and read the database for them, and whether they are getting
+    anywhere: a burst of streams opening at once waits its turn, a database that hangs does not."""
+
+    def __init__(self, size: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="stream")
+        self.finished_at = time.monotonic()
+
+
+_threads = _StreamThreads(STREAM_DB_THREADS)
+
+
 async def _in_thread(call: Callable[[], Any], *, timeout: float | None = None) -> Any:
-    """`call` in a stream thread, with Django's connection hygiene around it, as a request has."""
+    """`call` in a stream thread, with Django's connection hygiene around it, as a request has.
+
+    `timeout` is how long the call may be held by what it waits on. A call still queued behind
+    others is held only while no thread finishes anything: 200 streams opening at once take their
+    turns (each answered as soon as its turn comes), whereas threads all stuck on a database that
+    does not answer give up `timeout` after the last one finished."""
     from django.db import close_old_connections
 
+    started: list[float] = []
+
     def run():
+        started.append(time.monotonic())
         close_old_connections()
         try:
             return call()
         finally:
             close_old_connections()
+            _threads.finished_at = time.monotonic()
 
-    future = asyncio.get_running_loop().run_in_executor(_executor, run)
-    return await (asyncio.wait_for(future, timeout) if timeout else future)
+    submitted = time.monotonic()
+    future = asyncio.get_running_loop().run_in_executor(_threads.executor, run)
+    if not timeout:
+        return await future
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=min(timeout, THREAD_PATIENCE_CHECK_SECONDS))
+        if done:
+            return future.result()
+        held_since = started[0] if started else max(submitted, _threads.finished_at)
+        if time.monotonic() - held_since >= timeout:
+            future.cancel()  # a call not yet started never will
+            raise TimeoutError
 
 
 # --- a stream's request ------------------------------------------------------------------------

@@ -61,14 +61,34 @@ WORKER_FIXTURES = {"celery_worker_process", "broker", "beats", "streaming_stack"
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
+# The test files that share the session's `streaming_stack` (`make run` on servers of its own, about
+# 20 s to start): handed out as one, so that one test process starts it once.
+SHARING_THE_STREAMING_STACK = ("tests/chat/test_streams.py", "tests/core/test_streams.py", "tests/jobs/test_streams.py")
+
+
 # The test files that take longest (a minute or more each, measured with --durations), handed out
 # first: `make test` gives each pytest-xdist process a file at a time in collection order, and a
 # long file left for last keeps one process busy while the other has nothing to do.
 LONGEST_FIRST = (
-    "tests/core/test_outages.py", "tests/chat/test_streams.py", "tests/jobs/test_runner.py", "tests/documents/test_services.py",
+    *SHARING_THE_STREAMING_STACK, "tests/core/test_outages.py", "tests/jobs/test_runner.py",
+    "tests/documents/test_services.py",
     "tests/core/test_schema.py", "tests/chat/test_reply.py", "tests/devserver/test_launcher.py",
     "tests/devserver/test_embedded.py", "tests/research/test_services.py", "tests/documents/test_hostile.py",
 )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with the files that share the streaming stack handed out together."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileSharingStacks(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARING_THE_STREAMING_STACK[0] if path in SHARING_THE_STREAMING_STACK else path
+
+    return LoadFileSharingStacks(config, log)
 
 
 def _handed_out_at(item) -> int:

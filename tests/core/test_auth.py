@@ -23,6 +23,15 @@ def test_create_api_token_is_stable_for_an_existing_user(capsys):
 
 
 @pytest.mark.django_db
+def test_create_api_token_prints_a_line_for_each_user_named(client, capsys):
+    call_command("create_api_token", "carol", "dave")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(";")[0].split()[-1] for line in lines] == ["carol", "dave"]
+    for line in lines:
+        assert client.get("/api/runs/", HTTP_AUTHORIZATION=f"Token {line.split()[-1]}").status_code == 200
+
+
+@pytest.mark.django_db
 def test_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200

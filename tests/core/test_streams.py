@@ -1,8 +1,10 @@
 """Streams as the web process serves them (core/streams.py), tried against `make run` on servers of
-its own: keep-alives, many listeners beside a fast API, a client that never reads, Redis frozen."""
+its own: keep-alives, many listeners beside a fast API, a client that never reads, Redis frozen;
+and, alone, how long a stream's database call may be held."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -10,11 +12,10 @@ import time
 import httpx
 import pytest
 
+from core import streams
 from tests.support.fake_llm import Step
 from tests.support.streaming import follow, follow_in_background
 from tests.support.worker import wait_until
-
-pytestmark = pytest.mark.worker
 
 # What every request may cost while streams are open or Redis is frozen, as the API promises.
 ANSWER_WITHIN_SECONDS = 1.0
@@ -24,6 +25,39 @@ ANSWER_WITHIN_SECONDS = 1.0
 def llm(streaming_stack):
     streaming_stack.llm.reset()
     return streaming_stack.llm
+
+
+@pytest.fixture
+def one_stream_thread(monkeypatch):
+    monkeypatch.setattr(streams, "_threads", streams._StreamThreads(1))
+
+
+@pytest.mark.unit
+def test_calls_queued_behind_a_burst_wait_their_turn_past_the_timeout(one_stream_thread):
+    async def burst():
+        return await asyncio.gather(*(streams._in_thread(lambda n=n: time.sleep(0.04) or n, timeout=0.15)
+                                      for n in range(12)))
+
+    started = time.monotonic()
+    assert asyncio.run(burst()) == list(range(12))
+    assert time.monotonic() - started > 0.15 * 2  # the last ones waited far longer than the timeout
+
+
+@pytest.mark.unit
+def test_a_call_that_hangs_and_the_calls_queued_behind_it_give_up_after_the_timeout(one_stream_thread):
+    released = threading.Event()
+
+    async def hung():
+        return await asyncio.gather(streams._in_thread(lambda: released.wait(5), timeout=0.2),
+                                    streams._in_thread(lambda: "never", timeout=0.2), return_exceptions=True)
+
+    started = time.monotonic()
+    try:
+        outcomes = asyncio.run(hung())
+    finally:
+        released.set()
+    assert [type(outcome) for outcome in outcomes] == [TimeoutError, TimeoutError]
+    assert time.monotonic() - started < 1.5
 
 
 def _raw_get(stack, path: str, token: str, *, receive_buffer: int | None = None) -> socket.socket:
@@ -62,6 +96,7 @@ def test_an_idle_stream_gets_keep_alive_comments_and_proxy_headers(streaming_sta
 def test_two_hundred_open_streams_leave_the_api_answering_within_a_second(streaming_stack, llm):
     llm.default = Step(content="Held.", delay=30)
     users = [f"listener{n}" for n in range(10)]
+    streaming_stack.clients(*users)
     posted = {user: streaming_stack.ask(user) for user in users}
     sockets = []
     try:
@@ -80,7 +115,8 @@ def test_two_hundred_open_streams_leave_the_api_answering_within_a_second(stream
                 assert api.get(path).status_code == 200
                 slowest = max(slowest, time.monotonic() - started)
         assert slowest < ANSWER_WITHIN_SECONDS
-        # And a reply still streams to its reader beside them.
+        # And a reply still streams to its reader beside them, once a held one gives up its worker.
+        streaming_stack.client(users[0]).post(f"/api/runs/{posted[users[0]]['run']['id']}/cancel/")
         llm.default = Step(content="Still streaming beside them.", piece_delay=0.02)
         assert follow(api, streaming_stack.ask("ada")["stream_url"]).text == "Still streaming beside them."
     finally:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,11 +35,17 @@ class StreamingStack(OwnStack):
 
     def client(self, username: str) -> httpx.Client:
         """An API client of `username` (made once), with a token; reads may wait (streams)."""
-        if username not in self._clients:
-            token = self.manage("create_api_token", username).strip().split()[-1]
-            self._clients[username] = httpx.Client(base_url=self.base, headers={"Authorization": f"Token {token}"},
-                                                   timeout=httpx.Timeout(5, read=30))
-        return self._clients[username]
+        return self.clients(username)[0]
+
+    def clients(self, *usernames: str) -> list[httpx.Client]:
+        """A client for each user, the tokens of those new to this stack made by one command."""
+        missing = [name for name in usernames if name not in self._clients]
+        if missing:
+            for line in self.manage("create_api_token", *missing).strip().splitlines():
+                username, token = re.search(r"(\S+); API token: (\S+)$", line).groups()
+                self._clients[username] = httpx.Client(base_url=self.base, headers={"Authorization": f"Token {token}"},
+                                                       timeout=httpx.Timeout(5, read=30))
+        return [self._clients[name] for name in usernames]
 
     def ask(self, username: str, question: str = "Tell me something.") -> dict:
         """A new session and a question in it: the 202's body."""

@@ -5,7 +5,7 @@ from core.permissions import sees_everyones
 
 
 def session_visible_to(*, user) -> QuerySet[ChatSession]:
-    sessions = ChatSession.objects.all()
+    sessions = ChatSession.objects.select_related("owner")  # a message's run is its owner's
     return sessions if sees_everyones(user, ChatSession) else sessions.filter(owner=user)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chat.errors import ChatError
@@ -44,11 +46,13 @@ def message_post(*, session: ChatSession, content: str, triggered_by: str = Trig
         raise ChatError("content must not be empty.", field="content")
     if len(content) > MESSAGE_MAX_CHARS:
         raise ChatError(f"content is {len(content)} characters; the limit is {MESSAGE_MAX_CHARS}.", field="content")
+    # The run's id is chosen here so the message names its run as it is inserted (the foreign key is
+    # checked at commit), with no second write of the message.
+    run_id = uuid.uuid4()
     with transaction.atomic():
-        message = Message.objects.create(session=session, role=Role.USER, content=content)
+        message = Message.objects.create(session=session, role=Role.USER, content=content, run_id=run_id)
         message.run = run_enqueue(kind=REPLY_KIND, args={"message_id": message.id}, owner=session.owner,
-                                  triggered_by=triggered_by)
-        message.save(update_fields=["run"])
+                                  triggered_by=triggered_by, run_id=run_id)
     return message
 
 
@@ -64,13 +68,13 @@ def _where(hit: SearchHit) -> str:
 def _history(message: Message) -> list[dict[str, str]]:
     earlier = (Message.objects.filter(session_id=message.session_id, status=MessageStatus.COMPLETE,
                                       created_at__lte=message.created_at)
-               .exclude(id=message.id).order_by("-created_at", "-id")[:50])
+               .exclude(id=message.id).order_by("-created_at", "-id").values_list("role", "content")[:50])
     turns, used = [], 0
-    for turn in earlier:
-        used += len(turn.content)
+    for role, content in earlier:
+        used += len(content)
         if used > HISTORY_CHAR_BUDGET:
             break
-        turns.append({"role": turn.role, "content": turn.content})
+        turns.append({"role": role, "content": content})
     return list(reversed(turns))
 
 
@@ -109,15 +113,19 @@ def message_reply(*, message_id: int, ctx: RunContext) -> dict:
     The answer is a step: kept the moment the LLM gives it, so an attempt that fails after that (a
     database outage, a killed worker before the final write) is finished by the next one without
     asking the LLM again."""
-    message = Message.objects.select_related("session__owner").filter(id=message_id, role=Role.USER).first()
-    if message is None:
+    replied = Message.objects.filter(reply_to=OuterRef("pk"), role=Role.ASSISTANT, status=MessageStatus.COMPLETE)
+    try:
+        message = (Message.objects.select_related("session__owner")
+                   .annotate(reply_id=Subquery(replied.values("id")[:1]),
+                             searchable=documents_searchable(owner_id=OuterRef("session__owner_id")))
+                   .get(id=message_id, role=Role.USER))
+    except Message.DoesNotExist:
         return {"skipped": "message deleted"}
-    existing = Message.objects.filter(reply_to=message, role=Role.ASSISTANT, status=MessageStatus.COMPLETE).first()
-    if existing:
-        return {"reply_id": existing.id, "already_replied": True}
+    if message.reply_id is not None:
+        return {"reply_id": message.reply_id, "already_replied": True}
     answered_before = "answer" in ctx.checkpoints
     try:
-        answer = ctx.step("answer", lambda: _reply_compose(message=message, ctx=ctx))
+        answer = ctx.step("answer", lambda: _reply_compose(message=message, searchable=message.searchable, ctx=ctx))
     except _ReplyStopped as stopped:
         content, citations = stopped.content, stopped.citations
         return ctx.stop(lambda: _reply_keep(message=message, content=content, status=MessageStatus.STOPPED,
@@ -161,13 +169,14 @@ def _reply_announce(reply: Message) -> None:
     transaction.on_commit(lambda: run_stream(run_id=reply.run_id, event="reply", data=event))
 
 
-def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
-    """The reply's text and citations: the user's passages and notes, then the LLM (or the passages)."""
+def _reply_compose(*, message: Message, searchable: bool, ctx: RunContext) -> dict:
+    """The reply's text and citations: the user's passages (if `searchable`: any ready document) and
+    notes, then the LLM (or the passages)."""
     owner = message.session.owner
-    hits = chunks_search(user=owner, query=message.content, k=CONTEXT_CHUNKS) if documents_searchable(user=owner) else []
+    hits = chunks_search(user=owner, query=message.content, k=CONTEXT_CHUNKS) if searchable else []
     notes = context_notes(user=message.session.owner, question=message.content)
-    ctx.log(f"Found {len(hits)} passage(s) in the user's documents"
-            + (f" and {len(notes)} note(s): {', '.join(n.title for n in notes)}." if notes else "."))
+    found = (f"Found {len(hits)} passage(s) in the user's documents"
+             + (f" and {len(notes)} note(s): {', '.join(n.title for n in notes)}." if notes else "."))
     if llm_configured():
         context = "\n\n".join(f"[{n}] ({_where(h)}) {h.text.strip()}" for n, h in enumerate(hits, start=1))
         messages = [{"role": "system", "content": SYSTEM_PROMPT}]
@@ -180,10 +189,22 @@ def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
         messages += _history(message) + [{"role": "user", "content": message.content}]
         citations = _citations(hits) + [note.citation for note in notes]
         started = time.monotonic()
-        stream = ChatStream(messages=messages)
+        # What was found is logged while the LLM server thinks, not before it is asked (or, if it
+        # never was, once that is known).
+        logged: list[bool] = []
+
+        def found_log() -> None:
+            logged.append(True)
+            ctx.log(found)
+
+        stream = ChatStream(messages=messages, on_sent=found_log)
         ctx.stream("reset", {"attempt": ctx.attempt})
-        with ctx.watching_cancel(stream.stop):
-            completion = llm_stream(stream=stream, on_delta=lambda piece: ctx.stream("delta", {"delta": piece}))
+        try:
+            with ctx.watching_cancel(stream.stop):
+                completion = llm_stream(stream=stream, on_delta=lambda piece: ctx.stream("delta", {"delta": piece}))
+        finally:
+            if not logged:
+                found_log()
         if completion.stopped:
             ctx.log(f"Stopped while the LLM server wrote, after {len(completion.content)} characters.")
             raise _ReplyStopped(completion.content, citations)
@@ -193,6 +214,7 @@ def _reply_compose(*, message: Message, ctx: RunContext) -> dict:
         return {"content": completion.content, "citations": citations, "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens}
     content = _passages_reply(hits, notes)
+    ctx.log(found)
     ctx.log("No LLM server is configured (AI_SERVER_URL): replied with the passages.")
     ctx.stream("reset", {"attempt": ctx.attempt})
     ctx.stream("delta", {"delta": content})

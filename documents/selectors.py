@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, QuerySet
 
 from core.errors import ErrorCode, PermanentError, TransientError
 from core.permissions import sees_everyones
@@ -102,10 +102,11 @@ def chunks_search(*, user, query: str, k: int = 5, document_id=None,
     return _hits(owner_id=user.id, query=query, chosen=chosen, vector=vector_ranking, keyword=keyword_ranking)
 
 
-def documents_searchable(*, user) -> bool:
-    """Whether the user has a ready document with passages: where none is, a search has nothing to
-    find, and a reply need not wait for the question's embedding before it asks the LLM."""
-    return Document.objects.filter(owner_id=user.id, status=DocumentStatus.READY, chunk_count__gt=0).exists()
+def documents_searchable(*, owner_id) -> Exists:
+    """Whether the owner has a ready document with passages: where none is, a search has nothing to
+    find, and a reply need not wait for the question's embedding before it asks the LLM. An
+    expression, asked with the row that names the owner (`OuterRef`), in the same round trip."""
+    return Exists(Document.objects.filter(owner_id=owner_id, status=DocumentStatus.READY, chunk_count__gt=0))
 
 
 def documents_relevant(*, user, query: str, limit: int, among: set[str] | None = None) -> list[str]:

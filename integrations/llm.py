@@ -161,8 +161,11 @@ class ChatStream:
     breaks off, or a chunk that is not JSON, is a TransientError (the run is retried, and the
     reply's followers are told to discard the text so far)."""
 
-    def __init__(self, *, messages: list[dict[str, str]]):
+    def __init__(self, *, messages: list[dict[str, str]], on_sent: Callable[[], None] | None = None):
+        """`on_sent` is called once, as soon as the question has been sent: what the caller has to
+        write meanwhile is done while the server thinks, not before it is asked."""
         self.messages = messages
+        self._on_sent = on_sent
         self._text = ""
         self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -178,8 +181,11 @@ class ChatStream:
                 pass
 
     def _connected(self, event: str, info: dict) -> None:
-        """httpcore's trace: the socket of each connection this stream opens."""
-        if event.endswith("connect_tcp.complete") or event.endswith("connect_unix_socket.complete"):
+        """httpcore's trace: the socket of each connection this stream opens, and the question sent."""
+        if event.endswith("send_request_body.complete") and self._on_sent is not None:
+            on_sent, self._on_sent = self._on_sent, None
+            on_sent()
+        elif event.endswith("connect_tcp.complete") or event.endswith("connect_unix_socket.complete"):
             sock = getattr(info.get("return_value"), "get_extra_info", lambda _: None)("socket")
             if sock is not None:
                 self._sockets.append(sock)

@@ -76,8 +76,12 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ChildrenCountsSerializer(allow_null=True))
     def get_children(self, run: JobRun) -> dict | None:
-        # Annotated by JobRunQuerySet.with_children_counts on lists; asked for a single run otherwise.
-        counts = run.children_counts if hasattr(run, "children_counts") else run_children_counts(parent_id=run.pk)
+        # Annotated by JobRunQuerySet.with_children_counts on lists; asked for a single run otherwise,
+        # unless it never started (a parent makes its children as it runs): a 202's run.
+        if hasattr(run, "children_counts"):
+            counts = run.children_counts
+        else:
+            counts = run_children_counts(parent_id=run.pk) if run.attempts else {}
         if not counts:
             return None
         return {"total": sum(counts.values()), "by_status": counts}

@@ -1,12 +1,15 @@
-"""Django's PostgreSQL backend, with two additions: a server that stops answering costs a request
-under a second (core.db.guard), and a refused connection to the embedded server says how to
-start it."""
+"""Django's PostgreSQL backend, with three additions: a server that stops answering costs a request
+under a second (core.db.guard), a refused connection to the embedded server says how to start it,
+and a kept connection's health is checked without a round trip."""
 
 from __future__ import annotations
+
+import select
 
 import psycopg
 from django.conf import settings
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 from core.db.guard import GuardedConnection, database_breaker, server_answers
 
@@ -49,3 +52,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if breaker is not None:
             breaker.reset()
         return connection
+
+    def is_usable(self):
+        """Whether a kept connection still works (CONN_HEALTH_CHECKS asks at the first query of every
+        request and task). Django sends `SELECT 1`, a round trip each time; an idle connection has
+        nothing to read unless its server ended it (stopped, restarted, the backend terminated:
+        its goodbye or the close is waiting on the socket), so a look at the socket tells the same
+        at no cost. A server gone silent reads as usable either way: that is the stall guard's."""
+        connection = self.connection
+        if connection is None or connection.closed:
+            return False
+        if connection.info.transaction_status != TransactionStatus.IDLE:
+            return super().is_usable()
+        poller = select.poll()  # not select(): a web process holding streams has descriptors past 1024
+        try:
+            poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        except (OSError, ValueError, psycopg.Error):
+            return False

@@ -203,7 +203,7 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "core.throttling.AnonThrottle", "core.throttling.UserThrottle", "core.throttling.ActionThrottle",
+        "core.throttling.RequestThrottle",
     ],
     # "N/second|minute|hour|day" each; uploads, chat messages and summaries start costly work.
     "DEFAULT_THROTTLE_RATES": {

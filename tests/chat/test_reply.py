@@ -80,6 +80,9 @@ def test_normal_reply_with_citations_and_the_server_saw_the_context(chat):
     assert any("Sea otters hold hands" in m["content"] for m in sent["messages"] if m["role"] == "system")
     assert sent["messages"][-1] == {"role": "user", "content": "Why do sea otters hold hands?"}
     assert chat.auth_headers[0] == "Bearer sk-test"
+    # What was found is in the run's log, before the LLM's answer (it is written while the LLM thinks).
+    lines = list(JobRun.objects.get(id=message.run_id).log_entries.values_list("message", flat=True))
+    assert lines[0] == "Found 1 passage(s) in the user's documents." and lines[1].startswith("The LLM server answered")
 
 
 def test_a_question_about_a_digests_topic_gets_the_digest_as_context(chat):
@@ -179,6 +182,9 @@ def test_health_endpoint_down_means_the_chat_endpoint_is_never_called(chat):
     assert chat.requests == []
     assert chat.health_requests == 4
     assert run.attempts == 4 and "health" in run.error
+    # Never asked, each attempt still says what it found.
+    assert list(run.log_entries.values_list("message", flat=True)).count(
+        "Found 0 passage(s) in the user's documents.") == 4
     assert [r.status for r in replies(message)] == ["failed"]
 
 

@@ -85,3 +85,13 @@ def test_anonymous_calls_of_a_protected_endpoint_count_against_the_anonymous_rat
     codes = [client.post("/api/documents/", {}, REMOTE_ADDR="203.0.113.8").status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
     assert client.get("/api/runs/", REMOTE_ADDR="198.51.100.3").status_code == 401  # another address
+
+
+def test_a_request_refused_by_its_actions_rate_does_not_use_up_the_callers_own(api, user, rates):
+    rates(chat="1/minute", user="3/minute")
+    session = ChatSession.objects.create(owner=user)
+    url = f"/api/chat/sessions/{session.id}/messages/"
+    posted = [api.post(url, {"content": f"q{n}"}, format="json").status_code for n in range(2)]
+    assert posted == [202, 429]
+    # The refused message counted against nothing: two of the user's three remain.
+    assert [api.get("/api/runs/").status_code for _ in range(3)] == [200, 200, 429]

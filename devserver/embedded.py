@@ -216,10 +216,13 @@ def _wait_for_port(port: int, *, seconds: float, what: str, log: Path, log_from:
         if _port_open(port):
             return
         if PORT_TAKEN_SAID in _log_since(log, log_from):
-            break  # the server has given up: no use waiting
+            when = "as the port was taken"  # the server has given up: no use waiting
+            break
         time.sleep(0.1)
+    else:
+        when = f"within {seconds:.0f}s"
     tail = log.read_text()[-2000:] if log.exists() else "(no log)"
-    raise EmbeddedError(f"{what} did not start on port {port} within {seconds:.0f}s. Log:\n{tail}")
+    raise EmbeddedError(f"{what} did not start on port {port} {when}. Log:\n{tail}")
 
 
 def _log_since(log: Path, offset: int) -> str:
